@@ -1,0 +1,244 @@
+"""Command line: parse, call the Python API, render. No logic of its own.
+
+Exit status: 0 success; 1 error (bad arguments, bad input, bad index); 2 usage error;
+3 the scan finished but some shards could not be read; 4 the contamination rate is above
+``--fail-above``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .config import IndexParams, ScanOptions
+from .errors import ContamscanError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILED_SHARDS, EXIT_GATE = 0, 1, 2, 3, 4
+MAX_SHARD_ROWS = 40
+
+
+class _Progress:
+    """Documents and MB/s on a terminal (stderr); silent when stderr is not one."""
+
+    def __init__(self, label: str):
+        self.label, self.total_bytes = label, None
+        self.docs = self.bytes = 0
+        self.t0 = time.perf_counter()
+        self._bar = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                                 TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+            self._task = self._bar.add_task(label, total=None, info="")
+            self._bar.start()
+
+    def __call__(self, docs: int, nbytes: int) -> None:
+        self.docs += docs
+        self.bytes += nbytes
+        if self._bar is not None:
+            rate = self.bytes / max(time.perf_counter() - self.t0, 1e-9) / 1e6
+            self._bar.update(self._task, completed=self.bytes, total=self.total_bytes,
+                             info=f"{self.docs:,} docs  {rate:,.1f} MB/s")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _console():
+    from rich.console import Console
+
+    # not on a terminal (a log, a pipe): wide enough that tables do not wrap
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def _fail(ctx: click.Context, err: Exception):
+    if ctx.find_root().params.get("debug"):
+        raise err
+    click.echo(f"error: {err}", err=True)
+    ctx.exit(EXIT_ERROR)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="contamscan")
+@click.option("--debug", is_flag=True, help="Show the full traceback of errors.")
+def cli(debug):
+    """Find near-copies of known AI model outputs in training data.
+
+    Build an index from reference texts (outputs of named models), then scan a dataset of
+    Parquet / JSON Lines / Arrow shards against it. Exit status: 0 ok, 1 error, 2 usage,
+    3 some shards failed, 4 rate above --fail-above.
+    """
+
+
+@cli.group("index")
+def index_group():
+    """Build and inspect reference indexes."""
+
+
+@index_group.command("build")
+@click.argument("refs", nargs=-1, required=True)
+@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
+              help="Index directory to write (created; an index there is replaced).")
+@click.option("--text-field", default="text", show_default=True, help="Field holding the text; a dotted path reaches nested fields.")
+@click.option("--label-field", default="model", show_default=True, help="Field naming the model that wrote the text.")
+@click.option("--id-field", default="id", show_default=True,
+              help="Field with a unique reference id; where absent, ids are FILE:ROW.")
+@click.option("--threshold", default=IndexParams.threshold, show_default=True, type=float,
+              help="Estimated Jaccard similarity at which a document is flagged; sets the LSH bands.")
+@click.option("--num-perm", default=IndexParams.num_perm, show_default=True, type=int, help="MinHash permutations.")
+@click.option("--ngram", default=IndexParams.ngram, show_default=True, type=int, help="Words per shingle.")
+@click.option("--seed", default=IndexParams.seed, show_default=True, type=int,
+              help="Permutation seed (datasketch's default is 1).")
+@click.option("--store-text", is_flag=True, help="Keep reference texts in the index (for evidence in reports).")
+@click.option("--strict", is_flag=True, help="Fail on the first bad record instead of counting and skipping it.")
+@click.pass_context
+def index_build(ctx, refs, out, text_field, label_field, id_field, threshold, num_perm, ngram, seed, store_text, strict):
+    """Build an index from reference files, directories or globs (REFS)."""
+    from .index import build_index
+
+    progress = _Progress("indexing")
+    try:
+        params = IndexParams(threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed)
+        index = build_index(refs, out, text_field=text_field, label_field=label_field, id_field=id_field or None,
+                            params=params, store_text=store_text, strict=strict,
+                            progress=lambda b: progress(len(b.texts) + len(b.bad), b.raw_bytes))
+    except ContamscanError as e:
+        _fail(ctx, e)
+    finally:
+        progress.close()
+    _print_index(index.summary(), progress.bytes / max(time.perf_counter() - progress.t0, 1e-9))
+
+
+def _print_index(s, rate=None):
+    p = s.params
+    lines = [
+        f"index      {s.path}",
+        f"refs       {s.refs:,}  ({s.bytes_on_disk / 1e6:,.1f} MB on disk)",
+        f"shingles   {p['ngram']}-word, {p['normalization']}, Unicode {p['unicode_version']}, {p['shingle_hash']}",
+        f"minhash    {p['scheme']}, num_perm {p['num_perm']}, seed {p['seed']}",
+        f"lsh        threshold {p['threshold']}, {p['bands']} bands x {p['rows']} rows",
+    ]
+    if s.skipped:
+        lines.append("skipped    " + ", ".join(f"{k}: {v}" for k, v in sorted(s.skipped.items())))
+    if rate:
+        lines.append(f"speed      {rate / 1e6:,.1f} MB/s")
+    lines.append("labels")
+    lines += [f"  {label:<32} {n:>9,}" for label, n in sorted(s.labels.items(), key=lambda kv: (-kv[1], kv[0]))]
+    click.echo("\n".join(lines))
+
+
+@index_group.command("info")
+@click.argument("index_path", metavar="INDEX")
+@click.option("--no-verify", is_flag=True, help="Skip checksum verification (faster for large indexes).")
+@click.pass_context
+def index_info(ctx, index_path, no_verify):
+    """Print an index's parameters, counts per label and size on disk."""
+    from .index import open_index
+
+    try:
+        _print_index(open_index(index_path, verify=not no_verify).summary())
+    except ContamscanError as e:
+        _fail(ctx, e)
+
+
+@cli.command("scan")
+@click.argument("dataset", nargs=-1, required=True)
+@click.option("--index", "index_path", required=True, type=click.Path(), help="Index directory from `index build`.")
+@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
+              help="Output directory for report.json, matches.parquet and report.md (never scanned).")
+@click.option("--text-field", default="text", show_default=True, help="Field holding the text; a dotted path reaches nested fields.")
+@click.option("--id-field", default="id", show_default=True,
+              help="Field copied into matches as doc_id, where present.")
+@click.option("--workers", default=0, show_default=True, type=int, help="Worker processes; 0 = one per core.")
+@click.option("--fail-above", type=float, default=None,
+              help="Exit with status 4 when the dataset's contamination rate is above RATE (a fraction, e.g. 0.01).")
+@click.option("--strict", is_flag=True, help="A bad record fails its shard instead of being counted and skipped.")
+@click.option("--batch-mb", default=16, show_default=True, type=int, help="Text per batch, in MB (bounds memory per worker).")
+@click.pass_context
+def scan_cmd(ctx, dataset, index_path, out, text_field, id_field, workers, fail_above, strict, batch_mb):
+    """Scan DATASET files, directories (recursively) or globs against an index."""
+    from .scan import scan
+
+    progress = _Progress("scanning")
+    try:
+        if fail_above is not None and not 0 <= fail_above <= 1:
+            raise ContamscanError(f"--fail-above must be a fraction between 0 and 1, got {fail_above}")
+        options = ScanOptions(text_field=text_field, id_field=id_field or None, workers=workers, strict=strict,
+                              batch_bytes=batch_mb << 20)
+        report = scan(list(dataset), index_path, out, options, progress=progress)
+    except ContamscanError as e:
+        _fail(ctx, e)
+    finally:
+        progress.close()
+    print_summary(report.data, out)
+    if report.failed_shards:
+        click.echo(f"error: {len(report.failed_shards)} shard(s) could not be read; see report.json", err=True)
+        ctx.exit(EXIT_FAILED_SHARDS)
+    if fail_above is not None and report.contamination_rate > fail_above:
+        click.echo(f"contamination rate {report.contamination_rate:.4%} is above --fail-above {fail_above:.4%}", err=True)
+        ctx.exit(EXIT_GATE)
+
+
+def print_summary(report: dict, out) -> None:
+    from rich.table import Table
+
+    from .report import ci_text, pct, top_label
+
+    t = report["totals"]
+    table = Table(title="contamscan", title_justify="left")
+    for col, just in (("shard", "left"), ("documents", "right"), ("flagged", "right"), ("rate", "right"),
+                      ("95% CI", "right"), ("top model", "left"), ("bad", "right")):
+        table.add_column(col, justify=just)
+    for s in report["shards"][:MAX_SHARD_ROWS]:
+        if s["status"] == "failed":
+            table.add_row(s["shard"], "-", "-", "FAILED", "-", (s["error"] or "")[:60], "-")
+        else:
+            table.add_row(s["shard"], f"{s['documents']:,}", f"{s['flagged_documents']:,}", pct(s["contamination_rate"]),
+                          ci_text(s["ci95"]), top_label(s["by_label"]), f"{s['errors']['bad_records']:,}")
+    if len(report["shards"]) > MAX_SHARD_ROWS:
+        table.add_row(f"… {len(report['shards']) - MAX_SHARD_ROWS} more shards in report.md", "", "", "", "", "", "")
+    table.add_section()
+    table.add_row("total", f"{t['documents']:,}", f"{t['flagged_documents']:,}", pct(t["contamination_rate"]),
+                  ci_text(t["ci95"]), top_label(t["by_label"]), f"{t['errors']['bad_records']:,}")
+    console = _console()
+    console.print(table)
+    console.print(f"report: {Path(out) / 'report.json'}, {Path(out) / 'report.md'}, {Path(out) / 'matches.parquet'}")
+
+
+@cli.command("demo")
+@click.argument("out", default="contamscan-demo", required=False)
+@click.option("--workers", default=1, show_default=True, type=int, help="Worker processes for the scan.")
+@click.pass_context
+def demo_cmd(ctx, out, workers):
+    """Generate a demo workspace in OUT (references, a dataset with planted copies in several
+    formats), build the index, scan, and print the summary. Needs no data or network."""
+    from .demo import make_demo_workspace
+    from .index import build_index
+    from .scan import scan
+
+    ws = make_demo_workspace(Path(out))
+    click.echo(f"demo workspace: {ws.root}  (references: {ws.references}, dataset: {ws.dataset})")
+    try:
+        index = build_index([str(ws.references)], ws.root / "index", label_field="model", store_text=True)
+        _print_index(index.summary())
+        click.echo("")
+        progress = _Progress("scanning")
+        try:
+            report = scan([str(ws.dataset)], index, ws.root / "scan", ScanOptions(workers=workers), progress=progress)
+        finally:
+            progress.close()
+    except ContamscanError as e:
+        _fail(ctx, e)
+    print_summary(report.data, ws.root / "scan")
+    click.echo(f"planted copies and bad records are listed in {ws.truth}")
+
+
+def main():
+    cli(prog_name="contamscan")

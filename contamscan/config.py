@@ -1,0 +1,54 @@
+"""Parameters, with their defaults and validation in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import ContamscanError
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """How references are turned into signatures and LSH bands.
+
+    A scan always uses the parameters of its index, so that document and reference
+    signatures are comparable.
+    """
+
+    threshold: float = 0.5  # estimated Jaccard similarity at which a document is flagged
+    num_perm: int = 128
+    ngram: int = 5  # words per shingle
+    seed: int = 1  # datasketch's default seed: signatures interoperate as they are
+
+    def __post_init__(self):
+        if not 0.0 < self.threshold < 1.0:
+            raise ContamscanError(f"--threshold must be between 0 and 1 (exclusive), got {self.threshold}")
+        if not 16 <= self.num_perm <= 1024:
+            raise ContamscanError(f"--num-perm must be between 16 and 1024, got {self.num_perm}")
+        if not 1 <= self.ngram <= 32:
+            raise ContamscanError(f"--ngram must be between 1 and 32, got {self.ngram}")
+        if not 0 <= self.seed < 2**32:
+            raise ContamscanError(f"seed must be a 32-bit unsigned integer, got {self.seed}")
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """Everything a scan needs besides its inputs, its index and its output directory."""
+
+    text_field: str = "text"
+    id_field: str | None = "id"  # used when present in a shard; None: never
+    workers: int = 0  # 0: one per core
+    strict: bool = False  # a bad record fails the shard instead of being counted
+    batch_bytes: int = 16 << 20  # text per batch: bounds memory per worker
+    top_matches: int = 10  # per shard, in report.json
+
+    def __post_init__(self):
+        if self.workers < 0:
+            raise ContamscanError(f"--workers must be >= 0, got {self.workers}")
+        if self.batch_bytes < 1 << 16:
+            raise ContamscanError("batch size must be at least 64 KiB")
+
+    @property
+    def n_workers(self) -> int:
+        return self.workers or (os.cpu_count() or 1)

@@ -1,0 +1,71 @@
+"""Executors: run :func:`contamscan.scan.scan_shard` over many shards.
+
+The local executor uses a pool of processes (``spawn``, so no thread state of the parent
+is inherited). Each worker opens the index once; its arrays are memory-mapped, so all
+workers share one copy through the page cache. Results come back in shard order whatever
+the order of completion, so reports do not depend on ``--workers``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+from .config import ScanOptions
+from .index import open_index
+
+_worker = {}  # per worker process: the opened index, its hasher, the progress queue
+
+
+def _init_worker(index_path: str, progress_queue) -> None:
+    index = open_index(index_path, verify=False)  # the parent verified it
+    _worker.update(index=index, hasher=index.hasher(), queue=progress_queue)
+
+
+def _report_batch(batch) -> None:
+    q = _worker.get("queue")
+    if q is not None:
+        q.put((len(batch.texts) + len(batch.bad), batch.raw_bytes))
+
+
+def _scan_in_worker(shard, options):
+    from .scan import scan_shard
+
+    return scan_shard(shard, _worker["index"], options, _worker["hasher"], progress=_report_batch)
+
+
+def run_local(shards, index, options: ScanOptions, progress=None) -> list:
+    """Scan ``shards`` with ``options.n_workers`` processes (in this process when 1)."""
+    from .scan import scan_shard
+
+    workers = min(options.n_workers, max(len(shards), 1))
+    if workers <= 1:
+        hasher = index.hasher()
+        cb = (lambda b: progress(len(b.texts) + len(b.bad), b.raw_bytes)) if progress else None
+        return [scan_shard(s, index, options, hasher, progress=cb) for s in shards]
+
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue() if progress else None
+    results = [None] * len(shards)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(str(index.path), q)) as pool:
+        pending = {pool.submit(_scan_in_worker, s, options): i for i, s in enumerate(shards)}
+        while pending:
+            done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            for f in done:
+                results[pending.pop(f)] = f.result()
+            _drain(q, progress)
+    _drain(q, progress)
+    return results
+
+
+def _drain(q, progress) -> None:
+    if q is None:
+        return
+    while True:
+        try:
+            docs, nbytes = q.get_nowait()
+        except queue.Empty:
+            return
+        progress(docs, nbytes)

@@ -1,0 +1,201 @@
+"""Scan: stream a shard's documents, flag near-copies of references, and sum up the shard.
+
+:func:`scan_shard` is the unit of work of every executor; :func:`scan` is the public entry
+point that discovers shards, runs them, and writes the report.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .config import ScanOptions
+from .errors import ContamscanError, ShardReadError
+from .index import ReferenceIndex, open_index
+from .minhash import INVALID_UTF8, Hasher
+from .readers import BadRecord, Fields, Shard, check_fields, discover, has_field, read_batches
+
+HISTOGRAM_BINS = 10  # best-candidate similarity in bins of 0.1
+MAX_ERROR_EXAMPLES = 5
+
+MATCH_SCHEMA = pa.schema([
+    ("shard", pa.string()),
+    ("row", pa.int64()),
+    ("doc_id", pa.string()),
+    ("ref_id", pa.string()),
+    ("label", pa.string()),
+    ("similarity", pa.float64()),
+    ("containment", pa.float64()),
+    ("char_start", pa.int64()),
+    ("char_end", pa.int64()),
+])
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What one shard contributed. ``matches`` has one row per flagged document."""
+
+    shard: str
+    status: str  # "ok" | "failed"
+    error: str | None = None
+    documents: int = 0
+    bytes: int = 0
+    flagged_documents: int = 0
+    flagged_bytes: int = 0
+    by_label: dict = field(default_factory=dict)
+    similarity_histogram: tuple = (0,) * HISTOGRAM_BINS
+    bad_records: int = 0
+    bad_by_reason: dict = field(default_factory=dict)
+    bad_examples: tuple = ()
+    matches: pa.Table = field(default_factory=MATCH_SCHEMA.empty_table)
+    seconds: float = 0.0
+
+
+class _ShardTally:
+    """Running totals of one shard while its batches stream by."""
+
+    def __init__(self, shard: Shard):
+        self.shard = shard
+        self.documents = self.bytes = self.flagged = self.flagged_bytes = 0
+        self.by_label = Counter()
+        self.histogram = np.zeros(HISTOGRAM_BINS, np.int64)
+        self.bad = Counter()
+        self.examples: list[BadRecord] = []
+        self.match_parts: list[pa.Table] = []
+
+    def add_bad(self, records) -> None:
+        for r in records:
+            self.bad[r.reason] += 1
+            if len(self.examples) < MAX_ERROR_EXAMPLES:
+                self.examples.append(r)
+
+    def result(self, seconds: float) -> ShardResult:
+        matches = pa.concat_tables(self.match_parts) if self.match_parts else MATCH_SCHEMA.empty_table()
+        return ShardResult(
+            shard=self.shard.relpath, status="ok", documents=self.documents, bytes=self.bytes,
+            flagged_documents=self.flagged, flagged_bytes=self.flagged_bytes,
+            by_label=dict(sorted(self.by_label.items())),
+            similarity_histogram=tuple(int(x) for x in self.histogram),
+            bad_records=sum(self.bad.values()), bad_by_reason=dict(sorted(self.bad.items())),
+            bad_examples=tuple({"file": self.shard.relpath, "row": r.row, "line": r.line, "reason": r.reason,
+                                "detail": r.detail} for r in self.examples),
+            matches=matches, seconds=seconds,
+        )
+
+
+def _containment(similarity, n_doc, n_ref):
+    """Estimated share of the reference's shingles found in the document, from the
+    Jaccard estimate J and the two shingle counts: |D ∩ R| = J (|D| + |R|) / (1 + J)."""
+    inter = similarity * (n_doc + n_ref) / (1.0 + similarity)
+    return np.minimum(1.0, inter / np.maximum(n_ref, 1))
+
+
+def scan_batch(tally: _ShardTally, batch, index: ReferenceIndex, hasher: Hasher) -> None:
+    sigs = hasher.signatures(batch.texts)
+    invalid = sigs.status == INVALID_UTF8
+    if invalid.any():
+        tally.add_bad(BadRecord(int(batch.rows[i]), None, "invalid_utf8", "text is not valid UTF-8")
+                      for i in np.nonzero(invalid)[0])
+    valid = ~invalid
+    n_bytes = pc.binary_length(batch.texts).to_numpy(zero_copy_only=False).astype(np.int64)
+    tally.documents += int(valid.sum())
+    tally.bytes += int(n_bytes[valid].sum())
+    res = index.query(sigs.values, skip=invalid | (sigs.n_shingles == 0))
+    had_candidate = res.n_candidates > 0
+    bins = np.minimum((res.similarity[had_candidate] * HISTOGRAM_BINS).astype(np.int64), HISTOGRAM_BINS - 1)
+    tally.histogram += np.bincount(bins, minlength=HISTOGRAM_BINS)
+    hit = np.nonzero(res.best_ref >= 0)[0]
+    if not len(hit):
+        return
+    refs = res.best_ref[hit]
+    labels = [index.labels[r] for r in refs]
+    tally.flagged += len(hit)
+    tally.flagged_bytes += int(n_bytes[hit].sum())
+    tally.by_label.update(labels)
+    sim = res.similarity[hit]
+    n_ref = index.refs["n_shingles"].to_numpy()[refs]
+    tally.match_parts.append(pa.table({
+        "shard": pa.array([tally.shard.relpath] * len(hit), pa.string()),
+        "row": pa.array(batch.rows[hit], pa.int64()),
+        "doc_id": batch.ids.take(pa.array(hit)).cast(pa.string()) if batch.ids is not None
+        else pa.nulls(len(hit), pa.string()),
+        "ref_id": pa.array([index.ref_ids[r] for r in refs], pa.string()),
+        "label": pa.array(labels, pa.string()),
+        "similarity": pa.array(sim, pa.float64()),
+        "containment": pa.array(_containment(sim, sigs.n_shingles[hit], n_ref), pa.float64()),
+        "char_start": pa.nulls(len(hit), pa.int64()),
+        "char_end": pa.nulls(len(hit), pa.int64()),
+    }, schema=MATCH_SCHEMA))
+
+
+def scan_shard(shard: Shard, index: ReferenceIndex, options: ScanOptions, hasher: Hasher | None = None,
+               progress=None) -> ShardResult:
+    """Scan one shard. A shard that cannot be read comes back with status "failed" and
+    the reason; a bad record is counted and skipped (or, with ``strict``, fails the shard)."""
+    t0 = time.perf_counter()
+    hasher = hasher or index.hasher()
+    tally = _ShardTally(shard)
+    try:
+        fields = Fields(text=options.text_field, id=_present(shard, options.id_field))
+        for batch in read_batches(shard, fields, batch_bytes=options.batch_bytes, strict=options.strict):
+            tally.add_bad(batch.bad)
+            if len(batch.texts):
+                scan_batch(tally, batch, index, hasher)
+            if progress:
+                progress(batch)
+    except ContamscanError as e:  # unreadable shard, or a bad record under --strict
+        return ShardResult(shard=shard.relpath, status="failed", error=str(e), seconds=time.perf_counter() - t0)
+    return tally.result(time.perf_counter() - t0)
+
+
+def _present(shard: Shard, id_field: str | None) -> str | None:
+    """The id field when the shard has it (ids are optional)."""
+    return id_field if id_field is not None and has_field(shard, id_field) else None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progress=None):
+    """Scan files, directories or globs against an index and write the report to ``out``.
+
+    ``index`` is a path or an opened :class:`ReferenceIndex`. ``progress``, if given, is
+    called as ``progress(documents, bytes)`` as work advances (``progress.total_bytes`` is
+    set first when it has that attribute). Returns a :class:`contamscan.report.ScanReport`;
+    failed shards are listed in it rather than raised.
+    """
+    from . import __version__
+    from .executors import run_local
+    from .report import ScanReport, build_report, write_outputs
+
+    started = _now()
+    if not isinstance(index, ReferenceIndex):
+        index = open_index(index)
+    inputs = [dataset] if isinstance(dataset, (str, os.PathLike)) else list(dataset)
+    out = Path(out) if out is not None else None
+    shards, skipped = discover(inputs, exclude=[out] if out is not None else [])
+    if not shards:
+        raise ContamscanError("no shards to scan (expected .parquet, .jsonl, .json, .jsonl.gz, .jsonl.zst, .arrow)")
+    for s in shards:  # a missing text field fails before any work
+        try:
+            check_fields(s, Fields(text=options.text_field))
+        except ShardReadError:
+            pass  # unreadable: the scan marks it failed and goes on
+    if progress is not None and hasattr(progress, "total_bytes"):
+        progress.total_bytes = sum(s.size for s in shards)
+    results = run_local(shards, index, options, progress)
+    matches = pa.concat_tables([r.matches for r in results]) if results else MATCH_SCHEMA.empty_table()
+    report = build_report(results, index_summary=index.summary(), started_at=started, finished_at=_now(),
+                          skipped=skipped, top_k=options.top_matches, version=__version__)
+    if out is not None:
+        write_outputs(out, report, matches)
+    return ScanReport(report, out)

@@ -1,0 +1,124 @@
+"""Text → normalised words → shingles → 32-bit shingle hashes.
+
+Normalisation (version 1, recorded in every index manifest):
+
+1. HTML/XML tags (``<p>``, ``</div>``, ``<!-- … -->`` up to 256 bytes, within one line) and
+   character entities (``&amp;``, ``&#8217;``) become word separators.
+2. Each code point is mapped on its own: Unicode compatibility decomposition (NFKD),
+   case folding, and the combining marks (categories Mn, Me) dropped. This is NFKC plus
+   case folding plus accent removal, computed one code point at a time so that a compiled
+   kernel can apply it from a table, and composed and decomposed input agree.
+3. Letters, digits and spacing marks (Mc) are word characters; everything else
+   (punctuation, symbols, markup, whitespace, controls) separates words. Ideographs and
+   kana are words of one character each (those scripts do not separate words by spaces).
+
+A shingle is ``ngram`` consecutive words joined by single spaces (a text with fewer words
+is one shingle; a text with no words has none) and its hash is :func:`shingle_hash`,
+xxh32 with seed 0 of the UTF-8 bytes. :func:`normalize` and :func:`shingles` are the
+readable reference implementation; the kernel in :mod:`contamscan.minhash` computes the
+same hashes without a Python call per shingle, and the tests hold the two equal.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+
+import numpy as np
+import xxhash
+
+NORMALIZATION = "nfkd-casefold-nomarks-v1"
+UNICODE_VERSION = unicodedata.unidata_version
+MAX_TAG_BYTES = 256
+
+# Byte patterns, so that the kernel's byte-level scan agrees with them exactly.
+_TAG = re.compile(rb"<[A-Za-z/!][^<>\n]{0,%d}>" % (MAX_TAG_BYTES - 3))
+_ENTITY = re.compile(rb"&(?:[A-Za-z][A-Za-z0-9]{0,9}|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});")
+
+
+def shingle_hash(b: bytes) -> int:
+    """Hash of one shingle: xxh32 (seed 0) of its UTF-8 bytes, as an unsigned int.
+
+    Pass it as ``hashfunc`` to ``datasketch.MinHash(..., scheme="affine32")`` to get
+    signatures bit-identical to contamscan's.
+    """
+    return xxhash.xxh32_intdigest(b)
+
+
+def _is_solo(ch: str) -> bool:
+    """Scripts written without spaces between words: one character, one word."""
+    cp = ord(ch)
+    return (
+        0x3040 <= cp <= 0x30FF  # hiragana, katakana
+        or 0x3400 <= cp <= 0x4DBF  # CJK extension A
+        or 0x4E00 <= cp <= 0x9FFF  # CJK unified ideographs
+        or 0xF900 <= cp <= 0xFAFF  # CJK compatibility ideographs
+        or 0x20000 <= cp <= 0x3FFFF  # CJK extensions B and later
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def fold_char(ch: str) -> str:
+    """Map one code point to its normalised form; separators become a single space."""
+    out = []
+    for c in unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", ch).casefold()):
+        cat = unicodedata.category(c)
+        if cat in ("Mn", "Me"):
+            continue
+        if c.isalnum() or cat == "Mc":
+            out.append(f" {c} " if _is_solo(c) else c)
+        else:
+            out.append(" ")
+    return "".join(out)
+
+
+def normalize(text: str) -> str:
+    """Normalised text: words separated by single spaces, no leading or trailing space."""
+    raw = _ENTITY.sub(b" ", _TAG.sub(b" ", text.encode("utf-8")))
+    folded = "".join(fold_char(c) for c in raw.decode("utf-8"))
+    return " ".join(w for w in folded.split(" ") if w)
+
+
+def words(text: str) -> list[str]:
+    return [w for w in normalize(text).split(" ") if w]
+
+
+def shingles(text: str, ngram: int = 5) -> list[bytes]:
+    """The shingles of ``text`` as UTF-8 bytes, in order (duplicates kept)."""
+    ws = words(text)
+    if not ws:
+        return []
+    if len(ws) < ngram:
+        return [" ".join(ws).encode()]
+    return [" ".join(ws[i : i + ngram]).encode() for i in range(len(ws) - ngram + 1)]
+
+
+@functools.lru_cache(maxsize=1)
+def fold_table() -> tuple[np.ndarray, np.ndarray]:
+    """The per-code-point mapping as a CSR table for the compiled kernel.
+
+    Returns ``(offsets, data)``: the UTF-8 bytes code point ``cp`` maps to are
+    ``data[offsets[cp]:offsets[cp + 1]]``, with b" " for a separator. Surrogates map to
+    nothing (they cannot occur in valid UTF-8). Built in well under a second.
+    """
+    chunks = []
+    lengths = np.zeros(0x110000, dtype=np.int64)
+    for cp in range(0x110000):
+        if 0xD800 <= cp < 0xE000:
+            continue
+        c = chr(cp)
+        if cp < 0x80:
+            m = c.lower() if c.isalnum() else " "
+        elif unicodedata.category(c) == "Cn":
+            m = " "  # unassigned in this Unicode version
+        else:
+            m = fold_char(c)
+        b = m.encode()
+        lengths[cp] = len(b)
+        chunks.append(b)
+    fold_char.cache_clear()  # the table replaces the cache
+    offsets = np.zeros(0x110001, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    data = np.frombuffer(b"".join(chunks), dtype=np.uint8).copy()
+    return offsets.astype(np.int32), data
