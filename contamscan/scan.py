@@ -98,12 +98,14 @@ def _containment(similarity, n_doc, n_ref):
     return np.minimum(1.0, inter / np.maximum(n_ref, 1))
 
 
-def scan_batch(tally: _ShardTally, batch, index: ReferenceIndex, hasher: Hasher) -> None:
+def scan_batch(tally: _ShardTally, batch, index: ReferenceIndex, hasher: Hasher, strict: bool = False) -> None:
     sigs = hasher.signatures(batch.texts)
     invalid = sigs.status == INVALID_UTF8
     if invalid.any():
-        tally.add_bad(BadRecord(int(batch.rows[i]), None, "invalid_utf8", "text is not valid UTF-8")
-                      for i in np.nonzero(invalid)[0])
+        rows = batch.rows[np.nonzero(invalid)[0]]
+        if strict:
+            raise ContamscanError(f"{tally.shard.relpath}: row {int(rows[0])}: invalid_utf8 (text is not valid UTF-8)")
+        tally.add_bad(BadRecord(int(r), None, "invalid_utf8", "text is not valid UTF-8") for r in rows)
     valid = ~invalid
     n_bytes = pc.binary_length(batch.texts).to_numpy(zero_copy_only=False).astype(np.int64)
     tally.documents += int(valid.sum())
@@ -148,7 +150,7 @@ def scan_shard(shard: Shard, index: ReferenceIndex, options: ScanOptions, hasher
         for batch in read_batches(shard, fields, batch_bytes=options.batch_bytes, strict=options.strict):
             tally.add_bad(batch.bad)
             if len(batch.texts):
-                scan_batch(tally, batch, index, hasher)
+                scan_batch(tally, batch, index, hasher, options.strict)
             if progress:
                 progress(batch)
     except ContamscanError as e:  # unreadable shard, or a bad record under --strict

@@ -166,3 +166,15 @@ def test_help_on_every_command():
     for args in ([], ["index"], ["index", "build"], ["index", "info"], ["scan"], ["demo"]):
         r = run(*args, "--help")
         assert r.exit_code == 0 and "Usage" in r.output
+
+
+def test_demo_finds_every_planted_copy(tmp_path):
+    r = run("demo", tmp_path / "demo")
+    assert r.exit_code == 0, r.output
+    truth = json.loads((tmp_path / "demo" / "truth.json").read_text())
+    matches = pl.read_parquet(tmp_path / "demo" / "scan" / "matches.parquet")
+    found = {(m["shard"], m["row"]): (m["ref_id"], m["label"]) for m in matches.iter_rows(named=True)}
+    planted = {(p["shard"], p["row"]): (p["ref_id"], p["model"]) for p in truth["planted"]}
+    assert found == planted
+    report = json.loads((tmp_path / "demo" / "scan" / "report.json").read_text())
+    assert report["totals"]["errors"]["bad_records"] == len(truth["bad_records"])

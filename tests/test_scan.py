@@ -1,0 +1,119 @@
+"""Scan behaviour on real text: the error policy, determinism across workers, the index checks."""
+
+import json
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from contamscan.config import IndexParams, ScanOptions
+from contamscan.errors import ContamscanError, FieldMissingError, IndexFormatError
+from contamscan.index import build_index, open_index
+from contamscan.scan import scan
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, ai_table):
+    root = tmp_path_factory.mktemp("scan")
+    refs = ai_table.slice(0, 400).select(["id", "model", "text"])
+    pq.write_table(refs, root / "refs.parquet")
+    index = build_index([str(root / "refs.parquet")], root / "index")
+    return root, index, refs
+
+
+def _jsonl(path, records):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+
+
+def test_bad_records_are_counted_and_skipped(setup, tmp_path):
+    root, index, refs = setup
+    texts = refs["text"].to_pylist()
+    data = tmp_path / "data"
+    data.mkdir()
+    _jsonl(data / "a.jsonl", [{"id": "x0", "text": texts[0]}, '{"id": "x1", "text": ', {"id": "x2", "text": None},
+                              {"id": "x3", "text": 7}, {"id": "x4", "text": texts[1]}, ["not", "an", "object"]])
+    # Parquet with a row of invalid UTF-8: Arrow does not validate, the kernel must
+    raw = [texts[2].encode(), b"caf\xe9 au lait", texts[3].encode()]
+    offsets = np.cumsum([0] + [len(r) for r in raw]).astype(np.int32)
+    arr = pa.Array.from_buffers(pa.string(), 3, [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(raw))])
+    pq.write_table(pa.table({"id": ["p0", "p1", "p2"], "text": arr}), data / "b.parquet")
+    report = scan([str(data)], index, tmp_path / "out", ScanOptions(workers=1))
+    shards = {s["shard"]: s for s in report.shards}
+    a, b = shards["a.jsonl"], shards["b.parquet"]
+    assert a["documents"] == 2 and a["flagged_documents"] == 2
+    assert a["errors"]["by_reason"] == {"malformed_json": 1, "text_null": 1, "text_not_string": 1, "not_an_object": 1}
+    assert {(e["row"], e["line"]) for e in a["errors"]["examples"]} >= {(1, 2), (2, 3)}
+    assert b["documents"] == 2 and b["errors"]["by_reason"] == {"invalid_utf8": 1}
+    assert b["errors"]["examples"][0]["row"] == 1
+    t = report.totals
+    # nothing is lost: every record is either scanned or counted
+    assert t["documents"] + t["errors"]["bad_records"] == 6 + 3
+    assert set(report.matches()["doc_id"].to_pylist()) == {"x0", "x4", "p0", "p2"}
+
+    strict = scan([str(data)], index, tmp_path / "out2", ScanOptions(workers=1, strict=True))
+    assert {s["shard"]: s["status"] for s in strict.shards} == {"a.jsonl": "failed", "b.parquet": "failed"}
+    assert "line 2" in strict.shards[0]["error"]
+
+
+def test_missing_text_field_names_fields(setup, tmp_path):
+    root, index, refs = setup
+    with pytest.raises(FieldMissingError, match="fields present: id, model, text"):
+        scan([str(root / "refs.parquet")], index, tmp_path / "out", ScanOptions(text_field="body"))
+
+
+def test_same_report_whatever_the_workers(setup, tmp_path, ai_table):
+    root, index, refs = setup
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = ai_table.slice(300, 400).select(["id", "text"])  # 100 indexed, 300 not
+    for i in range(4):
+        pq.write_table(rows.slice(i * 100, 100), data / f"part-{i}.parquet")
+    r1 = scan([str(data)], index, tmp_path / "o1", ScanOptions(workers=1))
+    r2 = scan([str(data)], index, tmp_path / "o2", ScanOptions(workers=2))
+    strip = lambda d: {k: v for k, v in d.items() if k not in ("started_at", "finished_at")}
+    assert strip(r1.data) == strip(r2.data)
+    assert r1.matches().equals(r2.matches())
+    assert r1.totals["flagged_documents"] == 100
+
+
+def test_output_dir_inside_dataset_is_not_scanned(setup, tmp_path):
+    root, index, refs = setup
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(refs.slice(0, 10), data / "a.parquet")
+    scan([str(data)], index, data / "out", ScanOptions(workers=1))
+    again = scan([str(data)], index, data / "out", ScanOptions(workers=1))
+    assert [s["shard"] for s in again.shards] == ["a.parquet"]
+
+
+def test_index_checks(setup, tmp_path):
+    root, index, refs = setup
+    summary = open_index(root / "index").summary()
+    assert summary.refs == 400 and sum(summary.labels.values()) == 400
+    assert summary.params["bands"] == 25 and summary.params["rows"] == 5
+    import shutil
+
+    bad = tmp_path / "tampered"
+    shutil.copytree(root / "index", bad)
+    sig = np.load(bad / "signatures.npy")
+    sig[0, 0] ^= 1
+    np.save(bad / "signatures.npy", sig)
+    with pytest.raises(IndexFormatError, match="checksum mismatch for signatures.npy"):
+        open_index(bad)
+    (bad / "manifest.json").unlink()
+    with pytest.raises(IndexFormatError, match="not a contamscan index"):
+        open_index(bad)
+    with pytest.raises(ContamscanError, match="threshold"):
+        IndexParams(threshold=1.5)
+
+
+def test_store_text_and_duplicate_ids(setup, tmp_path):
+    root, index, refs = setup
+    ix = build_index([str(root / "refs.parquet")], tmp_path / "ix", store_text=True)
+    assert ix.refs["text"].to_list()[:3] == refs["text"].to_pylist()[:3]
+    dup = tmp_path / "dup.parquet"
+    pq.write_table(pa.table({"id": ["a", "a"], "model": ["m", "m"], "text": ["one two three", "four five six"]}), dup)
+    with pytest.raises(ContamscanError, match="not unique"):
+        build_index([str(dup)], tmp_path / "ix2")
