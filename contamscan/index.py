@@ -36,7 +36,7 @@ from .config import IndexParams
 from .errors import ContamscanError, IndexFormatError
 from .lsh import band_key, band_keys, optimal_bands
 from .minhash import INVALID_UTF8, Hasher
-from .readers import Fields, check_fields, discover, read_batches
+from .readers import Fields, check_fields, discover, has_field, read_batches
 from .text import NORMALIZATION, UNICODE_VERSION
 
 FORMAT = "contamscan-index"
@@ -301,8 +301,10 @@ def build_index(refs, out, *, text_field: str = "text", label_field: str = "mode
     sig_parts = []
     skipped = Counter()
     for shard in shards:
-        fields = Fields(text=text_field, label=label_field, id=_id_field_for(shard, id_field))
         check_fields(shard, Fields(text=text_field, label=label_field))
+        # ids are optional: where the id field is absent, the id is FILE:ROW
+        has_id = id_field is not None and has_field(shard, id_field)
+        fields = Fields(text=text_field, label=label_field, id=id_field if has_id else None)
         for batch in read_batches(shard, fields, strict=strict):
             skipped.update(b.reason for b in batch.bad)
             sigs = hasher.signatures(batch.texts)
@@ -339,16 +341,3 @@ def build_index(refs, out, *, text_field: str = "text", label_field: str = "mode
     sigs = np.concatenate(sig_parts) if sig_parts else np.zeros((0, params.num_perm), np.uint32)
     save_index(Path(out), params, table, sigs, dict(skipped))
     return open_index(out, verify=False)
-
-
-def _id_field_for(shard, id_field):
-    """The id field if this shard has it; a missing *default* id field is not an error."""
-    if id_field is None:
-        return None
-    try:
-        check_fields(shard, Fields(text=id_field))
-    except ContamscanError:
-        return None
-    return id_field
-
-

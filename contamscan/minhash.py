@@ -55,69 +55,92 @@ def from_datasketch(m) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- kernel
+#
+# Throughput notes (measured on mostly-ASCII model outputs):
+# * Hash arithmetic is written as uint32 values truncated after every step, so LLVM
+#   emits 32-bit mul/rol instead of 64-bit ops plus masks, and the MinHash update over
+#   the permutations vectorises to 32-bit lanes.
+# * Normalisation does one table lookup per ASCII byte and no per-byte capacity check:
+#   the buffer is checked once per document and once per non-ASCII code point.
+# * A document's shingle hashes are computed first, then folded into the signature
+#   several at a time, so each pass over the signature row does more work per load.
 
-_M32 = np.uint64(0xFFFFFFFF)
-_P1, _P2, _P3, _P4, _P5 = (np.uint64(p) for p in (2654435761, 2246822519, 3266489917, 668265263, 374761393))
+_U32 = np.uint32
+_P1, _P2, _P3, _P4, _P5 = (_U32(p) for p in (2654435761, 2246822519, 3266489917, 668265263, 374761393))
+
+# codes in the byte-class table for bytes that are not word characters
+_SEP, _MARKUP, _NONASCII = 0, 1, 2  # any larger value is the normalised ASCII byte
+
+
+@numba.njit(inline="always")
+def _mul(x, y):
+    return _U32(x * y)
 
 
 @numba.njit(inline="always")
 def _rotl(x, r):
-    return ((x << np.uint64(r)) | (x >> np.uint64(32 - r))) & _M32
+    return _U32((x << _U32(r)) | (x >> _U32(32 - r)))
 
 
 @numba.njit(inline="always")
 def _u32le(buf, i):
-    return (
-        np.uint64(buf[i])
-        | (np.uint64(buf[i + 1]) << np.uint64(8))
-        | (np.uint64(buf[i + 2]) << np.uint64(16))
-        | (np.uint64(buf[i + 3]) << np.uint64(24))
+    # or-of-shifted bytes: LLVM merges this into one unaligned 32-bit load
+    return _U32(
+        _U32(buf[i]) | (_U32(buf[i + 1]) << _U32(8)) | (_U32(buf[i + 2]) << _U32(16)) | (_U32(buf[i + 3]) << _U32(24))
     )
+
+
+@numba.njit(inline="always")
+def _round(v, lane):
+    return _mul(_rotl(_U32(v + _mul(lane, _P2)), 13), _P1)
+
+
+@numba.njit(inline="always")
+def _xxh32(buf, start, end):
+    n = end - start
+    i = start
+    if n >= 16:
+        v1 = _U32(_P1 + _P2)
+        v2 = _P2
+        v3 = _U32(0)
+        v4 = _U32(_U32(0) - _P1)
+        limit = end - 16
+        while i <= limit:
+            v1 = _round(v1, _u32le(buf, i))
+            v2 = _round(v2, _u32le(buf, i + 4))
+            v3 = _round(v3, _u32le(buf, i + 8))
+            v4 = _round(v4, _u32le(buf, i + 12))
+            i += 16
+        h = _U32(_rotl(v1, 1) + _rotl(v2, 7) + _rotl(v3, 12) + _rotl(v4, 18))
+    else:
+        h = _P5
+    h = _U32(h + _U32(n))
+    while i + 4 <= end:
+        h = _mul(_rotl(_U32(h + _mul(_u32le(buf, i), _P3)), 17), _P4)
+        i += 4
+    while i < end:
+        h = _mul(_rotl(_U32(h + _mul(_U32(buf[i]), _P5)), 11), _P1)
+        i += 1
+    h = _U32(h ^ (h >> _U32(15)))
+    h = _mul(h, _P2)
+    h = _U32(h ^ (h >> _U32(13)))
+    h = _mul(h, _P3)
+    return _U32(h ^ (h >> _U32(16)))
 
 
 @numba.njit(cache=True, nogil=True)
 def xxh32(buf, start, end):
     """xxHash32 with seed 0 of ``buf[start:end]``."""
-    n = end - start
-    i = start
-    if n >= 16:
-        v1 = (_P1 + _P2) & _M32
-        v2 = _P2
-        v3 = np.uint64(0)
-        v4 = (np.uint64(0x100000000) - _P1) & _M32
-        limit = end - 16
-        while i <= limit:
-            v1 = (_rotl((v1 + _u32le(buf, i) * _P2) & _M32, 13) * _P1) & _M32
-            v2 = (_rotl((v2 + _u32le(buf, i + 4) * _P2) & _M32, 13) * _P1) & _M32
-            v3 = (_rotl((v3 + _u32le(buf, i + 8) * _P2) & _M32, 13) * _P1) & _M32
-            v4 = (_rotl((v4 + _u32le(buf, i + 12) * _P2) & _M32, 13) * _P1) & _M32
-            i += 16
-        h = (_rotl(v1, 1) + _rotl(v2, 7) + _rotl(v3, 12) + _rotl(v4, 18)) & _M32
-    else:
-        h = _P5
-    h = (h + np.uint64(n)) & _M32
-    while i + 4 <= end:
-        h = (_rotl((h + _u32le(buf, i) * _P3) & _M32, 17) * _P4) & _M32
-        i += 4
-    while i < end:
-        h = (_rotl((h + np.uint64(buf[i]) * _P5) & _M32, 11) * _P1) & _M32
-        i += 1
-    h ^= h >> np.uint64(15)
-    h = (h * _P2) & _M32
-    h ^= h >> np.uint64(13)
-    h = (h * _P3) & _M32
-    h ^= h >> np.uint64(16)
-    return h
+    return _xxh32(buf, start, end)
 
 
 @numba.njit(inline="always")
 def _fmix32(h):
-    h ^= h >> np.uint64(16)
-    h = (h * np.uint64(0x85EBCA6B)) & _M32
-    h ^= h >> np.uint64(13)
-    h = (h * np.uint64(0xC2B2AE35)) & _M32
-    h ^= h >> np.uint64(16)
-    return h
+    h = _U32(h ^ (h >> _U32(16)))
+    h = _mul(h, _U32(0x85EBCA6B))
+    h = _U32(h ^ (h >> _U32(13)))
+    h = _mul(h, _U32(0xC2B2AE35))
+    return _U32(h ^ (h >> _U32(16)))
 
 
 @numba.njit(inline="always")
@@ -182,65 +205,64 @@ def _markup_end(data, i, end):
 
 
 @numba.njit(cache=True, nogil=True)
-def _normalize_into(data, start, end, fold_off, fold_data, ascii_map, buf, ws, we):
+def _normalize_into(data, start, end, fold_off, fold_data, byte_class, buf, ws):
     """Write the normalised words of ``data[start:end]`` into ``buf`` (single spaces
-    between words) and their spans into ``ws``/``we``.
+    between words) and their start offsets into ``ws``, followed by the sentinel
+    ``ws[n_words] = len + 1`` so that word ``k`` ends at ``ws[k + 1] - 1``.
 
     Returns (n_words, n_chars); n_words is -1 for invalid UTF-8 and -2 when ``buf`` is
-    too small (the caller grows it and retries).
+    too small (the caller grows it and retries). ``ws`` needs ``len(buf) // 2 + 2`` slots.
     """
     cap = buf.shape[0]
+    # ASCII input never outgrows its bytes (a word's leading space is paid for by the
+    # separator before it), so this one check covers every ASCII byte; non-ASCII code
+    # points re-check with their expansion below.
+    if end - start + 2 > cap:
+        return -2, 0
     pos = 0
     nw = 0
     in_word = False
-    n_chars = 0
+    n_cont = 0  # UTF-8 continuation bytes: n_chars = bytes - n_cont
     i = start
     while i < end:
         c = data[i]
-        if c == 60 or c == 38:  # '<' or '&': markup is a separator
-            m = _markup_end(data, i, end)
-            if m > 0:
-                n_chars += m - i  # markup is ASCII
-                i = m
-                if in_word:
-                    we[nw] = pos
-                    nw += 1
-                    in_word = False
-                continue
-        if c < 0x80:  # ASCII fast path: one byte in, at most one byte out
-            i += 1
-            n_chars += 1
-            d = ascii_map[c]
-            if d == 0:
-                if in_word:
-                    we[nw] = pos
-                    nw += 1
-                    in_word = False
-                continue
-            if pos + 2 > cap:
-                return -2, 0
+        d = byte_class[c]
+        if d > _NONASCII:  # ASCII word character (the common case)
             if not in_word:
                 if nw > 0:
                     buf[pos] = 32
                     pos += 1
                 ws[nw] = pos
+                nw += 1
                 in_word = True
             buf[pos] = d
             pos += 1
+            i += 1
+            continue
+        if d == _SEP:
+            in_word = False
+            i += 1
+            continue
+        if d == _MARKUP:  # '<' or '&': a tag or entity is a separator, else the byte alone is
+            m = _markup_end(data, i, end)
+            i = m if m > 0 else i + 1
+            in_word = False
             continue
         # decode one code point (strict UTF-8, as Python's decoder)
         if 0xC2 <= c <= 0xDF:
             if i + 1 >= end or (data[i + 1] & 0xC0) != 0x80:
                 return -1, 0
-            cp = (np.int64(c & 0x1F) << 6) | np.int64(data[i + 1] & 0x3F)
+            cp = ((np.int64(c) & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F)
             i += 2
+            n_cont += 1
         elif 0xE0 <= c <= 0xEF:
             if i + 2 >= end or (data[i + 1] & 0xC0) != 0x80 or (data[i + 2] & 0xC0) != 0x80:
                 return -1, 0
-            cp = (np.int64(c & 0x0F) << 12) | (np.int64(data[i + 1] & 0x3F) << 6) | np.int64(data[i + 2] & 0x3F)
+            cp = ((np.int64(c) & 0x0F) << 12) | ((np.int64(data[i + 1]) & 0x3F) << 6) | (np.int64(data[i + 2]) & 0x3F)
             if cp < 0x800 or (0xD800 <= cp <= 0xDFFF):
                 return -1, 0
             i += 3
+            n_cont += 2
         elif 0xF0 <= c <= 0xF4:
             if (
                 i + 3 >= end
@@ -250,62 +272,81 @@ def _normalize_into(data, start, end, fold_off, fold_data, ascii_map, buf, ws, w
             ):
                 return -1, 0
             cp = (
-                (np.int64(c & 0x07) << 18)
-                | (np.int64(data[i + 1] & 0x3F) << 12)
-                | (np.int64(data[i + 2] & 0x3F) << 6)
-                | np.int64(data[i + 3] & 0x3F)
+                ((np.int64(c) & 0x07) << 18)
+                | ((np.int64(data[i + 1]) & 0x3F) << 12)
+                | ((np.int64(data[i + 2]) & 0x3F) << 6)
+                | (np.int64(data[i + 3]) & 0x3F)
             )
             if cp < 0x10000 or cp > 0x10FFFF:
                 return -1, 0
             i += 4
+            n_cont += 3
         else:
             return -1, 0
-        n_chars += 1
-        for k in range(fold_off[cp], fold_off[cp + 1]):
+        k0 = fold_off[cp]
+        k1 = fold_off[cp + 1]
+        # room for this code point's output (plus a space) and for the rest as ASCII
+        if pos + (k1 - k0) + (end - i) + 2 > cap:
+            return -2, 0
+        for k in range(k0, k1):
             d = fold_data[k]
             if d == 32:
-                if in_word:
-                    we[nw] = pos
-                    nw += 1
-                    in_word = False
+                in_word = False
             else:
-                if pos + 2 > cap:
-                    return -2, 0
                 if not in_word:
                     if nw > 0:
                         buf[pos] = 32
                         pos += 1
                     ws[nw] = pos
+                    nw += 1
                     in_word = True
                 buf[pos] = d
                 pos += 1
-    if in_word:
-        we[nw] = pos
-        nw += 1
-    return nw, n_chars
+    ws[nw] = pos + 1
+    return nw, (end - start) - n_cont
+
+
+_BLOCK = 4  # shingles folded into the signature per pass over it
 
 
 @numba.njit(cache=True, nogil=True)
-def _update(sig, h, a, b):
-    x = _fmix32(h)
-    for j in range(sig.shape[0]):
-        v = np.uint32((np.uint64(a[j]) * x + np.uint64(b[j])) & _M32)
-        if v < sig[j]:
-            sig[j] = v
+def _update(sig, xs, n, a, b):
+    """sig[j] = min(sig[j], a[j] * x + b[j] mod 2**32) over ``x`` in ``xs[:n]`` (fmix32'd
+    hashes). The inner loops over ``j`` vectorise to 32-bit lanes."""
+    p = sig.shape[0]
+    k = 0
+    while k + _BLOCK <= n:
+        x0, x1, x2, x3 = xs[k], xs[k + 1], xs[k + 2], xs[k + 3]
+        for j in range(p):
+            aj = a[j]
+            bj = b[j]
+            s = sig[j]
+            s = min(s, _U32(aj * x0 + bj))
+            s = min(s, _U32(aj * x1 + bj))
+            s = min(s, _U32(aj * x2 + bj))
+            s = min(s, _U32(aj * x3 + bj))
+            sig[j] = s
+        k += _BLOCK
+    while k < n:
+        x = xs[k]
+        for j in range(p):
+            sig[j] = min(sig[j], _U32(a[j] * x + b[j]))
+        k += 1
 
 
 @numba.njit(cache=True, nogil=True)
-def _signature_kernel(data, offsets, first, fold_off, fold_data, ascii_map, ngram, a, b, sigs, n_shingles, n_chars, status, buf, ws, we):
+def _signature_kernel(data, offsets, first, fold_off, fold_data, byte_class, ngram, a, b, sigs, n_shingles, n_chars, status, buf, ws, xs):
     """Signatures of documents ``first..`` of an Arrow string array (``data``/``offsets``).
 
     Returns the index of the first document not done (its normalised form did not fit in
-    ``buf``), or the number of documents when all are done.
+    ``buf``), or the number of documents when all are done. ``xs`` needs as many slots
+    as ``ws``.
     """
     n_docs = offsets.shape[0] - 1
     for d in range(first, n_docs):
         sig = sigs[d]
-        sig[:] = 0xFFFFFFFF
-        nw, nc = _normalize_into(data, offsets[d], offsets[d + 1], fold_off, fold_data, ascii_map, buf, ws, we)
+        sig[:] = EMPTY
+        nw, nc = _normalize_into(data, offsets[d], offsets[d + 1], fold_off, fold_data, byte_class, buf, ws)
         if nw == -2:
             return d
         if nw == -1:
@@ -316,14 +357,16 @@ def _signature_kernel(data, offsets, first, fold_off, fold_data, ascii_map, ngra
         status[d] = OK
         n_chars[d] = nc
         if nw == 0:
-            n_shingles[d] = 0
-        elif nw < ngram:
-            n_shingles[d] = 1
-            _update(sig, xxh32(buf, ws[0], we[nw - 1]), a, b)
+            n = 0
+        elif nw < ngram:  # one shingle: the whole text
+            n = 1
+            xs[0] = _fmix32(_xxh32(buf, ws[0], ws[nw] - 1))
         else:
-            n_shingles[d] = nw - ngram + 1
-            for k in range(nw - ngram + 1):
-                _update(sig, xxh32(buf, ws[k], we[k + ngram - 1]), a, b)
+            n = nw - ngram + 1
+            for k in range(n):
+                xs[k] = _fmix32(_xxh32(buf, ws[k], ws[k + ngram] - 1))
+        n_shingles[d] = n
+        _update(sig, xs, n, a, b)
     return n_docs
 
 
@@ -349,12 +392,16 @@ class Hasher:
         self.num_perm, self.seed, self.ngram = num_perm, seed, ngram
         self.a, self.b = permutations(num_perm, seed)
         self._fold_off, self._fold_data = fold_table()
-        # ASCII byte -> its normalised byte, 0 for a separator
-        self._ascii_map = np.array([self._fold_data[self._fold_off[c]] if self._fold_data[self._fold_off[c]] != 32 else 0
-                                    for c in range(128)], np.uint8)
-        self._buf = np.empty(1 << 16, np.uint8)
-        self._ws = np.empty(1 << 15, np.int64)
-        self._we = np.empty(1 << 15, np.int64)
+        # byte -> its normalised byte for an ASCII word character, else _SEP, _MARKUP or
+        # _NONASCII: one lookup classifies every byte
+        byte_class = np.full(256, _NONASCII, np.uint8)
+        for c in range(128):
+            d = self._fold_data[self._fold_off[c]]
+            assert d == 32 or d > _NONASCII  # word characters fold to letters and digits
+            byte_class[c] = _SEP if d == 32 else d
+        byte_class[ord("<")] = byte_class[ord("&")] = _MARKUP
+        self._byte_class = byte_class
+        self._grow(1 << 16)
 
     def signatures(self, texts) -> Signatures:
         """Signatures of an Arrow string array, or of a list of ``str``."""
@@ -374,8 +421,8 @@ class Hasher:
         done = 0
         while done < n:
             done = _signature_kernel(
-                data, offsets, done, self._fold_off, self._fold_data, self._ascii_map, self.ngram, self.a, self.b,
-                sigs, n_shingles, n_chars, status, self._buf, self._ws, self._we,
+                data, offsets, done, self._fold_off, self._fold_data, self._byte_class, self.ngram, self.a, self.b,
+                sigs, n_shingles, n_chars, status, self._buf, self._ws, self._xs,
             )
             if done < n:  # document `done` needs a bigger buffer: its normalised form can outgrow its bytes
                 need = 2 * int(offsets[done + 1] - offsets[done]) + 64
@@ -388,4 +435,4 @@ class Hasher:
     def _grow(self, size: int) -> None:
         self._buf = np.empty(size, np.uint8)
         self._ws = np.empty(size // 2 + 2, np.int64)
-        self._we = np.empty(size // 2 + 2, np.int64)
+        self._xs = np.empty(size // 2 + 2, np.uint32)  # a document's fmix32'd shingle hashes

@@ -117,3 +117,13 @@ def test_store_text_and_duplicate_ids(setup, tmp_path):
     pq.write_table(pa.table({"id": ["a", "a"], "model": ["m", "m"], "text": ["one two three", "four five six"]}), dup)
     with pytest.raises(ContamscanError, match="not unique"):
         build_index([str(dup)], tmp_path / "ix2")
+
+
+def test_nested_label_and_integer_ids(tmp_path, ai_table):
+    rows = ai_table.slice(0, 30).to_pylist()
+    _jsonl(tmp_path / "refs.jsonl", [{"id": i, "meta": {"model": r["model"]}, "text": r["text"]} for i, r in enumerate(rows)])
+    ix = build_index([str(tmp_path / "refs.jsonl")], tmp_path / "ix", label_field="meta.model")
+    assert ix.refs["ref_id"].to_list() == [str(i) for i in range(30)]
+    assert ix.refs["label"].to_list() == [r["model"] for r in rows]
+    with pytest.raises(FieldMissingError, match="'model'"):
+        build_index([str(tmp_path / "refs.jsonl")], tmp_path / "ix2", label_field="model")

@@ -1,0 +1,237 @@
+"""Shared helpers of the benchmark scripts: single-thread setup, synthetic datasets built
+from the real texts under ../shared/data, work directories, versions, logging.
+
+The scripts import this module *after* :func:`pin_threads` has set the environment, so
+numba, polars and Arrow start with one thread each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+THREAD_ENV = {
+    "NUMBA_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "POLARS_MAX_THREADS": "1",
+    "RAYON_NUM_THREADS": "1",
+}
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+MB = 1_000_000  # throughput is reported in MB (10**6 bytes) of UTF-8 text per second
+
+
+def pin_threads() -> None:
+    """One thread for every library that would start a pool. Call before importing them."""
+    for k, v in THREAD_ENV.items():
+        os.environ[k] = v
+
+
+def pin_arrow() -> None:
+    import pyarrow as pa
+
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+
+
+def log(*args) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}]", *args, file=sys.stderr, flush=True)
+
+
+def emit(result: dict) -> None:
+    """The one line a benchmark prints to stdout."""
+    print(json.dumps(result, sort_keys=False), flush=True)
+
+
+def add_common_args(p) -> None:
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                   help="folder with ai/slop_score.parquet and human/*.parquet (read only; default: %(default)s)")
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="where generated shards, indexes and reports go (default: a fresh temporary directory)")
+    p.add_argument("--keep", action="store_true", help="keep the work directory at the end")
+    p.add_argument("--seed", type=int, default=0, help="seed of the document order (default: %(default)s)")
+
+
+@contextmanager
+def workdir(path: Path | None, keep: bool):
+    """A work directory: ``path`` (created if needed, never removed) or a fresh temporary one,
+    removed at the end unless ``keep``."""
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    d = Path(tempfile.mkdtemp(prefix="contamscan-bench-"))
+    try:
+        yield d
+    finally:
+        if keep:
+            log(f"kept work directory {d}")
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions(*extra: str) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("contamscan", "datasketch", "rensa", "pyarrow", "polars", "numpy", "numba", "xxhash", *extra):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def machine() -> dict:
+    return {"cpu": cpu_name(), "cores": os.cpu_count()}
+
+
+# --------------------------------------------------------------------------- real texts
+
+
+class Corpus:
+    """The real texts: AI outputs (with their model) and human texts, in one seeded order."""
+
+    def __init__(self, data: Path, seed: int = 0):
+        import pyarrow.parquet as pq
+
+        ai_path = data / "ai" / "slop_score.parquet"
+        human_paths = sorted((data / "human").glob("*.parquet"))
+        if not ai_path.is_file() or not human_paths:
+            raise SystemExit(f"real data not found under {data} (need ai/slop_score.parquet and human/*.parquet)")
+        ai = pq.read_table(ai_path, columns=["id", "model", "text"])
+        self.ai_ids = [str(x) for x in ai["id"].to_pylist()]
+        self.ai_models = ai["model"].to_pylist()
+        self.ai_texts = ai["text"].to_pylist()
+        self.human_ids, self.human_texts = [], []
+        for p in human_paths:
+            t = pq.read_table(p, columns=["id", "text"])
+            self.human_ids += [f"{p.stem}/{x}" for x in t["id"].to_pylist()]
+            self.human_texts += t["text"].to_pylist()
+        # documents of the dataset: every AI and human text, in a seeded order
+        docs = [(f"ai/{i}", t) for i, t in zip(self.ai_ids, self.ai_texts) if t is not None]
+        docs += [(f"human/{i}", t) for i, t in zip(self.human_ids, self.human_texts) if t is not None]
+        random.Random(seed).shuffle(docs)
+        self.doc_ids = [d[0] for d in docs]
+        self.doc_texts = [d[1] for d in docs]
+        self.doc_bytes = [len(t.encode("utf-8")) for t in self.doc_texts]
+        self.unique_bytes = sum(self.doc_bytes)
+
+    def ref_rows(self, n: int, seed: int = 0) -> list[int]:
+        """``n`` AI outputs (row numbers), a seeded sample: the references of an index."""
+        rows = [i for i, t in enumerate(self.ai_texts) if t is not None]
+        if n > len(rows):
+            raise SystemExit(f"asked for {n} references, the AI data has {len(rows)}")
+        return sorted(random.Random(seed + 1).sample(rows, n))
+
+
+def write_refs(corpus: Corpus, rows: list[int], path: Path, min_mb: float = 0.0) -> tuple[int, int]:
+    """Write the references ``rows`` (id, model, text) to a Parquet file, repeated until it
+    holds at least ``min_mb`` MB of text (repeats get distinct ids). Returns (refs, bytes)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids, models, texts = [], [], []
+    nbytes = 0
+    rep = 0
+    while True:
+        for r in rows:
+            ids.append(corpus.ai_ids[r] if rep == 0 else f"{corpus.ai_ids[r]}#{rep}")
+            models.append(corpus.ai_models[r])
+            texts.append(corpus.ai_texts[r])
+            nbytes += len(corpus.ai_texts[r].encode("utf-8"))
+        rep += 1
+        if nbytes >= min_mb * MB:
+            break
+    table = pa.table({"id": pa.array(ids, pa.string()), "model": pa.array(models, pa.string()),
+                      "text": pa.array(texts, pa.large_string())})
+    pq.write_table(table, path, compression="zstd")
+    return len(ids), nbytes
+
+
+def write_dataset(corpus: Corpus, out_dir: Path, total_mb: float, shard_mb: float, row_group_mb: float = 16,
+                  prefix: str = "part", start: int = 0) -> tuple[list[Path], int, int]:
+    """Parquet shards (zstd; columns id, text) of the corpus documents, cycled in order from
+    document ``start`` until ``total_mb`` MB of text; a shard holds ~``shard_mb`` MB of text
+    in row groups of ~``row_group_mb`` MB. Repeats keep their text and get distinct ids.
+    Returns (paths, text bytes, documents). Memory: one row group at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema([("id", pa.string()), ("text", pa.large_string())])
+    total, docs = int(total_mb * MB), 0
+    shard_cap, rg_cap = int(shard_mb * MB), int(row_group_mb * MB)
+    n = len(corpus.doc_texts)
+    written = 0
+    k = start
+    paths = []
+    while written < total:
+        path = out_dir / f"{prefix}-{len(paths):05d}.parquet"
+        paths.append(path)
+        in_shard = 0
+        with pq.ParquetWriter(path, schema, compression="zstd") as w:
+            while in_shard < shard_cap and written < total:
+                ids, texts, rg = [], [], 0
+                while rg < rg_cap and in_shard + rg < shard_cap and written + rg < total:
+                    i = k % n
+                    rep = k // n
+                    ids.append(corpus.doc_ids[i] if rep == 0 else f"{corpus.doc_ids[i]}#{rep}")
+                    texts.append(corpus.doc_texts[i])
+                    rg += corpus.doc_bytes[i]
+                    k += 1
+                w.write_table(pa.table({"id": pa.array(ids, pa.string()),
+                                        "text": pa.array(texts, pa.large_string())}, schema=schema))
+                in_shard += rg
+                written += rg
+                docs += len(texts)
+    return paths, written, docs
+
+
+def text_bytes(paths) -> int:
+    """UTF-8 bytes of the ``text`` column of Parquet files."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    total = 0
+    for p in paths:
+        pf = pq.ParquetFile(p)
+        for rb in pf.iter_batches(columns=["text"], use_threads=False):
+            total += pc.sum(pc.binary_length(rb.column(0))).as_py() or 0
+    return total
+
+
+class Timer:
+    """Wall and CPU seconds of a block."""
+
+    def __enter__(self):
+        self.w0, self.c0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.w0
+        self.cpu = time.process_time() - self.c0
+
+
+def rate(nbytes: int, seconds: float) -> float:
+    return round(nbytes / MB / seconds, 2) if seconds > 0 else float("nan")
