@@ -160,8 +160,11 @@ class ReferenceIndex:
         self.band_refs = arrays["band_refs"]
         self.band_dir = arrays["band_dir"]
         self.dir_bits = int(round(math.log2(self.band_dir.shape[1] - 1)))
-        self.ref_ids = refs["ref_id"].to_list()
-        self.labels = refs["label"].to_list()
+        # per-reference columns as arrays, not Python objects: cheap to hold per worker
+        self.ref_ids = refs["ref_id"].to_arrow()
+        self.label_names, codes = np.unique(refs["label"].to_numpy().astype(str), return_inverse=True)
+        self.label_codes = codes.astype(np.int32)
+        self.ref_shingles = refs["n_shingles"].to_numpy()
         # slots that must agree for a flag: similarity = equal / num_perm >= threshold
         self.min_equal = math.ceil(self.params.threshold * self.params.num_perm - 1e-9)
 

@@ -118,18 +118,18 @@ def scan_batch(tally: _ShardTally, batch, index: ReferenceIndex, hasher: Hasher,
     if not len(hit):
         return
     refs = res.best_ref[hit]
-    labels = [index.labels[r] for r in refs]
+    labels = index.label_names[index.label_codes[refs]].tolist()
     tally.flagged += len(hit)
     tally.flagged_bytes += int(n_bytes[hit].sum())
     tally.by_label.update(labels)
     sim = res.similarity[hit]
-    n_ref = index.refs["n_shingles"].to_numpy()[refs]
+    n_ref = index.ref_shingles[refs]
     tally.match_parts.append(pa.table({
         "shard": pa.array([tally.shard.relpath] * len(hit), pa.string()),
         "row": pa.array(batch.rows[hit], pa.int64()),
         "doc_id": batch.ids.take(pa.array(hit)).cast(pa.string()) if batch.ids is not None
         else pa.nulls(len(hit), pa.string()),
-        "ref_id": pa.array([index.ref_ids[r] for r in refs], pa.string()),
+        "ref_id": index.ref_ids.take(pa.array(refs)).cast(pa.string()),
         "label": pa.array(labels, pa.string()),
         "similarity": pa.array(sim, pa.float64()),
         "containment": pa.array(_containment(sim, sigs.n_shingles[hit], n_ref), pa.float64()),
