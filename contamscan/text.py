@@ -22,6 +22,7 @@ same hashes without a Python call per shingle, and the tests hold the two equal.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import unicodedata
 
@@ -94,14 +95,38 @@ def shingles(text: str, ngram: int = 5) -> list[bytes]:
     return [" ".join(ws[i : i + ngram]).encode() for i in range(len(ws) - ngram + 1)]
 
 
+def _cache_path():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "contamscan", f"fold-{NORMALIZATION}-unicode{UNICODE_VERSION}.npz")
+
+
 @functools.lru_cache(maxsize=1)
 def fold_table() -> tuple[np.ndarray, np.ndarray]:
     """The per-code-point mapping as a CSR table for the compiled kernel.
 
     Returns ``(offsets, data)``: the UTF-8 bytes code point ``cp`` maps to are
     ``data[offsets[cp]:offsets[cp + 1]]``, with b" " for a separator. Surrogates map to
-    nothing (they cannot occur in valid UTF-8). Built in well under a second.
+    nothing (they cannot occur in valid UTF-8). Building takes about half a second, so the
+    table is cached on disk (per normalisation and Unicode version) for worker start-up.
     """
+    path = _cache_path()
+    try:
+        with np.load(path) as z:
+            return z["offsets"], z["data"]
+    except (OSError, KeyError, ValueError):
+        pass
+    offsets, data = _build_fold_table()
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp.npz"
+        np.savez(tmp, offsets=offsets, data=data)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home: rebuild each time
+    return offsets, data
+
+
+def _build_fold_table() -> tuple[np.ndarray, np.ndarray]:
     chunks = []
     lengths = np.zeros(0x110000, dtype=np.int64)
     for cp in range(0x110000):
