@@ -21,6 +21,7 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_throughput.py
+	$(BIN)/python benchmarks/bench_scale.py
 
 clean:
 	rm -rf demo-out bench-out .pytest_cache .hypothesis
