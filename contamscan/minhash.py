@@ -69,7 +69,17 @@ _U32 = np.uint32
 _P1, _P2, _P3, _P4, _P5 = (_U32(p) for p in (2654435761, 2246822519, 3266489917, 668265263, 374761393))
 
 # codes in the byte-class table for bytes that are not word characters
-_SEP, _MARKUP, _NONASCII = 0, 1, 2  # any larger value is the normalised ASCII byte
+# (a word character's own code is its normalised byte, < 0x80)
+_SEP, _MARKUP, _NONASCII = 0, 0xFE, 0xFF
+
+_PAD = 16  # bytes after the normalised text that _xxh32 may read (not hash)
+
+
+@numba.njit(inline="always")
+def _ix(i):
+    # an unsigned index: numba skips its negative-index wraparound code, which otherwise
+    # costs a compare and cmov per access and stops LLVM merging adjacent byte loads
+    return np.uint64(i)
 
 
 @numba.njit(inline="always")
@@ -86,7 +96,10 @@ def _rotl(x, r):
 def _u32le(buf, i):
     # or-of-shifted bytes: LLVM merges this into one unaligned 32-bit load
     return _U32(
-        _U32(buf[i]) | (_U32(buf[i + 1]) << _U32(8)) | (_U32(buf[i + 2]) << _U32(16)) | (_U32(buf[i + 3]) << _U32(24))
+        _U32(buf[_ix(i)])
+        | (_U32(buf[_ix(i + 1)]) << _U32(8))
+        | (_U32(buf[_ix(i + 2)]) << _U32(16))
+        | (_U32(buf[_ix(i + 3)]) << _U32(24))
     )
 
 
@@ -115,12 +128,19 @@ def _xxh32(buf, start, end):
     else:
         h = _P5
     h = _U32(h + _U32(n))
-    while i + 4 <= end:
-        h = _mul(_rotl(_U32(h + _mul(_u32le(buf, i), _P3)), 17), _P4)
-        i += 4
-    while i < end:
-        h = _mul(_rotl(_U32(h + _mul(_U32(buf[i]), _P5)), 11), _P1)
-        i += 1
+    # The tail (< 16 bytes) as three word steps and three byte steps, each applied or
+    # not by a select: no data-dependent branches, so the CPU overlaps the hashing of
+    # consecutive shingles. Reads up to 15 bytes past ``end`` (``buf`` is padded).
+    for _ in range(3):
+        t = _mul(_rotl(_U32(h + _mul(_u32le(buf, i), _P3)), 17), _P4)
+        take = i + 4 <= end
+        h = t if take else h
+        i += 4 * np.int64(take)
+    for _ in range(3):
+        t = _mul(_rotl(_U32(h + _mul(_U32(buf[_ix(i)]), _P5)), 11), _P1)
+        take = i < end
+        h = t if take else h
+        i += np.int64(take)
     h = _U32(h ^ (h >> _U32(15)))
     h = _mul(h, _P2)
     h = _U32(h ^ (h >> _U32(13)))
@@ -131,6 +151,10 @@ def _xxh32(buf, start, end):
 @numba.njit(cache=True, nogil=True)
 def xxh32(buf, start, end):
     """xxHash32 with seed 0 of ``buf[start:end]``."""
+    if end + _PAD > buf.shape[0]:  # _xxh32 reads past the end: hash a padded copy
+        tmp = np.zeros(end - start + _PAD, np.uint8)
+        tmp[: end - start] = buf[start:end]
+        return _xxh32(tmp, 0, end - start)
     return _xxh32(buf, start, end)
 
 
@@ -205,6 +229,36 @@ def _markup_end(data, i, end):
 
 
 @numba.njit(cache=True, nogil=True)
+def _utf8_continuations(data, start, end):
+    """Continuation bytes in ``data[start:end]`` (strict UTF-8), or -1 if it is not valid."""
+    n = 0
+    i = start
+    while i < end:
+        c = data[i]
+        if c < 0x80:
+            i += 1
+            continue
+        if 0xC2 <= c <= 0xDF:
+            k = 1
+        elif 0xE0 <= c <= 0xEF:
+            k = 2
+        elif 0xF0 <= c <= 0xF4:
+            k = 3
+        else:
+            return -1
+        cp = np.int64(c) & (0x3F >> k)
+        for j in range(1, k + 1):
+            if i + j >= end or (data[i + j] & 0xC0) != 0x80:
+                return -1
+            cp = (cp << 6) | (np.int64(data[i + j]) & 0x3F)
+        if (k == 2 and (cp < 0x800 or 0xD800 <= cp <= 0xDFFF)) or (k == 3 and (cp < 0x10000 or cp > 0x10FFFF)):
+            return -1
+        n += k
+        i += k + 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
 def _normalize_into(data, start, end, fold_off, fold_data, byte_class, buf, ws):
     """Write the normalised words of ``data[start:end]`` into ``buf`` (single spaces
     between words) and their start offsets into ``ws``, followed by the sentinel
@@ -213,7 +267,7 @@ def _normalize_into(data, start, end, fold_off, fold_data, byte_class, buf, ws):
     Returns (n_words, n_chars); n_words is -1 for invalid UTF-8 and -2 when ``buf`` is
     too small (the caller grows it and retries). ``ws`` needs ``len(buf) // 2 + 2`` slots.
     """
-    cap = buf.shape[0]
+    cap = buf.shape[0] - _PAD
     # ASCII input never outgrows its bytes (a word's leading space is paid for by the
     # separator before it), so this one check covers every ASCII byte; non-ASCII code
     # points re-check with their expansion below.
@@ -221,32 +275,38 @@ def _normalize_into(data, start, end, fold_off, fold_data, byte_class, buf, ws):
         return -2, 0
     pos = 0
     nw = 0
-    in_word = False
+    in_word = 0  # 0/1
     n_cont = 0  # UTF-8 continuation bytes: n_chars = bytes - n_cont
     i = start
     while i < end:
-        c = data[i]
+        c = data[_ix(i)]
         d = byte_class[c]
-        if d > _NONASCII:  # ASCII word character (the common case)
-            if not in_word:
-                if nw > 0:
-                    buf[pos] = 32
-                    pos += 1
-                ws[nw] = pos
-                nw += 1
-                in_word = True
-            buf[pos] = d
-            pos += 1
-            i += 1
-            continue
-        if d == _SEP:
-            in_word = False
+        if d < _MARKUP:
+            # ASCII word character or separator (the common case), branch-free since
+            # word boundaries are unpredictable: the stores are speculative and only
+            # kept when the positions advance.
+            is_word = np.int64(d != _SEP)  # 0/1 ints, not bools: `and` would branch
+            starts = is_word & (in_word ^ 1)
+            buf[_ix(pos)] = 32  # a space before every word but the first
+            pos += starts & np.int64(nw > 0)
+            ws[_ix(nw)] = pos
+            nw += starts
+            buf[_ix(pos)] = d
+            pos += is_word
+            in_word = is_word
             i += 1
             continue
         if d == _MARKUP:  # '<' or '&': a tag or entity is a separator, else the byte alone is
             m = _markup_end(data, i, end)
-            i = m if m > 0 else i + 1
-            in_word = False
+            if m > 0:  # a tag may hold non-ASCII text: validate it, count its characters
+                k = _utf8_continuations(data, i, m)
+                if k < 0:
+                    return -1, 0
+                n_cont += k
+                i = m
+            else:
+                i += 1
+            in_word = 0
             continue
         # decode one code point (strict UTF-8, as Python's decoder)
         if 0xC2 <= c <= 0xDF:
@@ -291,16 +351,16 @@ def _normalize_into(data, start, end, fold_off, fold_data, byte_class, buf, ws):
         for k in range(k0, k1):
             d = fold_data[k]
             if d == 32:
-                in_word = False
+                in_word = 0
             else:
-                if not in_word:
+                if in_word == 0:
                     if nw > 0:
-                        buf[pos] = 32
+                        buf[_ix(pos)] = 32
                         pos += 1
-                    ws[nw] = pos
+                    ws[_ix(nw)] = pos
                     nw += 1
-                    in_word = True
-                buf[pos] = d
+                    in_word = 1
+                buf[_ix(pos)] = d
                 pos += 1
     ws[nw] = pos + 1
     return nw, (end - start) - n_cont
@@ -360,11 +420,11 @@ def _signature_kernel(data, offsets, first, fold_off, fold_data, byte_class, ngr
             n = 0
         elif nw < ngram:  # one shingle: the whole text
             n = 1
-            xs[0] = _fmix32(_xxh32(buf, ws[0], ws[nw] - 1))
+            xs[0] = _fmix32(_xxh32(buf, ws[0], ws[_ix(nw)] - 1))
         else:
             n = nw - ngram + 1
             for k in range(n):
-                xs[k] = _fmix32(_xxh32(buf, ws[k], ws[k + ngram] - 1))
+                xs[k] = _fmix32(_xxh32(buf, ws[k], ws[_ix(k + ngram)] - 1))
         n_shingles[d] = n
         _update(sig, xs, n, a, b)
     return n_docs
@@ -397,7 +457,7 @@ class Hasher:
         byte_class = np.full(256, _NONASCII, np.uint8)
         for c in range(128):
             d = self._fold_data[self._fold_off[c]]
-            assert d == 32 or d > _NONASCII  # word characters fold to letters and digits
+            assert d == 32 or 32 < d < 0x80  # word characters fold to letters and digits
             byte_class[c] = _SEP if d == 32 else d
         byte_class[ord("<")] = byte_class[ord("&")] = _MARKUP
         self._byte_class = byte_class

@@ -76,3 +76,15 @@ def test_invalid_utf8_is_detected():
                                                           pa.py_buffer(b"ok\xff\xfeabc\xed\xa0\x80")])
     s = HASHER.signatures(arr)
     assert s.status.tolist() == [0, 1, 1]  # lone bytes and an encoded surrogate are invalid
+
+
+def test_markup_with_non_ascii_is_validated_and_counted():
+    import pyarrow as pa
+
+    t = '<a title="café">x</a> héllo wörld'
+    s = HASHER.signatures([t])
+    assert s.n_chars[0] == len(t) and s.status[0] == 0
+    raw = b'<a title="caf\xe9">x</a> hello'  # Latin-1 byte inside a tag
+    arr = pa.Array.from_buffers(pa.large_string(), 1, [None, pa.py_buffer(np.array([0, len(raw)], np.int64).tobytes()),
+                                                          pa.py_buffer(raw)])
+    assert HASHER.signatures(arr).status.tolist() == [1]
