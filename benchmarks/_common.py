@@ -32,9 +32,23 @@ MB = 1_000_000  # throughput is reported in MB (10**6 bytes) of UTF-8 text per s
 
 
 def pin_threads() -> None:
-    """One thread for every library that would start a pool. Call before importing them."""
+    """One thread for every library that would start a pool, and a private numba cache.
+    Call before importing them.
+
+    The private cache (unless NUMBA_CACHE_DIR is set): the package's own ``__pycache__``
+    is shared with whoever else runs contamscan from this tree, and an entry written by a
+    process that imported the sources under another module name makes every later load
+    fail (ModuleNotFoundError). Kernels are compiled once per run, before any timing;
+    worker processes inherit the directory.
+    """
     for k, v in THREAD_ENV.items():
         os.environ[k] = v
+    if "NUMBA_CACHE_DIR" not in os.environ:
+        import atexit
+
+        d = tempfile.mkdtemp(prefix="contamscan-bench-numba-")
+        os.environ["NUMBA_CACHE_DIR"] = d
+        atexit.register(shutil.rmtree, d, True)
 
 
 def pin_arrow() -> None:
@@ -99,6 +113,17 @@ def versions(*extra: str) -> dict:
             out[name] = version(name)
         except PackageNotFoundError:
             out[name] = None
+    try:  # the source tree measured (read only)
+        import subprocess
+
+        root = Path(__file__).resolve().parents[1]
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "contamscan"], cwd=root,
+                               capture_output=True, text=True)
+        if rev.returncode == 0:
+            out["contamscan_commit"] = rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except OSError:
+        pass
     return out
 
 

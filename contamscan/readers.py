@@ -502,7 +502,7 @@ def _parquet_rows_per_batch(md, text_col: str, batch_bytes: int) -> int:
 
 def _open_parquet(shard: Shard) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(shard.path)
+        return pq.ParquetFile(shard.path, pre_buffer=False)  # pre-buffering keeps the compressed file in memory
     except (OSError, pa.ArrowException, ValueError) as e:
         raise _shard_error(shard, e) from e
 

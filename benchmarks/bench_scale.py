@@ -1,0 +1,340 @@
+"""How contamscan scales: worker processes, shard size (peak memory), index size.
+
+* workers: the same scan of ``--mb`` MB in ``--shards`` shards with ``workers=1`` and
+  ``workers=2`` (wall time includes starting the worker pool, measured apart as well);
+* peak RSS: a scan with one worker, in a child process, of one ``--small-mb`` shard and of
+  one ``--big-mb`` shard (same row-group size): peak RSS must not grow with the shard;
+* index size: an index of ``--small-refs`` real references (AI and human texts) and one of
+  ``--big-refs`` references, the same real ones plus random uint32 signatures written with
+  ``save_index``; bytes per reference on disk and in RSS (a child process that opens the
+  index and queries a batch), and the same scan (the ``--small-mb`` shard, index opened
+  beforehand) against both. The flagged documents are the same with both indexes, so the
+  time ratio is the cost of the index size alone. The bare ``query`` of precomputed
+  signatures is timed too.
+
+Everything but the workers=2 scan runs on one core, one thread. Progress goes to stderr;
+one JSON line goes to stdout. MB are 10**6 bytes of UTF-8 text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import pin_threads  # noqa: E402
+
+pin_threads()
+
+from _common import (MB, Corpus, Timer, add_common_args, emit, log, machine, pin_arrow, rate,  # noqa: E402
+                     versions, workdir, write_dataset, write_refs)
+
+MiB = 1 << 20
+
+# Runs in a child process: prints one JSON line with its memory figures (bytes).
+CHILD = r"""
+import json, sys, time
+
+def status():
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            k, v = line.split(":", 1)
+            if k in ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                out[k] = int(v.split()[0]) * 1024
+    return out
+
+import pyarrow as pa
+pa.set_cpu_count(1)
+pa.set_io_thread_count(1)
+from contamscan.config import ScanOptions
+from contamscan.index import open_index
+from contamscan.scan import scan
+from contamscan.readers import discover, read_batches, Fields
+
+mode, index_path = sys.argv[1], sys.argv[2]
+res = {"imported": status()}
+index = open_index(index_path, verify=False)
+res["opened"] = status()
+# kernels loaded (or compiled) and the fold table read before measuring, then the peak
+# (VmHWM) reset, so that it is the scan's own
+index.query(index.hasher().signatures(["warm up the compiled kernels of hashing and query"]).values)
+res["warm"] = status()
+try:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    res["hwm_reset"] = True
+except OSError:
+    res["hwm_reset"] = False
+if mode == "scan":
+    peak = [pa.total_allocated_bytes()]
+
+    def progress(docs, nbytes):  # Arrow's own allocations, batch by batch
+        peak[0] = max(peak[0], pa.total_allocated_bytes())
+
+    t0 = time.perf_counter()
+    report = scan([sys.argv[3]], index, sys.argv[4], ScanOptions(workers=1), progress=progress)
+    res["arrow_peak"] = peak[0]
+    res["seconds"] = time.perf_counter() - t0
+    res["bytes"] = report.totals["bytes"]
+    res["flagged"] = report.totals["flagged_documents"]
+elif mode == "query":
+    shards, _ = discover([sys.argv[3]])
+    batch = next(read_batches(shards[0], Fields(text="text")))
+    sigs = index.hasher().signatures(batch.texts)
+    res["hashed"] = status()
+    t0 = time.perf_counter()
+    q = index.query(sigs.values, skip=sigs.n_shingles == 0)
+    res["seconds"] = time.perf_counter() - t0
+    res["documents"] = len(batch.texts)
+    res["flagged"] = int((q.best_ref >= 0).sum())
+res["end"] = status()
+print(json.dumps(res))
+"""
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mb", type=float, default=400, help="MB of text for the workers 1 vs 2 scan (default: %(default)s)")
+    p.add_argument("--shards", type=int, default=4, help="shards of that dataset (default: %(default)s)")
+    p.add_argument("--refs", type=int, default=3000, help="AI outputs in the index of the workers and RSS scans (default: %(default)s)")
+    p.add_argument("--small-mb", type=float, default=50, help="MB of text of the small shard (default: %(default)s)")
+    p.add_argument("--big-mb", type=float, default=500, help="MB of text of the big shard (default: %(default)s)")
+    p.add_argument("--row-group-mb", type=float, default=32,
+                   help="MB of text per Parquet row group, in both shards (default: %(default)s)")
+    p.add_argument("--small-refs", type=int, default=10_000, help="real references of the small index (default: %(default)s)")
+    p.add_argument("--big-refs", type=int, default=1_000_000,
+                   help="references of the big index: the real ones plus random signatures (default: %(default)s)")
+    p.add_argument("--repeat", type=int, default=2, help="timed runs of each in-process scan; the best is reported (default: %(default)s)")
+    add_common_args(p)
+    return p.parse_args(argv)
+
+
+def run_child(*args) -> dict:
+    """Run CHILD with ``args`` and return its JSON.
+
+    Peak RSS is the child's own VmHWM: getrusage(RUSAGE_CHILDREN) / wait4 are no use here,
+    as Linux folds the forking parent's RSS (this process holds the corpus) into the
+    child's ru_maxrss at exec.
+    """
+    proc = subprocess.run([sys.executable, "-c", CHILD, *map(str, args)], capture_output=True, env=os.environ.copy())
+    if proc.returncode != 0:
+        raise RuntimeError(f"child {args[0]} failed ({proc.returncode}):\n{proc.stderr.decode(errors='replace')[-3000:]}")
+    return json.loads(proc.stdout.decode().strip().splitlines()[-1])
+
+
+def dir_bytes(path) -> int:
+    return sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+
+
+def best_scan(paths, index, out, options, repeat):
+    from contamscan.scan import scan
+
+    times, report = [], None
+    for i in range(repeat):
+        with Timer() as t:
+            report = scan([str(p) for p in paths], index, out / f"run{i}", options)
+        assert not report.failed_shards, report.failed_shards
+        times.append(t.wall)
+    return min(times), times, report
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    pin_arrow()
+    import numpy as np
+    import polars as pl
+
+    from contamscan.config import IndexParams, ScanOptions
+    from contamscan.index import build_index, open_index, save_index
+    from contamscan.scan import scan
+
+    result = {"bench": "scale"}
+    with workdir(args.workdir, args.keep) as wd:
+        log(f"work directory {wd}")
+        corpus = Corpus(args.data, args.seed)
+        log(f"corpus: {len(corpus.doc_texts)} documents, {corpus.unique_bytes / MB:.1f} MB of distinct text")
+        refs_path = wd / "refs.parquet"
+        n_refs, _ = write_refs(corpus, corpus.ref_rows(args.refs, args.seed), refs_path)
+        index_path = wd / "index"
+        with Timer() as t:
+            index = build_index([str(refs_path)], index_path)
+        log(f"index: {n_refs} references ({t.wall:.1f} s, includes compiling the kernels)")
+        scan([str(refs_path)], index, wd / "warmup", ScanOptions(workers=1))  # kernels ready (and cached)
+
+        # ------------------------------------------------------------ workers 1 vs 2
+        shards, nbytes, ndocs = write_dataset(corpus, wd / "multi", args.mb, args.mb / args.shards + 1e-6,
+                                              row_group_mb=args.row_group_mb)
+        log(f"workers: {len(shards)} shards, {ndocs} documents, {nbytes / MB:.1f} MB")
+        t1, t1s, r1 = best_scan(shards, index, wd / "w1", ScanOptions(workers=1), args.repeat)
+        log(f"  workers=1: {t1:.2f} s ({rate(nbytes, t1)} MB/s) runs {[round(x, 2) for x in t1s]}")
+        t2, t2s, r2 = best_scan(shards, index, wd / "w2", ScanOptions(workers=2), args.repeat)
+        log(f"  workers=2: {t2:.2f} s ({rate(nbytes, t2)} MB/s) runs {[round(x, 2) for x in t2s]}")
+        assert r1.totals == r2.totals, "workers=1 and workers=2 disagree"
+        # the fixed cost of a pool: two tiny shards with two workers
+        tiny, tiny_bytes, _ = write_dataset(corpus, wd / "tiny", 0.02, 0.01)
+        ts, _, _ = best_scan(tiny, index, wd / "w2-tiny", ScanOptions(workers=2), args.repeat)
+        log(f"  pool start-up (2 tiny shards, workers=2): {ts:.2f} s")
+        result.update({
+            "workers_text_mb": round(nbytes / MB, 2), "workers_shards": len(shards),
+            "workers1_s": round(t1, 3), "workers1_mb_s": rate(nbytes, t1),
+            "workers2_s": round(t2, 3), "workers2_mb_s": rate(nbytes, t2),
+            "speedup": round(t1 / t2, 2), "workers2_startup_s": round(ts, 3),
+            "speedup_without_startup": round(t1 / max(t2 - ts, 1e-9), 2),
+        })
+
+        # ------------------------------------------------------------ peak RSS vs shard size
+        small, small_bytes, small_docs = write_dataset(corpus, wd / "small", args.small_mb, args.small_mb + 1,
+                                                       row_group_mb=args.row_group_mb, prefix="small")
+        with Timer() as t:
+            big, big_bytes, big_docs = write_dataset(corpus, wd / "big", args.big_mb, args.big_mb + 1,
+                                                     row_group_mb=args.row_group_mb, prefix="big")
+        assert len(small) == 1 and len(big) == 1
+        log(f"shards: small {small_bytes / MB:.0f} MB ({small_docs} docs, {small[0].stat().st_size / MB:.0f} MB on disk), "
+            f"big {big_bytes / MB:.0f} MB ({big_docs} docs, {big[0].stat().st_size / MB:.0f} MB on disk; written in {t.wall:.0f} s)")
+        base = run_child("open", index_path)
+        rs = run_child("scan", index_path, small[0], wd / "rss-small")
+        log(f"  small: peak RSS {rs['end']['VmHWM'] / MiB:.0f} MiB (Arrow peak {rs['arrow_peak'] / MiB:.0f} MiB), "
+            f"{rate(rs['bytes'], rs['seconds'])} MB/s; after import+open {base['end']['VmHWM'] / MiB:.0f} MiB")
+        rb = run_child("scan", index_path, big[0], wd / "rss-big")
+        log(f"  big:   peak RSS {rb['end']['VmHWM'] / MiB:.0f} MiB (Arrow peak {rb['arrow_peak'] / MiB:.0f} MiB), "
+            f"{rate(rb['bytes'], rb['seconds'])} MB/s")
+        growth = rb["end"]["VmHWM"] - rs["end"]["VmHWM"]
+        if growth > 64 * MiB:
+            log(f"  WARNING: peak RSS grows with the shard (+{growth / MiB:.0f} MiB for "
+                f"{(big_bytes - small_bytes) / MB:.0f} MB more text)")
+        assert rs["bytes"] == small_bytes and rb["bytes"] == big_bytes
+        result.update({
+            "small_shard_mb": round(small_bytes / MB, 1), "big_shard_mb": round(big_bytes / MB, 1),
+            "big_shard_disk_mb": round(big[0].stat().st_size / MB, 1), "row_group_mb": args.row_group_mb,
+            "rss_open_mb": round(base["end"]["VmHWM"] / MiB, 1), "rss_peak_reset_after_warmup": rs["hwm_reset"],
+            "rss_small_mb": round(rs["end"]["VmHWM"] / MiB, 1), "rss_big_mb": round(rb["end"]["VmHWM"] / MiB, 1),
+            "rss_growth_mb": round(growth / MiB, 1), "rss_bounded": growth <= 64 * MiB,
+            "arrow_peak_small_mb": round(rs["arrow_peak"] / MiB, 1), "arrow_peak_big_mb": round(rb["arrow_peak"] / MiB, 1),
+            "big_shard_scan_mb_s": rate(rb["bytes"], rb["seconds"]),
+        })
+        for p in big:
+            p.unlink()  # the big shard is not needed any more
+
+        # ------------------------------------------------------------ index size
+        n_small = args.small_refs
+        ai_rows = [i for i, x in enumerate(corpus.ai_texts) if x is not None]
+        ids, labels, texts = [], [], []
+        for i in ai_rows[:n_small]:
+            ids.append(f"ai/{corpus.ai_ids[i]}")
+            labels.append(corpus.ai_models[i])
+            texts.append(corpus.ai_texts[i])
+        for i, x in enumerate(corpus.human_texts):
+            if len(ids) >= n_small:
+                break
+            if x is not None:
+                ids.append(f"human/{corpus.human_ids[i]}")
+                labels.append("human")
+                texts.append(x)
+        if len(ids) < n_small:
+            raise SystemExit(f"only {len(ids)} real texts for --small-refs {n_small}")
+        real_path = wd / "refs-real.parquet"
+        pl.DataFrame({"id": ids, "model": labels, "text": texts}).write_parquet(real_path, compression="zstd")
+        del texts
+        with Timer() as t:
+            idx_small = build_index([str(real_path)], wd / "index-small")
+        n_real = len(idx_small)
+        log(f"index of {n_real} real references built in {t.wall:.1f} s, {dir_bytes(idx_small.path) / MB:.1f} MB")
+
+        n_big = args.big_refs
+        n_fake = n_big - n_real
+        rng = np.random.default_rng(args.seed)
+        sigs = np.concatenate([np.asarray(idx_small.signatures),
+                               rng.integers(0, 1 << 32, size=(n_fake, idx_small.params.num_perm), dtype=np.uint32)])
+        real_refs = idx_small.refs.select(["ref_id", "label", "source", "n_shingles", "n_chars"])
+        fake_refs = pl.DataFrame({
+            "ref_id": [f"synthetic-{i:07d}" for i in range(n_fake)],
+            "label": pl.Series(["synthetic"] * n_fake, dtype=pl.String),
+            "source": pl.Series(["synthetic"] * n_fake, dtype=pl.String),
+            "n_shingles": rng.integers(100, 3000, n_fake, dtype=np.int64),
+            "n_chars": rng.integers(600, 18000, n_fake, dtype=np.int64),
+        }).with_columns(pl.col(c).cast(real_refs.schema[c]) for c in real_refs.columns)
+        refs_big = pl.concat([real_refs, fake_refs])
+        with Timer() as t:
+            save_index(wd / "index-big", IndexParams(), refs_big, sigs)
+        log(f"index of {n_big} references ({n_real} real, {n_fake} random) saved in {t.wall:.1f} s, "
+            f"{dir_bytes(wd / 'index-big') / MB:.1f} MB")
+        build_big_s = t.wall
+        del sigs, refs_big, fake_refs
+        with Timer() as t_verify:
+            idx_big = open_index(wd / "index-big")
+        with Timer() as t_open:
+            idx_big = open_index(wd / "index-big", verify=False)
+        log(f"  open: {t_verify.wall:.2f} s with checksums, {t_open.wall:.2f} s without")
+        disk_small, disk_big = dir_bytes(idx_small.path), dir_bytes(idx_big.path)
+
+        # RSS of a process that opens the index and queries one batch
+        qs = run_child("query", idx_small.path, small[0])
+        qb = run_child("query", idx_big.path, small[0])
+        for name, q, n in (("small", qs, n_real), ("big", qb, n_big)):
+            log(f"  RSS {name} index: opened {q['opened']['VmRSS'] / MiB:.0f} MiB "
+                f"(anon {q['opened']['RssAnon'] / MiB:.0f}, file {q['opened']['RssFile'] / MiB:.0f}), after a query of "
+                f"{q['documents']} docs {q['end']['VmRSS'] / MiB:.0f} MiB (anon {q['end']['RssAnon'] / MiB:.0f}, "
+                f"file {q['end']['RssFile'] / MiB:.0f}); query {q['seconds'] * 1000:.0f} ms, {q['flagged']} flagged")
+        per_ref = (qb["end"]["VmRSS"] - qs["end"]["VmRSS"]) / (n_big - n_real)
+        per_ref_anon = (qb["end"]["RssAnon"] - qs["end"]["RssAnon"]) / (n_big - n_real)
+        assert qs["flagged"] == qb["flagged"], (qs["flagged"], qb["flagged"])
+
+        # the same scan against both (index opened beforehand), and the bare query
+        opts = ScanOptions(workers=1)
+        ts_small, ts_small_all, rep_s = best_scan(small, idx_small, wd / "scan-10k", opts, args.repeat)
+        ts_big, ts_big_all, rep_b = best_scan(small, idx_big, wd / "scan-1m", opts, args.repeat)
+        assert rep_s.totals["flagged_documents"] == rep_b.totals["flagged_documents"]
+        log(f"  scan of {small_bytes / MB:.0f} MB: {ts_small:.2f} s with {n_real} refs, {ts_big:.2f} s with {n_big} "
+            f"(runs {[round(x, 2) for x in ts_small_all]} / {[round(x, 2) for x in ts_big_all]}); "
+            f"{rep_s.totals['flagged_documents']} flagged")
+        with Timer() as t_path:
+            scan([str(small[0])], str(idx_big.path), wd / "scan-1m-path", opts)
+        import pyarrow.parquet as pq
+
+        dsigs, dskip = [], []
+        hasher = idx_small.hasher()
+        for rbatch in pq.ParquetFile(small[0]).iter_batches(batch_size=4096, columns=["text"], use_threads=False):
+            s = hasher.signatures(rbatch.column(0))
+            dsigs.append(s.values)
+            dskip.append(s.n_shingles == 0)
+        dsigs, dskip = np.concatenate(dsigs), np.concatenate(dskip)
+        q_times = {}
+        for name, idx in (("small", idx_small), ("big", idx_big)):
+            idx.query(dsigs[:100], dskip[:100])
+            ts = []
+            for _ in range(max(args.repeat, 2)):
+                with Timer() as t:
+                    idx.query(dsigs, dskip)
+                ts.append(t.wall)
+            q_times[name] = min(ts)
+        log(f"  bare query of {len(dsigs)} signatures: {q_times['small'] * 1000:.0f} ms with {n_real} refs, "
+            f"{q_times['big'] * 1000:.0f} ms with {n_big}")
+        result.update({
+            "index_small_refs": n_real, "index_big_refs": n_big,
+            "bytes_per_ref_disk": round(disk_big / n_big, 1), "bytes_per_ref_disk_10k": round(disk_small / n_real, 1),
+            "index_1m_disk_mb": round(disk_big / MB, 1), "index_10k_disk_mb": round(disk_small / MB, 1),
+            "index_1m_save_s": round(build_big_s, 2),
+            "open_1m_verify_s": round(t_verify.wall, 2), "open_1m_s": round(t_open.wall, 3),
+            "rss_query_10k_mb": round(qs["end"]["VmRSS"] / MiB, 1), "rss_query_1m_mb": round(qb["end"]["VmRSS"] / MiB, 1),
+            "rss_anon_query_10k_mb": round(qs["end"]["RssAnon"] / MiB, 1),
+            "rss_anon_query_1m_mb": round(qb["end"]["RssAnon"] / MiB, 1),
+            "rss_bytes_per_ref": round(per_ref, 1), "rss_anon_bytes_per_ref": round(per_ref_anon, 1),
+            "index_scan_mb": round(small_bytes / MB, 1),
+            "index_10k_scan_s": round(ts_small, 3), "index_1m_scan_s": round(ts_big, 3),
+            "query_ratio": round(ts_big / ts_small, 3),
+            "index_1m_scan_with_open_s": round(t_path.wall, 3),
+            "bare_query_docs": len(dsigs),
+            "bare_query_10k_s": round(q_times["small"], 4), "bare_query_1m_s": round(q_times["big"], 4),
+            "bare_query_ratio": round(q_times["big"] / q_times["small"], 2),
+        })
+    result.update({**machine(), "versions": versions()})
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()
