@@ -337,10 +337,6 @@ def build_index(refs, out, *, text_field: str = "text", label_field: str = "mode
     if dup.any():
         ex = table.filter(dup)["ref_id"].unique().sort().head(3).to_list()
         raise ContamscanError(f"reference ids are not unique (e.g. {ex}); pass --id-field with a unique field")
-    if skipped.get("no_words", 0) == 0:
-        skipped.pop("no_words", None)
-    if skipped.get("invalid_utf8", 0) == 0:
-        skipped.pop("invalid_utf8", None)
     sigs = np.concatenate(sig_parts) if sig_parts else np.zeros((0, params.num_perm), np.uint32)
-    save_index(Path(out), params, table, sigs, dict(skipped))
+    save_index(Path(out), params, table, sigs, {k: n for k, n in skipped.items() if n})
     return open_index(out, verify=False)
