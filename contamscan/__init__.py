@@ -5,7 +5,7 @@ Public API::
     import contamscan
     index = contamscan.build_index(["refs/"], "index/", label_field="model")
     report = contamscan.scan(["dataset/"], index="index/", out="scan-out/")
-    print(report.totals.contamination_rate, report.totals.ci95)
+    print(report.totals["contamination_rate"], report.totals["ci95"])
 
 ``shingle_hash`` is the hash function that makes signatures interoperate with
 ``datasketch.MinHash(scheme="affine32", hashfunc=contamscan.shingle_hash)``.
@@ -18,22 +18,11 @@ from .errors import ContamscanError  # noqa: E402
 from .text import shingle_hash  # noqa: E402
 
 
-def __getattr__(name):
-    # heavier modules load on first use, so `import contamscan` stays cheap
-    if name in ("build_index", "open_index", "ReferenceIndex"):
-        from . import index
-
-        return getattr(index, name)
-    if name == "scan":
-        from .scan import scan
-
-        return scan
-    if name == "ScanReport":
-        from .report import ScanReport
-
-        return ScanReport
-    raise AttributeError(name)
-
+# The functions are imported eagerly: a lazy ``contamscan.scan`` would be replaced by the
+# submodule of the same name as soon as anything imported it.
+from .index import ReferenceIndex, build_index, open_index  # noqa: E402
+from .report import ScanReport  # noqa: E402
+from .scan import scan  # noqa: E402
 
 __all__ = ["build_index", "open_index", "scan", "ScanReport", "ReferenceIndex", "shingle_hash",
            "IndexParams", "ScanOptions", "ContamscanError", "__version__"]

@@ -20,6 +20,9 @@ class IndexParams:
     num_perm: int = 128
     ngram: int = 5  # words per shingle
     seed: int = 1  # datasketch's default seed: signatures interoperate as they are
+    # partial matches: one shingle in 2**anchor_bits is an anchor (0: whole documents only)
+    anchor_bits: int = 4
+    max_anchor_refs: int = 64  # anchors shared by more references are stock phrases: dropped
 
     def __post_init__(self):
         if not 0.0 < self.threshold < 1.0:
@@ -30,6 +33,10 @@ class IndexParams:
             raise ContamscanError(f"--ngram must be between 1 and 32, got {self.ngram}")
         if not 0 <= self.seed < 2**32:
             raise ContamscanError(f"seed must be a 32-bit unsigned integer, got {self.seed}")
+        if not 0 <= self.anchor_bits <= 8:
+            raise ContamscanError(f"--anchor-bits must be between 0 and 8, got {self.anchor_bits}")
+        if self.max_anchor_refs < 1:
+            raise ContamscanError(f"max_anchor_refs must be positive, got {self.max_anchor_refs}")
 
 
 @dataclass(frozen=True)
@@ -42,12 +49,24 @@ class ScanOptions:
     strict: bool = False  # a bad record fails the shard instead of being counted
     batch_bytes: int = 16 << 20  # text per batch: bounds memory per worker
     top_matches: int = 10  # per shard, in report.json
+    # partial matches (indexes with anchors): a document is flagged when one reference
+    # shares a run of anchors with it that scores at least `min_anchors` (+1 per shared
+    # anchor, -`miss_penalty` per unshared one inside the run) and spans `min_words` words
+    min_anchors: float = 5.0
+    miss_penalty: float = 0.5
+    min_words: int = 50
 
     def __post_init__(self):
         if self.workers < 0:
             raise ContamscanError(f"--workers must be >= 0, got {self.workers}")
         if self.batch_bytes < 1 << 16:
             raise ContamscanError("batch size must be at least 64 KiB")
+        if self.min_anchors < 2:
+            raise ContamscanError(f"--min-anchors must be at least 2, got {self.min_anchors}")
+        if self.miss_penalty < 0:
+            raise ContamscanError(f"miss_penalty must be >= 0, got {self.miss_penalty}")
+        if self.min_words < 1:
+            raise ContamscanError(f"min_words must be positive, got {self.min_words}")
 
     @property
     def n_workers(self) -> int:

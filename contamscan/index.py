@@ -9,6 +9,10 @@ worker processes share one copy through the page cache):
 ``band_keys.npy``     uint64 [bands, refs], each band sorted
 ``band_refs.npy``     int32  [bands, refs], the reference of each key
 ``band_dir.npy``      int32  [bands, 2**dir_bits + 1], where each run of top bits starts
+``anchor_keys.npy``   uint32 [pairs], the anchors (sampled shingles) of every reference, sorted
+                      by their 64-bit key; the low 32 bits of the key (the directory holds the top)
+``anchor_refs.npy``   int32  [pairs], the reference of each anchor
+``anchor_dir.npy``    int32  [2**dir_bits + 1], the top-bits directory of the anchors
 
 A lookup reads the directory entry for the key's top bits and scans the few keys there, so
 its cost does not grow with the number of references.
@@ -28,6 +32,7 @@ import numba
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
@@ -40,8 +45,8 @@ from .readers import Fields, check_fields, discover, has_field, read_batches
 from .text import NORMALIZATION, UNICODE_VERSION
 
 FORMAT = "contamscan-index"
-FORMAT_VERSION = 1
-ARRAYS = ("signatures", "band_keys", "band_refs", "band_dir")
+FORMAT_VERSION = 2
+ARRAYS = ("signatures", "band_keys", "band_refs", "band_dir", "anchor_keys", "anchor_refs", "anchor_dir")
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,12 @@ def _dir_bits(n: int) -> int:
     return max(0, math.ceil(math.log2(max(n, 1) / 2))) if n > 2 else 0
 
 
+def key_directory(sorted_keys: np.ndarray, bits: int) -> np.ndarray:
+    """Where each run of ``bits`` top bits starts in ``sorted_keys`` (uint64), plus the end."""
+    starts = np.arange(1 << bits, dtype=np.uint64) << np.uint64(64 - bits) if bits else np.zeros(1, np.uint64)
+    return np.append(np.searchsorted(sorted_keys, starts, side="left"), len(sorted_keys)).astype(np.int64)
+
+
 def build_band_tables(sigs: np.ndarray, bands: int, rows: int):
     """Sorted band keys, their references, and the top-bits directory of every band."""
     n = sigs.shape[0]
@@ -80,26 +91,63 @@ def build_band_tables(sigs: np.ndarray, bands: int, rows: int):
     order = np.argsort(keys, axis=1, kind="stable")
     sorted_keys = np.take_along_axis(keys, order, axis=1)
     bits = _dir_bits(n)
-    starts = np.arange(1 << bits, dtype=np.uint64) << np.uint64(64 - bits) if bits else np.zeros(1, np.uint64)
-    directory = np.empty((bands, (1 << bits) + 1), np.int32)
-    for b in range(bands):
-        directory[b, :-1] = np.searchsorted(sorted_keys[b], starts, side="left")
-        directory[b, -1] = n
+    directory = np.stack([key_directory(sorted_keys[b], bits) for b in range(bands)]).astype(np.int32)
     return sorted_keys, order.astype(np.int32), directory
 
 
+def build_anchor_table(keys: np.ndarray, refs: np.ndarray, max_refs: int):
+    """The anchor table from the anchors of every reference (``refs`` non-decreasing): the
+    distinct (key, reference) pairs sorted by key, without keys shared by more than
+    ``max_refs`` references (stock phrases: they say little about the source and cost
+    lookups), and its top-bits directory. Returns (keys, refs, directory, dropped keys)."""
+    order = np.argsort(keys, kind="stable")  # stable: references stay in order within a key
+    k, r = keys[order], refs[order].astype(np.int32)
+    new_key = np.ones(len(k), np.bool_)
+    new_key[1:] = k[1:] != k[:-1]
+    distinct = new_key.copy()
+    distinct[1:] |= r[1:] != r[:-1]
+    k, r, new_key = k[distinct], r[distinct], new_key[distinct]
+    starts = np.flatnonzero(new_key)
+    count = np.diff(np.append(starts, len(k)))
+    common = count > max_refs
+    if common.any():
+        keep = np.repeat(~common, count)
+        k, r = k[keep], r[keep]
+    # ~4 keys per directory bucket; the bucket holds the top bits, so only the low 32 bits
+    # of each key are stored (keys of 32 + dir_bits bits: false hits stay negligible)
+    directory = key_directory(k, _dir_bits(len(k) // 4))
+    directory = directory.astype(np.int32) if len(k) < 2**31 else directory
+    return k.astype(np.uint32), r, directory, int(common.sum())
+
+
+@numba.njit(inline="always")
+def _append(arr, n, value):
+    """arr[n] = value, growing ``arr``; returns the array."""
+    if n == arr.shape[0]:
+        bigger = np.empty(2 * n + 16, arr.dtype)
+        bigger[:n] = arr[:n]
+        arr = bigger
+    arr[n] = value
+    return arr
+
+
 @numba.njit(cache=True, nogil=True)
-def _query_kernel(sigs, skip, keys, refs, directory, bits, rows, ref_sigs, min_equal, best_ref, best_equal, n_cand):
+def _query_kernel(sigs, skip, keys, refs, directory, bits, rows, ref_sigs, label_codes, min_equal,
+                  best_ref, best_equal, n_cand, alt_ref, alt_equal):
     """For each signature: the reference with most equal slots among the LSH candidates
-    (best_ref = -1 if no candidate reaches ``min_equal`` slots), and the candidate count."""
+    (best_ref = -1 if no candidate reaches ``min_equal`` slots), the candidate count, and
+    the best candidate with another label (alt_ref = -1 if none)."""
     bands = keys.shape[0]
     P = sigs.shape[1]
     shift = np.uint64(64 - bits)
     cand = np.empty(bands * 8, np.int64)
+    eqs = np.empty(bands * 8, np.int64)
     for i in range(sigs.shape[0]):
         best_ref[i] = -1
         best_equal[i] = 0
         n_cand[i] = 0
+        alt_ref[i] = -1
+        alt_equal[i] = 0
         if skip[i]:
             continue
         nc = 0
@@ -108,34 +156,140 @@ def _query_kernel(sigs, skip, keys, refs, directory, bits, rows, ref_sigs, min_e
             t = (k >> shift) if bits > 0 else np.uint64(0)
             for p in range(directory[b, t], directory[b, t + 1]):
                 if keys[b, p] == k:
-                    if nc == cand.shape[0]:
-                        bigger = np.empty(nc * 2, np.int64)
-                        bigger[:nc] = cand[:nc]
-                        cand = bigger
-                    cand[nc] = refs[b, p]
+                    cand = _append(cand, nc, refs[b, p])
                     nc += 1
         if nc == 0:
             continue
         c = np.sort(cand[:nc])
-        prev = -1
+        nd = 0  # distinct candidates, now in c[:nd] with their equal slots in eqs[:nd]
         best = -1
-        best_eq = -1
         for q in range(nc):
             r = c[q]
-            if r == prev:
+            if q > 0 and r == c[q - 1]:
                 continue
-            prev = r
-            n_cand[i] += 1
             eq = 0
             for j in range(P):
                 if sigs[i, j] == ref_sigs[r, j]:
                     eq += 1
-            if eq > best_eq:  # ties keep the lowest ref index: deterministic
-                best_eq = eq
-                best = r
-        best_equal[i] = best_eq
-        if best_eq >= min_equal:
-            best_ref[i] = best
+            c[nd] = r
+            eqs = _append(eqs, nd, eq)
+            if best < 0 or eq > eqs[best]:  # ties keep the lowest ref index: deterministic
+                best = nd
+            nd += 1
+        n_cand[i] = nd
+        best_equal[i] = eqs[best]
+        if eqs[best] >= min_equal:
+            best_ref[i] = c[best]
+        alt = -1
+        for q in range(nd):
+            if label_codes[c[q]] != label_codes[c[best]] and (alt < 0 or eqs[q] > eqs[alt]):
+                alt = q
+        if alt >= 0:
+            alt_ref[i] = c[alt]
+            alt_equal[i] = eqs[alt]
+
+
+@numba.njit(cache=True, nogil=True)
+def _anchor_kernel(doc_ptr, a_key, keys, refs, directory, bits, label_codes, min_hits, miss_penalty,
+                   best_ref, seg_score, seg_hits, seg_first, seg_last, total_hits, alt_ref, alt_score):
+    """Partial matches from anchors. Document ``d`` has anchors ``a_key[doc_ptr[d]:doc_ptr[d + 1]]``
+    in word order. For each reference sharing anchors with it, the best run is the stretch
+    of the document's anchors scoring most with +1 per shared anchor and ``-miss_penalty``
+    per unshared one (a maximum-sum segment: copied text is dense in shared anchors, stock
+    phrases are scattered). A key repeated in the document counts once, at its first
+    occurrence: a phrase repeated many times is one piece of evidence. The document's best reference has the best-scoring run (then
+    the most shared anchors in total, then the lowest index). Outputs per document: that
+    reference (-1 if fewer than ``min_hits`` anchors are shared), its run's score, shared
+    anchors and first/last anchor (global indices), its total shared anchors, and the
+    best-scoring reference with another label (alt_ref, alt_score)."""
+    shift = np.uint64(64 - bits)
+    hits = np.empty(256, np.int64)  # (reference << 32) | anchor ordinal in the document
+    g_ref = np.empty(64, np.int64)  # per reference: its best run and total
+    g_score = np.empty(64, np.float64)
+    g_hits = np.empty(64, np.int64)
+    g_first = np.empty(64, np.int64)
+    g_last = np.empty(64, np.int64)
+    g_tot = np.empty(64, np.int64)
+    for d in range(doc_ptr.shape[0] - 1):
+        best_ref[d] = -1
+        seg_score[d] = 0.0
+        seg_hits[d] = 0
+        seg_first[d] = -1
+        seg_last[d] = -1
+        total_hits[d] = 0
+        alt_ref[d] = -1
+        alt_score[d] = 0.0
+        lo, hi = doc_ptr[d], doc_ptr[d + 1]
+        if hi - lo < min_hits:
+            continue
+        order = np.argsort(a_key[lo:hi], kind="mergesort")  # stable: first occurrences first
+        repeat = np.zeros(hi - lo, np.bool_)
+        for i in range(1, hi - lo):
+            repeat[order[i]] = a_key[lo + order[i]] == a_key[lo + order[i - 1]]
+        nh = 0
+        for j in range(lo, hi):
+            if repeat[j - lo]:
+                continue
+            k = a_key[j]
+            t = (k >> shift) if bits > 0 else np.uint64(0)
+            low = np.uint32(k & np.uint64(0xFFFFFFFF))
+            for p in range(directory[t], directory[t + 1]):
+                if keys[p] == low:
+                    hits = _append(hits, nh, (np.int64(refs[p]) << 32) | (j - lo))
+                    nh += 1
+        if nh < min_hits:
+            continue
+        h = np.sort(hits[:nh])
+        ng = 0
+        q = 0
+        while q < nh:
+            r = h[q] >> 32
+            tot = 0
+            cur = best = 0.0
+            cur_hits = best_hits = 0
+            cur_first = bf = bl = prev = -1
+            while q < nh and (h[q] >> 32) == r:
+                o = h[q] & 0xFFFFFFFF
+                if prev >= 0:
+                    cur -= miss_penalty * (o - prev - 1)
+                if prev < 0 or cur <= 0.0:  # the run so far does not pay for the misses: restart here
+                    cur = 0.0
+                    cur_hits = 0
+                    cur_first = o
+                cur += 1.0
+                cur_hits += 1
+                if cur > best:
+                    best, best_hits, bf, bl = cur, cur_hits, cur_first, o
+                prev = o
+                tot += 1
+                q += 1
+            if tot >= min_hits:
+                g_ref = _append(g_ref, ng, r)
+                g_score = _append(g_score, ng, best)
+                g_hits = _append(g_hits, ng, best_hits)
+                g_first = _append(g_first, ng, lo + bf)
+                g_last = _append(g_last, ng, lo + bl)
+                g_tot = _append(g_tot, ng, tot)
+                ng += 1
+        if ng == 0:
+            continue
+        b = 0
+        for g in range(1, ng):  # in reference order: strict > keeps the lowest index
+            if g_score[g] > g_score[b] or (g_score[g] == g_score[b] and g_tot[g] > g_tot[b]):
+                b = g
+        best_ref[d] = g_ref[b]
+        seg_score[d] = g_score[b]
+        seg_hits[d] = g_hits[b]
+        seg_first[d] = g_first[b]
+        seg_last[d] = g_last[b]
+        total_hits[d] = g_tot[b]
+        alt = -1
+        for g in range(ng):
+            if label_codes[g_ref[g]] != label_codes[g_ref[b]] and (alt < 0 or g_score[g] > g_score[alt]):
+                alt = g
+        if alt >= 0:
+            alt_ref[d] = g_ref[alt]
+            alt_score[d] = g_score[alt]
 
 
 @dataclass(frozen=True)
@@ -143,6 +297,22 @@ class QueryResult:
     best_ref: np.ndarray  # int64 [n], -1 where nothing reaches the threshold
     similarity: np.ndarray  # float64 [n], best verified candidate's estimated Jaccard (0 if none)
     n_candidates: np.ndarray  # int64 [n], distinct LSH candidates
+    alt_ref: np.ndarray  # int64 [n], best candidate with another label than the best's (-1: none)
+    alt_similarity: np.ndarray  # float64 [n]
+
+
+@dataclass(frozen=True)
+class PartialResult:
+    """Per document, the reference with the best-scoring run of shared anchors (see _anchor_kernel)."""
+
+    best_ref: np.ndarray  # int64 [n], -1 if none shares ``min_hits`` anchors
+    seg_score: np.ndarray  # float64 [n], the run's score: shared anchors minus penalised unshared ones
+    seg_hits: np.ndarray  # int64 [n], shared anchors in that run
+    seg_first: np.ndarray  # int64 [n], the run's first and last anchor (indices into the batch's anchors)
+    seg_last: np.ndarray
+    total_hits: np.ndarray  # int64 [n], anchors the document shares with that reference
+    alt_ref: np.ndarray  # int64 [n], the best reference with another label (-1: none)
+    alt_score: np.ndarray  # float64 [n], its run's score
 
 
 class ReferenceIndex:
@@ -152,7 +322,8 @@ class ReferenceIndex:
         self.path = Path(path)
         self.manifest = manifest
         p = manifest["params"]
-        self.params = IndexParams(threshold=p["threshold"], num_perm=p["num_perm"], ngram=p["ngram"], seed=p["seed"])
+        self.params = IndexParams(threshold=p["threshold"], num_perm=p["num_perm"], ngram=p["ngram"], seed=p["seed"],
+                                  anchor_bits=p["anchor_bits"], max_anchor_refs=p["max_anchor_refs"])
         self.bands, self.rows = p["bands"], p["rows"]
         self.refs = refs
         self.signatures = arrays["signatures"]
@@ -160,11 +331,16 @@ class ReferenceIndex:
         self.band_refs = arrays["band_refs"]
         self.band_dir = arrays["band_dir"]
         self.dir_bits = int(round(math.log2(self.band_dir.shape[1] - 1)))
+        self.anchor_keys = arrays["anchor_keys"]
+        self.anchor_refs = arrays["anchor_refs"]
+        self.anchor_dir = arrays["anchor_dir"]
+        self.anchor_dir_bits = int(round(math.log2(self.anchor_dir.shape[0] - 1)))
         # per-reference columns as arrays, not Python objects: cheap to hold per worker
         self.ref_ids = refs["ref_id"].to_arrow()
         self.label_names, codes = np.unique(refs["label"].to_numpy().astype(str), return_inverse=True)
         self.label_codes = codes.astype(np.int32)
         self.ref_shingles = refs["n_shingles"].to_numpy()
+        self.ref_anchors = refs["n_anchors"].to_numpy()
         # slots that must agree for a flag: similarity = equal / num_perm >= threshold
         self.min_equal = math.ceil(self.params.threshold * self.params.num_perm - 1e-9)
 
@@ -172,20 +348,31 @@ class ReferenceIndex:
         return self.signatures.shape[0]
 
     def hasher(self) -> Hasher:
-        return Hasher(self.params.num_perm, self.params.seed, self.params.ngram)
+        p = self.params
+        return Hasher(p.num_perm, p.seed, p.ngram, p.anchor_bits)
 
     def query(self, sigs: np.ndarray, skip: np.ndarray | None = None) -> QueryResult:
+        """Whole-document matches: LSH candidates verified by their estimated Jaccard."""
         n = sigs.shape[0]
         skip = np.zeros(n, np.bool_) if skip is None else skip
-        best_ref = np.empty(n, np.int64)
-        best_equal = np.empty(n, np.int64)
-        n_cand = np.empty(n, np.int64)
+        best_ref, best_equal, n_cand, alt_ref, alt_equal = (np.empty(n, np.int64) for _ in range(5))
         if len(self):
             _query_kernel(sigs, skip, self.band_keys, self.band_refs, self.band_dir, self.dir_bits,
-                          self.rows, self.signatures, self.min_equal, best_ref, best_equal, n_cand)
+                          self.rows, self.signatures, self.label_codes, self.min_equal,
+                          best_ref, best_equal, n_cand, alt_ref, alt_equal)
         else:
-            best_ref[:], best_equal[:], n_cand[:] = -1, 0, 0
-        return QueryResult(best_ref, best_equal / self.params.num_perm, n_cand)
+            best_ref[:], best_equal[:], n_cand[:], alt_ref[:], alt_equal[:] = -1, 0, 0, -1, 0
+        P = self.params.num_perm
+        return QueryResult(best_ref, best_equal / P, n_cand, alt_ref, alt_equal / P)
+
+    def partial(self, anchors, n_docs: int, min_hits: int, miss_penalty: float) -> PartialResult:
+        """Partial matches of a batch's documents from their anchors (``Signatures.anchors``)."""
+        doc_ptr = np.searchsorted(anchors.doc, np.arange(n_docs + 1), side="left").astype(np.int64)
+        out = [np.empty(n_docs, np.float64 if name.endswith("score") else np.int64)
+               for name in PartialResult.__dataclass_fields__]
+        _anchor_kernel(doc_ptr, anchors.key, self.anchor_keys, self.anchor_refs, self.anchor_dir,
+                       self.anchor_dir_bits, self.label_codes, min_hits, float(miss_penalty), *out)
+        return PartialResult(*out)
 
     def candidates(self, sig: np.ndarray) -> set[int]:
         """LSH candidates of one signature (reference row numbers), before verification."""
@@ -218,24 +405,33 @@ def params_dict(params: IndexParams) -> dict:
         "threshold": params.threshold,
         "bands": bands,
         "rows": rows,
+        "anchor_bits": params.anchor_bits,
+        "anchor_key": "splitmix64(fmix32(xxh32-seed0) << 32 | xxh32-seed0x9E3779B1)",
+        "max_anchor_refs": params.max_anchor_refs,
     }
 
 
 def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.ndarray,
+               anchor_keys: np.ndarray | None = None, anchor_refs: np.ndarray | None = None,
                skipped: dict[str, int] | None = None) -> None:
-    """Write an index directory. The manifest is written last: a directory without one
-    (an interrupted build) is never mistaken for an index."""
+    """Write an index directory from the references' table, signatures and anchors (the
+    anchors' references non-decreasing; none: whole-document matches only). The manifest is
+    written last: a directory without one (an interrupted build) is never mistaken for an index."""
     path = Path(path)
+    if anchor_keys is None:
+        anchor_keys, anchor_refs = np.zeros(0, np.uint64), np.zeros(0, np.int64)
     path.mkdir(parents=True, exist_ok=True)
     manifest_path = path / "manifest.json"
     if manifest_path.exists():
         manifest_path.unlink()
     p = params_dict(params)
     keys, order, directory = build_band_tables(sigs, p["bands"], p["rows"])
+    a_keys, a_refs, a_dir, common = build_anchor_table(anchor_keys, anchor_refs, params.max_anchor_refs)
+    refs = refs.with_columns(pl.Series("n_anchors", np.bincount(a_refs, minlength=len(refs)), pl.Int64))
     tmp = path / "refs.parquet.tmp"
     pq.write_table(refs.to_arrow(), tmp, compression="zstd")
     os.replace(tmp, path / "refs.parquet")
-    for name, arr in zip(ARRAYS, (sigs, keys, order, directory)):
+    for name, arr in zip(ARRAYS, (sigs, keys, order, directory, a_keys, a_refs, a_dir)):
         _atomic_save_npy(path / f"{name}.npy", np.ascontiguousarray(arr))
     files = {}
     for name in ("refs.parquet", *(f"{a}.npy" for a in ARRAYS)):
@@ -249,6 +445,7 @@ def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.nda
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "params": p,
         "counts": {"refs": int(sigs.shape[0]), "labels": dict(sorted(labels.items())),
+                   "anchors": int(len(a_keys)), "common_anchors_dropped": common,
                    "skipped": dict(skipped or {})},
         "stored_text": "text" in refs.columns,
         "files": files,
@@ -299,9 +496,10 @@ def build_index(refs, out, *, text_field: str = "text", label_field: str = "mode
     shards, _ = discover(list(refs) if not isinstance(refs, (str, os.PathLike)) else [refs])
     if not shards:
         raise ContamscanError("no reference files found (expected .parquet, .jsonl, .json, .jsonl.gz, .jsonl.zst, .arrow)")
-    hasher = Hasher(params.num_perm, params.seed, params.ngram)
-    cols = {"ref_id": [], "label": [], "source": [], "n_shingles": [], "n_chars": [], "text": []}
-    sig_parts = []
+    hasher = Hasher(params.num_perm, params.seed, params.ngram, params.anchor_bits)
+    parts = []  # per batch: an Arrow table of the kept references' columns
+    sig_parts, key_parts, ref_parts = [], [], []
+    n_refs = 0
     skipped = Counter()
     for shard in shards:
         check_fields(shard, Fields(text=text_field, label=label_field))
@@ -311,32 +509,41 @@ def build_index(refs, out, *, text_field: str = "text", label_field: str = "mode
         for batch in read_batches(shard, fields, strict=strict):
             skipped.update(b.reason for b in batch.bad)
             sigs = hasher.signatures(batch.texts)
-            keep = (sigs.status != INVALID_UTF8) & (sigs.n_shingles > 0)
-            skipped["invalid_utf8"] += int(np.count_nonzero(sigs.status == INVALID_UTF8))
-            skipped["no_words"] += int(np.count_nonzero((sigs.status != INVALID_UTF8) & (sigs.n_shingles == 0)))
-            idx = np.nonzero(keep)[0]
-            labels = batch.labels.to_pylist()
-            ids = batch.ids.to_pylist() if batch.ids is not None else [None] * len(labels)
-            texts = batch.texts.to_pylist() if store_text else None
-            for i in idx:
-                rid = ids[i] if ids[i] is not None else f"{shard.relpath}:{int(batch.rows[i])}"
-                cols["ref_id"].append(str(rid))
-                cols["label"].append(labels[i] if labels[i] is not None else "unknown")
-                cols["source"].append(shard.relpath)
-                if store_text:
-                    cols["text"].append(texts[i])
-            cols["n_shingles"].extend(sigs.n_shingles[idx].tolist())
-            cols["n_chars"].extend(sigs.n_chars[idx].tolist())
-            sig_parts.append(sigs.values[idx])
+            invalid = sigs.status == INVALID_UTF8
+            keep = ~invalid & (sigs.n_shingles > 0)
+            skipped["invalid_utf8"] += int(np.count_nonzero(invalid))
+            skipped["no_words"] += int(np.count_nonzero(~invalid & (sigs.n_shingles == 0)))
+            idx = pa.array(np.flatnonzero(keep))
+            rows = pa.array(batch.rows).take(idx)
+            fallback = pc.binary_join_element_wise(shard.relpath, rows.cast(pa.string()), ":")
+            ids = fallback if batch.ids is None else pc.coalesce(batch.ids.take(idx).cast(pa.string()), fallback)
+            cols = {
+                "ref_id": ids,
+                "label": pc.coalesce(batch.labels.take(idx).cast(pa.string()), pa.scalar("unknown")),
+                "source": pa.array([shard.relpath] * len(idx), pa.string()),
+                "n_shingles": pa.array(sigs.n_shingles[keep], pa.int64()),
+                "n_chars": pa.array(sigs.n_chars[keep], pa.int64()),
+            }
+            if store_text:
+                cols["text"] = batch.texts.take(idx).cast(pa.large_string())
+            parts.append(pa.table(cols))
+            sig_parts.append(sigs.values[keep])
+            # anchors of kept references, numbered in index order (skipped ones have none)
+            if sigs.anchors is not None:
+                number = n_refs + np.cumsum(keep) - 1
+                key_parts.append(sigs.anchors.key)
+                ref_parts.append(number[sigs.anchors.doc])
+            n_refs += len(idx)
             if progress:
                 progress(batch)
-    if not store_text:
-        del cols["text"]
-    table = pl.DataFrame(cols, schema_overrides={"n_shingles": pl.Int64, "n_chars": pl.Int64})
+    table = pl.from_arrow(pa.concat_tables(parts)) if parts else pl.DataFrame(
+        schema={"ref_id": pl.String, "label": pl.String, "source": pl.String, "n_shingles": pl.Int64, "n_chars": pl.Int64})
     dup = table["ref_id"].is_duplicated()
     if dup.any():
         ex = table.filter(dup)["ref_id"].unique().sort().head(3).to_list()
         raise ContamscanError(f"reference ids are not unique (e.g. {ex}); pass --id-field with a unique field")
     sigs = np.concatenate(sig_parts) if sig_parts else np.zeros((0, params.num_perm), np.uint32)
-    save_index(Path(out), params, table, sigs, {k: n for k, n in skipped.items() if n})
+    keys = np.concatenate(key_parts) if key_parts else np.zeros(0, np.uint64)
+    refs = np.concatenate(ref_parts) if ref_parts else np.zeros(0, np.int64)
+    save_index(Path(out), params, table, sigs, keys, refs, skipped={k: n for k, n in skipped.items() if n})
     return open_index(out, verify=False)

@@ -18,6 +18,7 @@ import numba
 import numpy as np
 import pyarrow as pa
 
+from .lsh import _mix64
 from .text import MAX_TAG_BYTES, fold_table
 
 EMPTY = np.uint32(0xFFFFFFFF)  # value of every slot of an empty signature
@@ -109,14 +110,14 @@ def _round(v, lane):
 
 
 @numba.njit(inline="always")
-def _xxh32(buf, start, end):
+def _xxh32(buf, start, end, seed):
     n = end - start
     i = start
     if n >= 16:
-        v1 = _U32(_P1 + _P2)
-        v2 = _P2
-        v3 = _U32(0)
-        v4 = _U32(_U32(0) - _P1)
+        v1 = _U32(seed + _P1 + _P2)
+        v2 = _U32(seed + _P2)
+        v3 = _U32(seed)
+        v4 = _U32(seed - _P1)
         limit = end - 16
         while i <= limit:
             v1 = _round(v1, _u32le(buf, i))
@@ -126,7 +127,7 @@ def _xxh32(buf, start, end):
             i += 16
         h = _U32(_rotl(v1, 1) + _rotl(v2, 7) + _rotl(v3, 12) + _rotl(v4, 18))
     else:
-        h = _P5
+        h = _U32(seed + _P5)
     h = _U32(h + _U32(n))
     # The tail (< 16 bytes) as three word steps and three byte steps, each applied or
     # not by a select: no data-dependent branches, so the CPU overlaps the hashing of
@@ -149,13 +150,14 @@ def _xxh32(buf, start, end):
 
 
 @numba.njit(cache=True, nogil=True)
-def xxh32(buf, start, end):
-    """xxHash32 with seed 0 of ``buf[start:end]``."""
+def xxh32(buf, start, end, seed=0):
+    """xxHash32 of ``buf[start:end]``."""
+    seed = _U32(seed)
     if end + _PAD > buf.shape[0]:  # _xxh32 reads past the end: hash a padded copy
         tmp = np.zeros(end - start + _PAD, np.uint8)
         tmp[: end - start] = buf[start:end]
-        return _xxh32(tmp, 0, end - start)
-    return _xxh32(buf, start, end)
+        return _xxh32(tmp, 0, end - start, seed)
+    return _xxh32(buf, start, end, seed)
 
 
 @numba.njit(inline="always")
@@ -259,10 +261,12 @@ def _utf8_continuations(data, start, end):
 
 
 @numba.njit(cache=True, nogil=True)
-def _normalize_into(data, start, end, fold_off, fold_data, byte_class, buf, ws):
+def _normalize_into(data, start, end, fold_off, fold_data, byte_class, buf, ws, wo):
     """Write the normalised words of ``data[start:end]`` into ``buf`` (single spaces
     between words) and their start offsets into ``ws``, followed by the sentinel
-    ``ws[n_words] = len + 1`` so that word ``k`` ends at ``ws[k + 1] - 1``.
+    ``ws[n_words] = len + 1`` so that word ``k`` ends at ``ws[k + 1] - 1``. ``wo`` gets
+    where each word starts in ``data`` (the sentinel ``wo[n_words]`` is ``end``), so a
+    run of words maps back to a span of the original text.
 
     Returns (n_words, n_chars); n_words is -1 for invalid UTF-8 and -2 when ``buf`` is
     too small (the caller grows it and retries). ``ws`` needs ``len(buf) // 2 + 2`` slots.
@@ -290,6 +294,7 @@ def _normalize_into(data, start, end, fold_off, fold_data, byte_class, buf, ws):
             buf[_ix(pos)] = 32  # a space before every word but the first
             pos += starts & np.int64(nw > 0)
             ws[_ix(nw)] = pos
+            wo[_ix(nw)] = i
             nw += starts
             buf[_ix(pos)] = d
             pos += is_word
@@ -309,6 +314,7 @@ def _normalize_into(data, start, end, fold_off, fold_data, byte_class, buf, ws):
             in_word = 0
             continue
         # decode one code point (strict UTF-8, as Python's decoder)
+        cp_start = i
         if 0xC2 <= c <= 0xDF:
             if i + 1 >= end or (data[i + 1] & 0xC0) != 0x80:
                 return -1, 0
@@ -358,15 +364,18 @@ def _normalize_into(data, start, end, fold_off, fold_data, byte_class, buf, ws):
                         buf[_ix(pos)] = 32
                         pos += 1
                     ws[_ix(nw)] = pos
+                    wo[_ix(nw)] = cp_start
                     nw += 1
                     in_word = 1
                 buf[_ix(pos)] = d
                 pos += 1
     ws[nw] = pos + 1
+    wo[nw] = end
     return nw, (end - start) - n_cont
 
 
 _BLOCK = 4  # shingles folded into the signature per pass over it
+_ANCHOR_SEED = _U32(0x9E3779B1)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -395,20 +404,26 @@ def _update(sig, xs, n, a, b):
 
 
 @numba.njit(cache=True, nogil=True)
-def _signature_kernel(data, offsets, first, fold_off, fold_data, byte_class, ngram, a, b, sigs, n_shingles, n_chars, status, buf, ws, xs):
-    """Signatures of documents ``first..`` of an Arrow string array (``data``/``offsets``).
+def _signature_kernel(data, offsets, first, fold_off, fold_data, byte_class, ngram, a, b, sigs, n_shingles, n_chars,
+                      status, buf, ws, wo, xs, anchor_limit, a_key, a_doc, a_word, a_start, a_stop, m):
+    """Signatures of documents ``first..`` of an Arrow string array (``data``/``offsets``),
+    and their anchors: the shingles whose fmix32'd hash is below ``anchor_limit``, each
+    with a 64-bit key and the byte span of its words in the document, appended to
+    ``a_*`` from slot ``m``.
 
-    Returns the index of the first document not done (its normalised form did not fit in
-    ``buf``), or the number of documents when all are done. ``xs`` needs as many slots
-    as ``ws``.
+    Returns (the index of the first document not done, anchors written). A document is
+    left undone when its normalised form does not fit in ``buf`` or its anchors do not
+    fit in ``a_*``. ``wo`` and ``xs`` need as many slots as ``ws``.
     """
     n_docs = offsets.shape[0] - 1
+    cap = a_key.shape[0]
     for d in range(first, n_docs):
         sig = sigs[d]
         sig[:] = EMPTY
-        nw, nc = _normalize_into(data, offsets[d], offsets[d + 1], fold_off, fold_data, byte_class, buf, ws)
+        start = offsets[d]
+        nw, nc = _normalize_into(data, start, offsets[d + 1], fold_off, fold_data, byte_class, buf, ws, wo)
         if nw == -2:
-            return d
+            return d, m
         if nw == -1:
             status[d] = INVALID_UTF8
             n_shingles[d] = 0
@@ -420,17 +435,48 @@ def _signature_kernel(data, offsets, first, fold_off, fold_data, byte_class, ngr
             n = 0
         elif nw < ngram:  # one shingle: the whole text
             n = 1
-            xs[0] = _fmix32(_xxh32(buf, ws[0], ws[_ix(nw)] - 1))
+            xs[0] = _fmix32(_xxh32(buf, ws[0], ws[_ix(nw)] - 1, _U32(0)))
         else:
             n = nw - ngram + 1
             for k in range(n):
-                xs[k] = _fmix32(_xxh32(buf, ws[k], ws[_ix(k + ngram)] - 1))
+                xs[k] = _fmix32(_xxh32(buf, ws[k], ws[_ix(k + ngram)] - 1, _U32(0)))
         n_shingles[d] = n
         _update(sig, xs, n, a, b)
-    return n_docs
+        m_doc = m
+        for k in range(n):
+            x = xs[k]
+            if x < anchor_limit:  # rare (1 in 2**anchor_bits): a branch is cheaper than a select
+                if m == cap:
+                    return d, m_doc
+                last = min(k + ngram, nw)
+                # a second, independent 32-bit hash of the same words makes the key 64-bit
+                h2 = _xxh32(buf, ws[k], ws[_ix(last)] - 1, _ANCHOR_SEED)
+                a_key[m] = _mix64((np.uint64(x) << np.uint64(32)) | np.uint64(h2))
+                a_doc[m] = d
+                a_word[m] = k
+                a_start[m] = wo[k] - start
+                a_stop[m] = wo[_ix(last)] - start
+                m += 1
+    return n_docs, m
 
 
 # --------------------------------------------------------------------------- API
+
+
+@dataclass(frozen=True)
+class Anchors:
+    """Sampled shingles of a batch, in document order then word order: the evidence for
+    partial matches. ``start``/``stop`` are byte offsets in the document's UTF-8 text, from
+    the shingle's first word to the start of the word after its last (or the text's end)."""
+
+    key: np.ndarray  # uint64
+    doc: np.ndarray  # int32, row in the batch
+    word: np.ndarray  # int32, the shingle's first word (its number in the document)
+    start: np.ndarray  # int64
+    stop: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return self.key.shape[0]
 
 
 @dataclass(frozen=True)
@@ -441,15 +487,21 @@ class Signatures:
     n_shingles: np.ndarray  # int64 [n_docs]
     n_chars: np.ndarray  # int64 [n_docs]
     status: np.ndarray  # uint8 [n_docs]: OK or INVALID_UTF8
+    anchors: Anchors | None = None  # when the Hasher samples anchors
 
 
 class Hasher:
-    """Computes datasketch-compatible signatures for batches of texts."""
+    """Computes datasketch-compatible signatures for batches of texts and, when
+    ``anchor_bits`` > 0, samples one shingle in ``2**anchor_bits`` as an anchor (by its
+    hash, so the same shingle is sampled in every text that has it)."""
 
-    def __init__(self, num_perm: int = 128, seed: int = 1, ngram: int = 5):
+    def __init__(self, num_perm: int = 128, seed: int = 1, ngram: int = 5, anchor_bits: int = 0):
         if num_perm < 1 or ngram < 1:
             raise ValueError("num_perm and ngram must be positive")
-        self.num_perm, self.seed, self.ngram = num_perm, seed, ngram
+        if not 0 <= anchor_bits <= 16:
+            raise ValueError("anchor_bits must be between 0 and 16")
+        self.num_perm, self.seed, self.ngram, self.anchor_bits = num_perm, seed, ngram, anchor_bits
+        self._anchor_limit = np.uint32((1 << (32 - anchor_bits)) if anchor_bits else 0)
         self.a, self.b = permutations(num_perm, seed)
         self._fold_off, self._fold_data = fold_table()
         # byte -> its normalised byte for an ASCII word character, else _SEP, _MARKUP or
@@ -478,16 +530,29 @@ class Hasher:
         n_shingles = np.zeros(n, np.int64)
         n_chars = np.zeros(n, np.int64)
         status = np.zeros(n, np.uint8)
-        done = 0
+        # anchors: about one per 2**anchor_bits shingles, a shingle per ~6 bytes of text
+        cap = (int(offsets[-1] - offsets[0]) >> (self.anchor_bits + 2)) + 64 if self.anchor_bits else 0
+        a_key, a_doc, a_word = np.empty(cap, np.uint64), np.empty(cap, np.int32), np.empty(cap, np.int32)
+        a_start, a_stop = np.empty(cap, np.int64), np.empty(cap, np.int64)
+        done = m = 0
         while done < n:
-            done = _signature_kernel(
+            done, m = _signature_kernel(
                 data, offsets, done, self._fold_off, self._fold_data, self._byte_class, self.ngram, self.a, self.b,
-                sigs, n_shingles, n_chars, status, self._buf, self._ws, self._xs,
+                sigs, n_shingles, n_chars, status, self._buf, self._ws, self._wo, self._xs,
+                self._anchor_limit, a_key, a_doc, a_word, a_start, a_stop, m,
             )
-            if done < n:  # document `done` needs a bigger buffer: its normalised form can outgrow its bytes
-                need = 2 * int(offsets[done + 1] - offsets[done]) + 64
-                self._grow(max(need, 2 * self._buf.shape[0]))
-        return Signatures(sigs, n_shingles, n_chars, status)
+            if done == n:
+                break
+            doc_bytes = int(offsets[done + 1] - offsets[done])
+            # a document has fewer shingles than 2 per byte (NFKD expands 3 bytes to 4 words at most)
+            if m + 2 * doc_bytes + 1 > a_key.shape[0]:  # its anchors may not fit: more room, keeping those written
+                cap = 2 * a_key.shape[0] + 2 * doc_bytes + 1
+                a_key, a_doc, a_word, a_start, a_stop = (np.concatenate([x[:m], np.empty(cap - m, x.dtype)])
+                                                         for x in (a_key, a_doc, a_word, a_start, a_stop))
+            else:  # its normalised form did not fit: it can outgrow its bytes
+                self._grow(max(2 * doc_bytes + 64, 2 * self._buf.shape[0]))
+        anchors = Anchors(a_key[:m], a_doc[:m], a_word[:m], a_start[:m], a_stop[:m]) if self.anchor_bits else None
+        return Signatures(sigs, n_shingles, n_chars, status, anchors)
 
     def signature(self, text: str) -> np.ndarray:
         return self.signatures([text]).values[0]
@@ -495,4 +560,5 @@ class Hasher:
     def _grow(self, size: int) -> None:
         self._buf = np.empty(size, np.uint8)
         self._ws = np.empty(size // 2 + 2, np.int64)
+        self._wo = np.empty(size // 2 + 2, np.int64)  # where each word starts in the input
         self._xs = np.empty(size // 2 + 2, np.uint32)  # a document's fmix32'd shingle hashes

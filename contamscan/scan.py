@@ -6,6 +6,7 @@ point that discovers shards, runs them, and writes the report.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import Counter
@@ -36,7 +37,12 @@ MATCH_SCHEMA = pa.schema([
     ("containment", pa.float64()),
     ("char_start", pa.int64()),
     ("char_end", pa.int64()),
+    ("kind", pa.string()),
+    ("ambiguous", pa.bool_()),
+    ("alt_ref_id", pa.string()),
+    ("alt_label", pa.string()),
 ])
+CLOSE = 0.9  # another label's evidence within this ratio of the best's makes a match ambiguous
 
 
 @dataclass(frozen=True)
@@ -98,32 +104,78 @@ def _containment(similarity, n_doc, n_ref):
     return np.minimum(1.0, inter / np.maximum(n_ref, 1))
 
 
-def scan_batch(tally: _ShardTally, batch, index: ReferenceIndex, hasher: Hasher, strict: bool = False) -> None:
+def _char_spans(texts: pa.Array, docs: np.ndarray, byte_start: np.ndarray, byte_stop: np.ndarray):
+    """Byte spans of documents ``docs`` as character offsets, trailing whitespace trimmed."""
+    starts, ends = [], []
+    for d, b0, b1 in zip(docs.tolist(), byte_start.tolist(), byte_stop.tolist()):
+        if b0 < 0:
+            starts.append(None)
+            ends.append(None)
+            continue
+        raw = texts[d].as_py().encode("utf-8")
+        c0 = len(raw[:b0].decode("utf-8"))  # spans start and stop at word starts: character boundaries
+        starts.append(c0)
+        ends.append(c0 + len(raw[b0:b1].decode("utf-8").rstrip()))
+    return pa.array(starts, pa.int64()), pa.array(ends, pa.int64())
+
+
+def scan_batch(tally: _ShardTally, batch, index: ReferenceIndex, hasher: Hasher, options: ScanOptions) -> None:
     sigs = hasher.signatures(batch.texts)
     invalid = sigs.status == INVALID_UTF8
     if invalid.any():
         rows = batch.rows[np.nonzero(invalid)[0]]
-        if strict:
+        if options.strict:
             raise ContamscanError(f"{tally.shard.relpath}: row {int(rows[0])}: invalid_utf8 (text is not valid UTF-8)")
         tally.add_bad(BadRecord(int(r), None, "invalid_utf8", "text is not valid UTF-8") for r in rows)
     valid = ~invalid
     n_bytes = pc.binary_length(batch.texts).to_numpy(zero_copy_only=False).astype(np.int64)
     tally.documents += int(valid.sum())
     tally.bytes += int(n_bytes[valid].sum())
+    # whole documents: LSH candidates verified by estimated Jaccard
     res = index.query(sigs.values, skip=invalid | (sigs.n_shingles == 0))
     had_candidate = res.n_candidates > 0
     bins = np.minimum((res.similarity[had_candidate] * HISTOGRAM_BINS).astype(np.int64), HISTOGRAM_BINS - 1)
     tally.histogram += np.bincount(bins, minlength=HISTOGRAM_BINS)
-    hit = np.nonzero(res.best_ref >= 0)[0]
+    whole = res.best_ref >= 0
+    # partial: a dense run of anchors shared with one reference
+    part = None
+    partial = np.zeros(len(whole), np.bool_)
+    if sigs.anchors is not None and len(index.anchor_keys):
+        part = index.partial(sigs.anchors, len(whole), math.ceil(options.min_anchors), options.miss_penalty)
+        first, last = np.maximum(part.seg_first, 0), np.maximum(part.seg_last, 0)
+        words = sigs.anchors.word[last] - sigs.anchors.word[first] + hasher.ngram if len(sigs.anchors) else 0
+        partial = (part.best_ref >= 0) & (part.seg_score >= options.min_anchors) & (words >= options.min_words)
+    hit = np.flatnonzero(whole | partial)
     if not len(hit):
         return
-    refs = res.best_ref[hit]
+    is_whole = whole[hit]
+    # the reference: the Jaccard winner for whole-document matches, else the anchors'
+    refs = np.where(is_whole, res.best_ref[hit], part.best_ref[hit] if part is not None else -1)
+    P = index.params.num_perm
+    sim = np.count_nonzero(sigs.values[hit] == index.signatures[refs], axis=1) / P
+    containment = _containment(sim, sigs.n_shingles[hit], index.ref_shingles[refs])
+    byte_start = np.full(len(hit), -1, np.int64)
+    byte_stop = np.full(len(hit), -1, np.int64)
+    alt = np.where(is_whole & (res.alt_similarity[hit] >= CLOSE * sim), res.alt_ref[hit], -1)
+    if part is not None:
+        same = part.best_ref[hit] == refs  # the anchors tell the span and containment of this reference
+        n_anchors = index.ref_anchors[refs]
+        use = same & (n_anchors > 0)
+        containment = np.where(use, np.minimum(1.0, part.total_hits[hit] / np.maximum(n_anchors, 1)), containment)
+        first, last = part.seg_first[hit][same], part.seg_last[hit][same]
+        byte_start[same] = sigs.anchors.start[first]
+        byte_stop[same] = sigs.anchors.stop[last]
+        close = ~is_whole & (part.alt_ref[hit] >= 0) & (part.alt_score[hit] >= CLOSE * part.seg_score[hit])
+        alt = np.where(close, part.alt_ref[hit], alt)
+    char_start, char_end = _char_spans(batch.texts, hit, byte_start, byte_stop)
     labels = index.label_names[index.label_codes[refs]].tolist()
+    has_alt = alt >= 0
+    alt_ids = index.ref_ids.take(pa.array(np.where(has_alt, alt, 0))).cast(pa.string())
+    alt_labels = pa.array(index.label_names[index.label_codes[np.where(has_alt, alt, 0)]].tolist(), pa.string())
+    mask = pa.array(~has_alt)
     tally.flagged += len(hit)
     tally.flagged_bytes += int(n_bytes[hit].sum())
     tally.by_label.update(labels)
-    sim = res.similarity[hit]
-    n_ref = index.ref_shingles[refs]
     tally.match_parts.append(pa.table({
         "shard": pa.array([tally.shard.relpath] * len(hit), pa.string()),
         "row": pa.array(batch.rows[hit], pa.int64()),
@@ -132,9 +184,13 @@ def scan_batch(tally: _ShardTally, batch, index: ReferenceIndex, hasher: Hasher,
         "ref_id": index.ref_ids.take(pa.array(refs)).cast(pa.string()),
         "label": pa.array(labels, pa.string()),
         "similarity": pa.array(sim, pa.float64()),
-        "containment": pa.array(_containment(sim, sigs.n_shingles[hit], n_ref), pa.float64()),
-        "char_start": pa.nulls(len(hit), pa.int64()),
-        "char_end": pa.nulls(len(hit), pa.int64()),
+        "containment": pa.array(containment, pa.float64()),
+        "char_start": char_start,
+        "char_end": char_end,
+        "kind": pa.array(np.where(is_whole, "whole", "partial").tolist(), pa.string()),
+        "ambiguous": pa.array(has_alt),
+        "alt_ref_id": pc.if_else(mask, pa.scalar(None, pa.string()), alt_ids),
+        "alt_label": pc.if_else(mask, pa.scalar(None, pa.string()), alt_labels),
     }, schema=MATCH_SCHEMA))
 
 
@@ -150,7 +206,7 @@ def scan_shard(shard: Shard, index: ReferenceIndex, options: ScanOptions, hasher
         for batch in read_batches(shard, fields, batch_bytes=options.batch_bytes, strict=options.strict):
             tally.add_bad(batch.bad)
             if len(batch.texts):
-                scan_batch(tally, batch, index, hasher, options.strict)
+                scan_batch(tally, batch, index, hasher, options)
             if progress:
                 progress(batch)
     except ContamscanError as e:  # unreadable shard, or a bad record under --strict

@@ -107,7 +107,7 @@ def test_scan_flags_exactly_the_copies(workspace, tmp_path):
     check_schema(report)
     matches = pl.read_parquet(out / "matches.parquet")
     assert matches.columns == ["shard", "row", "doc_id", "ref_id", "label", "similarity", "containment",
-                               "char_start", "char_end"]
+                               "char_start", "char_end", "kind", "ambiguous", "alt_ref_id", "alt_label"]
     flagged = dict(zip(matches["doc_id"], zip(matches["ref_id"], matches["label"])))
     expected = {k for k, d in truth.items() if d["kind"] in ("exact", "edited")}
     assert set(flagged) == expected  # no human text, no unindexed model output
