@@ -1,0 +1,820 @@
+"""Accuracy of contamscan against plain datasketch on planted, perturbed AI outputs.
+
+What it measures (real texts from ../shared/data, everything seeded):
+
+* The 300 prompts are split by a seeded shuffle into two halves, ``tune`` and ``report``
+  (``--split``). For every prompt a seeded random half of the models that answered it is
+  INDEXED (the references); the other models' outputs on that prompt are UNINDEXED
+  negatives: same prompts, other models, the hardest negative control. One index is built
+  from the indexed outputs of all prompts; the evaluation uses only the split's prompts.
+* Planted documents, ``--per-kind`` of each kind, made from indexed outputs of the split:
+  ``exact``, ``reformat`` (markdown stripped, rewrapped to 72 columns, quotes swapped
+  straight <-> typographic), ``upper``, ``edit5`` / ``edit10`` (5% / 10% of the words
+  replaced, deleted or inserted, with words of human text), ``sentdrop20`` (20% of the
+  sentences dropped), ``trunc60`` (first 60% of the characters), ``whole_in_human`` (the
+  whole output inside 2,000-6,000 characters of human text) and ``passage30`` (a
+  ~1,200-character passage inside ~3,000 characters of human text). Embedded kinds keep
+  the true character span of the AI text.
+* Negatives: every human document (truncated to 20,000 characters) and the unindexed
+  outputs of the split's prompts.
+* ``--shards`` Parquet shards with true contamination rates spread from 0 to ~40%.
+* Both systems scan the shards: ``contamscan.scan`` (one worker) and datasketch
+  (5-word shingles of ``\\w+`` words, ``MinHash(num_perm=128)``, ``MinHashLSH(threshold=0.5)``,
+  flagged when a candidate's estimated Jaccard is >= 0.5).
+
+Reported, per system: recall per kind, false positives on human and on unindexed documents,
+per-shard |rate - truth| in percentage points, coverage of the shards' 95% intervals,
+attribution accuracy (label and reference id), mean span IoU of the
+embedded kinds (contamscan, when it reports spans), scan MB/s; and ``targets``, the
+acceptance booleans of contamscan.
+
+Run::
+
+    python benchmarks/bench_accuracy.py [--split tune]
+
+Progress goes to stderr; one JSON line goes to stdout. MB are 10**6 bytes of UTF-8 text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import random
+import re
+import sys
+import textwrap
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import pin_threads  # noqa: E402
+
+pin_threads()  # before numba, polars and Arrow start
+
+from _common import (MB, Timer, add_common_args, emit, log, machine, pin_arrow, rate,  # noqa: E402
+                     versions, workdir)
+
+KINDS = ("exact", "reformat", "upper", "edit5", "edit10", "sentdrop20", "trunc60", "whole_in_human", "passage30")
+EMBEDDED = ("whole_in_human", "passage30")
+RECALL_TARGETS = {"exact": 0.99, "reformat": 0.99, "upper": 0.99, "edit5": 0.97, "sentdrop20": 0.97,
+                  "trunc60": 0.97, "edit10": 0.9, "passage30": 0.9}
+MIN_WORDS = 100  # outputs with fewer words (refusals, stubs) are references only, never evaluated
+PASSAGE_CHARS = 1200
+PASSAGE_HOST_CHARS = (2700, 3300)
+WHOLE_HOST_CHARS = (2000, 6000)
+HUMAN_MAX_CHARS = 20_000
+TOP_RATE = 0.40  # true contamination rate of the most contaminated shard (about)
+FP_EXAMPLES = 5
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--split", choices=("tune", "report"), default="report",
+                   help="half of the prompts evaluated (default: %(default)s)")
+    p.add_argument("--per-kind", type=int, default=200, help="planted documents per kind (default: %(default)s)")
+    p.add_argument("--shards", type=int, default=20, help="Parquet shards of the dataset (default: %(default)s)")
+    p.add_argument("--ngram", type=int, default=5, help="contamscan words per shingle (default: %(default)s)")
+    p.add_argument("--threshold", type=float, default=0.5, help="contamscan threshold (default: %(default)s)")
+    p.add_argument("--store-text", action="store_true", help="build the index with store_text=True")
+    p.add_argument("--no-baseline", action="store_true", help="skip the datasketch baseline")
+    p.add_argument("--scan-extra", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra ScanOptions field (value parsed as JSON when it can be); repeatable; "
+                        "fields ScanOptions does not have are ignored with a warning")
+    add_common_args(p)
+    args = p.parse_args(argv)
+    if args.per_kind < 1 or args.shards < 1:
+        p.error("--per-kind and --shards must be >= 1")
+    return args
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class Output:
+    """One AI output of the slop-score data."""
+
+    id: str
+    model: str
+    prompt: int
+    text: str
+    indexed: bool = False
+
+
+@dataclass
+class Doc:
+    """One document of the scanned dataset and its truth."""
+
+    text: str
+    kind: str  # a planted kind, "human" or "unindexed"
+    origin: str  # the ref id (planted), the human id or the unindexed output id
+    model: str | None = None  # true model (planted, unindexed)
+    prompt: int | None = None
+    span: tuple[int, int] | None = None  # [start, end) of the AI text (planted)
+    id: str = ""
+    shard: str = ""
+    row: int = -1
+
+    @property
+    def planted(self) -> bool:
+        return self.kind in KINDS
+
+
+def load_outputs(data: Path) -> list[Output]:
+    import pyarrow.parquet as pq
+
+    path = data / "ai" / "slop_score.parquet"
+    if not path.is_file():
+        raise SystemExit(f"real data not found: {path}")
+    t = pq.read_table(path, columns=["id", "model", "prompt_index", "text"]).to_pydict()
+    return [Output(str(i), m, int(p), x) for i, m, p, x in zip(t["id"], t["model"], t["prompt_index"], t["text"])
+            if x is not None]
+
+
+def load_human(data: Path) -> list[tuple[str, str, str]]:
+    """(id, source file, text) of every human document, in file order."""
+    import pyarrow.parquet as pq
+
+    paths = sorted((data / "human").glob("*.parquet"))
+    if not paths:
+        raise SystemExit(f"no human data under {data / 'human'}")
+    out = []
+    for p in paths:
+        t = pq.read_table(p, columns=["id", "text"]).to_pydict()
+        out += [(f"{p.stem}/{i}", p.stem, x) for i, x in zip(t["id"], t["text"]) if x and x.strip()]
+    return out
+
+
+def split_prompts(outputs: list[Output], seed: int) -> dict[str, set[int]]:
+    prompts = sorted({o.prompt for o in outputs})
+    random.Random(f"{seed}:split").shuffle(prompts)
+    half = len(prompts) // 2
+    return {"tune": set(prompts[:half]), "report": set(prompts[half:])}
+
+
+def choose_indexed(outputs: list[Output], seed: int) -> None:
+    """For every prompt, a seeded random half of its models is indexed."""
+    rng = random.Random(f"{seed}:indexed")
+    by_prompt = defaultdict(list)
+    for o in outputs:
+        by_prompt[o.prompt].append(o)
+    for p in sorted(by_prompt):
+        group = sorted(by_prompt[p], key=lambda o: o.model)
+        for o in rng.sample(group, len(group) // 2):
+            o.indexed = True
+
+
+def n_words(text: str) -> int:
+    return len(re.findall(r"\w+", text))
+
+
+def human_vocab(human, limit: int = 300_000) -> list[str]:
+    """Real words of human text (with their frequencies), the replacements of the edits."""
+    words = []
+    for hid, src, text in human:
+        if src in ("detectgpt_originals", "inaugural", "state_union"):
+            words += re.findall(r"[A-Za-z]+(?:'[a-z]+)?", text)
+            if len(words) >= limit:
+                break
+    return words
+
+
+# --------------------------------------------------------------------------- perturbations
+
+# end of a sentence: final punctuation (and closing quotes, brackets, emphasis), then the end
+# of the text, a line break, or a space and what starts a sentence (capital or digit)
+_SENT_END = re.compile(r"""[.!?…]+["”’')\]*_]*(?=\s*$|[ \t]*\n|\s+["“‘'*_(\[]*[A-Z0-9])""")
+_STRAIGHT_OPEN_BEFORE = set(" \t\n([{—–-/")
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """[start, end) of each sentence: from a non-space character to the end of its final
+    punctuation; text after the last punctuation is one more sentence. A paragraph break
+    also ends a sentence (headings, list items without a full stop)."""
+    ends = sorted({m.end() for m in _SENT_END.finditer(text)} | {m.start() for m in re.finditer(r"\n\s*\n", text)})
+    spans, pos = [], 0
+    for e in ends + [len(text)]:
+        start = pos + (len(text[pos:]) - len(text[pos:].lstrip()))
+        end = len(text[:e].rstrip())
+        if end > start:
+            spans.append((start, end))
+        pos = max(pos, e)
+    return spans
+
+
+def strip_markdown(text: str) -> str:
+    lines = []
+    for line in text.split("\n"):
+        if re.fullmatch(r"\s*([-*_]\s*){3,}", line):  # horizontal rule / scene break
+            continue
+        line = re.sub(r"^\s{0,3}#{1,6}\s*", "", line)  # heading
+        line = re.sub(r"\s+#+\s*$", "", line)
+        line = re.sub(r"^\s*(?:[-*+•]|\d+[.)])\s+", "", line)  # list bullet / number
+        lines.append(line.replace("*", "").replace("_", ""))
+    return "\n".join(lines)
+
+
+def swap_quotes(text: str) -> str:
+    """Straight quotes become typographic ones and typographic ones straight."""
+    out = []
+    for i, ch in enumerate(text):
+        prev = text[i - 1] if i else " "
+        if ch == '"':
+            out.append("“" if prev in _STRAIGHT_OPEN_BEFORE else "”")
+        elif ch == "'":
+            nxt = text[i + 1] if i + 1 < len(text) else " "
+            out.append("‘" if prev in _STRAIGHT_OPEN_BEFORE and nxt.isalnum() else "’")
+        elif ch in "“”„":
+            out.append('"')
+        elif ch in "‘’":
+            out.append("'")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def rewrap(text: str, width: int = 72) -> str:
+    """Every line wrapped to ``width`` columns; blank lines (paragraphs) kept."""
+    return "\n".join(textwrap.fill(line, width) if line.strip() else "" for line in text.split("\n"))
+
+
+def reformat(text: str) -> str:
+    return rewrap(swap_quotes(strip_markdown(text)))
+
+
+def _same_case(word: str, like: str) -> str:
+    if like.isupper() and len(like) > 1:
+        return word.upper()
+    return word.capitalize() if like[:1].isupper() else word.lower()
+
+
+def edit_words(text: str, frac: float, rng: random.Random, vocab: list[str]) -> str:
+    """``frac`` of the words edited: each one replaced, deleted or preceded by an inserted
+    word (one of the three at random); the rest of the text is kept as it is."""
+    lead = text[: len(text) - len(text.lstrip())]
+    tokens = re.findall(r"\S+\s*", text)
+    k = max(1, round(frac * len(tokens)))
+    ops = {i: rng.choice(("replace", "delete", "insert")) for i in rng.sample(range(len(tokens)), k)}
+    out = [lead]
+    for i, tok in enumerate(tokens):
+        op = ops.get(i)
+        if op == "delete":
+            ws = tok[len(tok.rstrip()):]
+            if "\n" in ws:  # keep the line structure
+                out.append(ws)
+            continue
+        if op == "insert":
+            out.append(_same_case(rng.choice(vocab), tok) + " ")
+            tok = tok if not tok[:1].isupper() or tok.isupper() else tok[:1].lower() + tok[1:]
+        elif op == "replace":
+            m = re.search(r"\w+", tok)
+            if m:
+                w = _same_case(rng.choice(vocab), m.group())
+                tok = tok[: m.start()] + w + tok[m.end():]
+            else:
+                tok = rng.choice(vocab) + tok
+        out.append(tok)
+    return "".join(out)
+
+
+def drop_sentences(text: str, frac: float, rng: random.Random) -> str:
+    spans = sentence_spans(text)
+    drop = set(rng.sample(range(len(spans)), round(frac * len(spans))))
+    out, pos = [], 0
+    for i, (s, e) in enumerate(spans):
+        if i in drop:
+            out.append(text[pos:s])
+            pos = e
+            # skip the whitespace after a dropped sentence unless it breaks a line
+            ws = text[e:len(text) - len(text[e:].lstrip())] if e < len(text) else ""
+            if "\n" not in ws:
+                pos = e + len(ws)
+    out.append(text[pos:])
+    # no trailing spaces or runs of blank lines where sentences went
+    return re.sub(r"\n{3,}", "\n\n", re.sub(r"[ \t]+\n", "\n", "".join(out)))
+
+
+def cut_words(text: str, limit: int) -> str:
+    """At most ``limit`` characters of ``text``, cut at a word boundary."""
+    if len(text) <= limit:
+        return text
+    m = None
+    for m in re.finditer(r"\s+", text[: limit + 1]):
+        pass
+    return text[: m.start()] if m else text[:limit]
+
+
+def truncate(text: str, frac: float) -> str:
+    return cut_words(text, int(frac * len(text)))
+
+
+def pick_passage(text: str, target: int, rng: random.Random) -> str:
+    """A passage of about ``target`` characters from a sentence start to a sentence end."""
+    spans = sentence_spans(text)
+    full = [i for i, (s, e) in enumerate(spans) if re.search(r"""[.!?…]["”’')\]*_]*$""", text[s:e])]
+    starts = [i for i in range(len(spans)) if any(j >= i and spans[j][1] - spans[i][0] >= target * 0.9 for j in full)]
+    if not starts:
+        return text.strip()
+    i = rng.choice(starts)
+    ends = [j for j in full if j >= i]
+    j = min(ends, key=lambda j: abs(spans[j][1] - spans[i][0] - target))
+    return text[spans[i][0]:spans[j][1]]
+
+
+class HostMaker:
+    """Human text of a wanted length: a window of human documents of one source (a source
+    drawn uniformly, then a document), continued with further documents of that source when
+    one is too short, cut at a sentence end (else a word boundary)."""
+
+    def __init__(self, human, rng: random.Random):
+        self.by_source = defaultdict(list)
+        for hid, src, text in human:
+            self.by_source[src].append(text)
+        self.sources = sorted(self.by_source)
+        self.rng = rng
+
+    def make(self, lo: int, hi: int) -> str:
+        rng = self.rng
+        want = rng.randint(lo, hi)
+        docs = self.by_source[rng.choice(self.sources)]
+        text = rng.choice(docs)
+        starts = [0] + [m.end() for m in re.finditer(r"\n\s*", text) if m.end() < len(text) - want]
+        parts = [text[rng.choice(starts):].strip()]
+        n = len(parts[0])
+        while n < want:
+            parts.append(rng.choice(docs).strip())
+            n += len(parts[-1]) + 2
+        host = "\n\n".join(parts)
+        ends = [e for s, e in sentence_spans(host[: want + 1]) if max(lo, int(0.85 * want)) <= e <= want]
+        if ends:
+            return host[: ends[-1]]
+        return cut_words(host, want).rstrip()
+
+
+def insert_at_boundary(host: str, ai: str, rng: random.Random) -> tuple[str, tuple[int, int]]:
+    """``ai`` inserted as its own paragraph at a line or sentence boundary in the middle
+    70% of ``host``; returns the document and the span of ``ai`` in it."""
+    n = len(host)
+    inside = lambda p: 0.15 * n <= p <= 0.85 * n  # noqa: E731
+    cands = [m.end() for m in re.finditer(r"\n\s*", host) if inside(m.end())]
+    if not cands:
+        cands = [s for s, e in sentence_spans(host) if inside(s)]
+    if not cands:
+        cands = [m.end() for m in re.finditer(r"\s+", host) if inside(m.end())] or [n]
+    p = rng.choice(cands)
+    before = host[:p].rstrip()
+    after = host[p:].lstrip()
+    prefix = before + "\n\n" if before else ""
+    suffix = "\n\n" + after if after else ""
+    return prefix + ai + suffix, (len(prefix), len(prefix) + len(ai))
+
+
+class Planter:
+    """Makes the planted documents of each kind from a reference output."""
+
+    def __init__(self, human, vocab, seed: int):
+        self.vocab = vocab
+        self.hosts = HostMaker(human, random.Random(f"{seed}:hosts"))
+
+    def make(self, kind: str, o: Output, rng: random.Random) -> Doc:
+        text = o.text
+        span = None
+        if kind == "exact":
+            doc = text
+        elif kind == "reformat":
+            doc = reformat(text)
+        elif kind == "upper":
+            doc = text.upper()
+        elif kind in ("edit5", "edit10"):
+            doc = edit_words(text, int(kind[4:]) / 100, rng, self.vocab)
+        elif kind == "sentdrop20":
+            doc = drop_sentences(text, 0.2, rng)
+        elif kind == "trunc60":
+            doc = truncate(text, 0.6)
+        elif kind == "whole_in_human":
+            doc, span = insert_at_boundary(self.hosts.make(*WHOLE_HOST_CHARS), text.strip(), rng)
+        elif kind == "passage30":
+            passage = pick_passage(text, PASSAGE_CHARS, rng)
+            doc, span = insert_at_boundary(self.hosts.make(*PASSAGE_HOST_CHARS), passage, rng)
+        else:
+            raise ValueError(kind)
+        return Doc(doc, kind, o.id, o.model, o.prompt, span or (0, len(doc)))
+
+
+def make_planted(pool: list[Output], per_kind: int, planter: Planter, seed: int) -> list[Doc]:
+    docs = []
+    for kind in KINDS:
+        rng = random.Random(f"{seed}:planted:{kind}")
+        eligible = pool if kind != "passage30" else [o for o in pool if len(o.text) >= 2 * PASSAGE_CHARS]
+        chosen = rng.sample(eligible, min(per_kind, len(eligible)))
+        if per_kind > len(eligible):  # more than the pool: reuse outputs
+            chosen += rng.choices(eligible, k=per_kind - len(eligible))
+        docs += [planter.make(kind, o, rng) for o in chosen]
+    return docs
+
+
+def make_negatives(human, unindexed: list[Output]) -> list[Doc]:
+    docs = [Doc(cut_words(t, HUMAN_MAX_CHARS), "human", hid) for hid, src, t in human]
+    docs += [Doc(o.text, "unindexed", o.id, o.model, o.prompt) for o in unindexed]
+    return docs
+
+
+# --------------------------------------------------------------------------- shards
+
+
+def _apportion(total: int, weights: list[float]) -> list[int]:
+    """``total`` split in proportion to ``weights`` (largest remainders; sums exactly)."""
+    s = sum(weights)
+    if s <= 0:
+        return [0] * len(weights)
+    raw = [total * w / s for w in weights]
+    out = [math.floor(x) for x in raw]
+    for i in sorted(range(len(raw)), key=lambda i: (out[i] - raw[i], i))[: total - sum(out)]:
+        out[i] += 1
+    return out
+
+
+def target_rates(n_shards: int) -> list[float]:
+    """About a fifth of the shards clean, the others spread evenly up to TOP_RATE."""
+    n_zero = min(n_shards - 1, max(1, round(0.2 * n_shards))) if n_shards > 1 else 0
+    m = n_shards - n_zero
+    return [0.0] * n_zero + [TOP_RATE * (i + 1) / m for i in range(m)]
+
+
+def assign_shards(planted: list[Doc], negatives: list[Doc], n_shards: int, seed: int) -> list[list[Doc]]:
+    rng = random.Random(f"{seed}:shards")
+    rates = target_rates(n_shards)
+    planted, negatives = planted[:], negatives[:]
+    rng.shuffle(planted)  # every shard gets a mix of kinds
+    rng.shuffle(negatives)  # and of human and unindexed documents
+    n_p = _apportion(len(planted), rates)
+    n_n = _apportion(len(negatives), [1 - r for r in rates])
+    shards, ip, ineg = [], 0, 0
+    for a, b in zip(n_p, n_n):
+        docs = planted[ip:ip + a] + negatives[ineg:ineg + b]
+        ip, ineg = ip + a, ineg + b
+        rng.shuffle(docs)
+        shards.append(docs)
+    return shards
+
+
+def write_shards(shards: list[list[Doc]], out_dir: Path) -> list[Path]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths, k = [], 0
+    for s, docs in enumerate(shards):
+        path = out_dir / f"shard-{s:03d}.parquet"
+        for r, d in enumerate(docs):
+            d.id, d.shard, d.row = f"doc-{k:06d}", path.name, r
+            k += 1
+        table = pa.table({"id": pa.array([d.id for d in docs], pa.string()),
+                          "text": pa.array([d.text for d in docs], pa.large_string())})
+        pq.write_table(table, path, compression="zstd")
+        paths.append(path)
+    # the truth beside the shards (outside the scanned directory), for inspecting a kept run
+    truth = [{"id": d.id, "kind": d.kind, "origin": d.origin, "model": d.model, "prompt": d.prompt,
+              "span_start": d.span[0] if d.span else None, "span_end": d.span[1] if d.span else None}
+             for docs in shards for d in docs]
+    pq.write_table(pa.Table.from_pylist(truth), out_dir.parent / "truth.parquet")
+    return paths
+
+
+def write_refs(refs: list[Output], path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": [o.id for o in refs], "model": [o.model for o in refs],
+                             "text": pa.array([o.text for o in refs], pa.large_string())}), path, compression="zstd")
+
+
+# --------------------------------------------------------------------------- the two systems
+
+
+@dataclass
+class Flag:
+    ref_id: str | None
+    label: str | None
+    similarity: float
+    containment: float | None = None
+    span: tuple[int, int] | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class SystemResult:
+    flags: dict[str, Flag]  # doc id -> its match
+    shard_rates: dict[str, tuple[float, float, float]]  # shard file name -> (rate, ci lo, ci hi)
+    seconds: float
+    nbytes: int
+    notes: dict = field(default_factory=dict)
+
+
+def scan_options(extra: list[str]):
+    """ScanOptions(workers=1, **extra); unknown fields are dropped with a warning."""
+    from contamscan import ScanOptions
+
+    names = {f.name for f in dataclasses.fields(ScanOptions)}
+    kw, used = {"workers": 1}, {}
+    for item in extra:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--scan-extra wants KEY=VALUE, got {item!r}")
+        try:
+            value = json.loads(value)
+        except ValueError:
+            pass
+        if key not in names:
+            log(f"warning: ScanOptions has no field {key!r}; --scan-extra {item} ignored")
+            continue
+        kw[key] = used[key] = value
+    return ScanOptions(**kw), used
+
+
+def run_contamscan(paths: list[Path], index, out: Path, options, docs_by_id: dict[str, Doc],
+                   docs_by_place: dict[tuple[str, int], Doc], nbytes: int) -> SystemResult:
+    import polars as pl
+
+    from contamscan import scan
+
+    log(f"contamscan: scanning {len(paths)} shards ({nbytes / MB:.1f} MB)")
+    with Timer() as t:
+        report = scan([str(p) for p in paths], index, out, options)
+    if report.failed_shards:
+        raise SystemExit(f"contamscan: failed shards {report.failed_shards}")
+    matches = pl.from_arrow(report.matches())
+    flags, id_mismatch = {}, 0
+    std = {"shard", "row", "doc_id", "ref_id", "label", "similarity", "containment", "char_start", "char_end"}
+    for m in matches.iter_rows(named=True):
+        d = docs_by_place.get((Path(m["shard"]).name, m["row"])) or docs_by_id.get(m["doc_id"])
+        if d is None:
+            raise SystemExit(f"contamscan: match of an unknown document {m}")
+        id_mismatch += m["doc_id"] != d.id
+        span = (m["char_start"], m["char_end"]) if m.get("char_start") is not None and m.get("char_end") is not None \
+            else None
+        f = Flag(m["ref_id"], m["label"], m["similarity"], m.get("containment"), span,
+                 {k: v for k, v in m.items() if k not in std})
+        if d.id not in flags or f.similarity > flags[d.id].similarity:
+            flags[d.id] = f
+    rates = {Path(s["shard"]).name: (s["contamination_rate"], *s["ci95"]) for s in report.shards}
+    notes = {"match_rows": matches.height, "match_columns": matches.columns, "doc_id_mismatches": id_mismatch}
+    log(f"contamscan: {len(flags)} documents flagged in {t.wall:.1f} s ({rate(nbytes, t.wall)} MB/s)")
+    return SystemResult(flags, rates, t.wall, nbytes, notes)
+
+
+_WORD = re.compile(r"\w+")
+
+
+def ds_minhash(text: str, num_perm: int = 128):
+    from datasketch import MinHash
+
+    words = _WORD.findall(text.lower())
+    shingles = {" ".join(words[i:i + 5]).encode("utf-8") for i in range(len(words) - 4)}
+    m = MinHash(num_perm=num_perm)
+    if shingles:
+        m.update_batch(list(shingles))
+    return m, len(shingles)
+
+
+def build_datasketch(refs: list[Output]):
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=0.5, num_perm=128)
+    sigs, labels = {}, {}
+    with Timer() as t:
+        for o in refs:
+            m, n = ds_minhash(o.text)
+            if n:
+                lsh.insert(o.id, m)
+                sigs[o.id], labels[o.id] = m, o.model
+    log(f"datasketch: indexed {len(sigs)} references in {t.wall:.1f} s")
+    return lsh, sigs, labels, t.wall
+
+
+def run_datasketch(paths: list[Path], refs: list[Output], nbytes: int) -> SystemResult:
+    """The same scan with plain datasketch: texts read from the shards, 5-word shingles,
+    MinHash + MinHashLSH(threshold=0.5), flagged if a candidate's Jaccard is >= 0.5."""
+    import pyarrow.parquet as pq
+
+    lsh, sigs, labels, build_s = build_datasketch(refs)
+    flags, rates = {}, {}
+    log(f"datasketch: scanning {len(paths)} shards")
+    with Timer() as t:
+        for path in paths:
+            table = pq.read_table(path, columns=["id", "text"])
+            n = flagged = 0
+            for doc_id, text in zip(table["id"].to_pylist(), table["text"].to_pylist()):
+                n += 1
+                m, k = ds_minhash(text)
+                if not k:
+                    continue
+                best = max(((m.jaccard(sigs[key]), key) for key in lsh.query(m)), default=None)
+                if best is not None and best[0] >= 0.5:
+                    flags[doc_id] = Flag(best[1], labels[best[1]], best[0])
+                    flagged += 1
+            rates[path.name] = (flagged / n if n else 0.0, *wilson(flagged, n))
+    log(f"datasketch: {len(flags)} documents flagged in {t.wall:.1f} s ({rate(nbytes, t.wall)} MB/s)")
+    return SystemResult(flags, rates, t.wall, nbytes, {"index_seconds": round(build_s, 2)})
+
+
+def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    if n <= 0:
+        return (0.0, 1.0)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (0.0 if k == 0 else max(0.0, centre - half), 1.0 if k == n else min(1.0, centre + half))
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def iou(a: tuple[int, int], b: tuple[int, int]) -> float:
+    inter = max(0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    return inter / union if union > 0 else 0.0
+
+
+def false_positives(docs: list[Doc], flags: dict[str, Flag], ref_prompt: dict[str, int]) -> dict:
+    hits = [d for d in docs if d.id in flags]
+    examples = []
+    for d in hits[:FP_EXAMPLES]:
+        f = flags[d.id]
+        ex = {"doc_id": d.id, "origin": d.origin, "ref_id": f.ref_id, "label": f.label,
+              "similarity": round(f.similarity, 4)}
+        if f.containment is not None:
+            ex["containment"] = round(f.containment, 4)
+        ex.update({k: v for k, v in f.extra.items() if isinstance(v, (bool, int, float, str))})  # e.g. ambiguous
+        if d.kind == "unindexed":
+            ex["same_prompt"] = ref_prompt.get(f.ref_id) == d.prompt
+        examples.append(ex)
+    out = {"count": len(hits), "documents": len(docs), "rate": round(len(hits) / len(docs), 6) if docs else 0.0,
+           "examples": examples}
+    if docs and docs[0].kind == "human":
+        out["by_source"] = dict(Counter(d.origin.split("/")[0] for d in hits))
+    return out
+
+
+def evaluate(res: SystemResult, docs: list[Doc], shards: list[list[Doc]], ref_prompt: dict[str, int],
+             spans: bool) -> dict:
+    planted = [d for d in docs if d.planted]
+    recall = {}
+    for kind in KINDS:
+        ds = [d for d in planted if d.kind == kind]
+        recall[kind] = round(sum(d.id in res.flags for d in ds) / len(ds), 4) if ds else None
+    found = [d for d in planted if d.id in res.flags]
+    attribution = {"documents": len(found),
+                   "label": round(sum(res.flags[d.id].label == d.model for d in found) / len(found), 4)
+                   if found else None,
+                   "ref_id": round(sum(res.flags[d.id].ref_id == d.origin for d in found) / len(found), 4)
+                   if found else None}
+    errors, covered, per_shard = [], 0, []
+    for docs_s in shards:
+        name = docs_s[0].shard if docs_s else None
+        truth = sum(d.planted for d in docs_s) / len(docs_s) if docs_s else 0.0
+        r, lo, hi = res.shard_rates.get(name, (float("nan"), 0.0, 0.0))
+        errors.append(abs(r - truth) * 100)
+        covered += lo <= truth <= hi
+        per_shard.append({"shard": name, "documents": len(docs_s), "truth": round(truth, 4), "rate": round(r, 4),
+                          "ci95": [round(lo, 4), round(hi, 4)]})
+    out = {
+        "recall": recall,
+        "recall_all": round(len(found) / len(planted), 4) if planted else None,
+        "false_positives": {
+            "human": false_positives([d for d in docs if d.kind == "human"], res.flags, ref_prompt),
+            "unindexed": false_positives([d for d in docs if d.kind == "unindexed"], res.flags, ref_prompt),
+        },
+        "shard_rate_error_pp": {"max": round(max(errors), 3), "mean": round(sum(errors) / len(errors), 3)},
+        "ci_coverage": round(covered / len(shards), 4),
+        "attribution": attribution,
+        "scan": {"seconds": round(res.seconds, 2), "mb": round(res.nbytes / MB, 2),
+                 "mb_per_s": rate(res.nbytes, res.seconds)},
+        "shards": per_shard,
+    }
+    if spans:
+        out["span_iou"] = span_iou(planted, res.flags)
+    return out
+
+
+def span_iou(planted: list[Doc], flags: dict[str, Flag]) -> dict:
+    out = {}
+    for kind in EMBEDDED:
+        pairs = [(d.span, flags[d.id].span) for d in planted if d.kind == kind and d.id in flags]
+        with_span = [iou(t, s) for t, s in pairs if s is not None]
+        out[kind] = {"flagged": len(pairs), "with_span": len(with_span),
+                     "mean": round(sum(with_span) / len(with_span), 4) if with_span else None}
+    return out
+
+
+def targets(m: dict) -> dict:
+    t = {f"recall_{k}": (m["recall"][k] or 0) >= v for k, v in RECALL_TARGETS.items()}
+    t["fp_human_zero"] = m["false_positives"]["human"]["count"] == 0
+    t["fp_unindexed_zero"] = m["false_positives"]["unindexed"]["count"] == 0
+    t["rate_error_max_le_1pp"] = m["shard_rate_error_pp"]["max"] <= 1.0
+    t["ci_coverage_ge_0.9"] = m["ci_coverage"] >= 0.9
+    t["attribution_ge_0.99"] = (m["attribution"]["label"] or 0) >= 0.99
+    t["all"] = all(t.values())
+    return t
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_eval(args, outputs: list[Output], human) -> tuple[list[Doc], list[Doc], list[Output], dict]:
+    """The planted and negative documents of the split, the references, and counts."""
+    halves = split_prompts(outputs, args.seed)
+    choose_indexed(outputs, args.seed)
+    prompts = halves[args.split]
+    refs = [o for o in outputs if o.indexed]
+    in_split = [o for o in outputs if o.prompt in prompts]
+    indexed_texts = {o.text.strip() for o in refs}
+    pool = [o for o in in_split if o.indexed and n_words(o.text) >= MIN_WORDS]
+    unindexed = [o for o in in_split if not o.indexed and n_words(o.text) >= MIN_WORDS]
+    dup = [o for o in unindexed if o.text.strip() in indexed_texts]  # not a negative: its text is indexed
+    unindexed = [o for o in unindexed if o.text.strip() not in indexed_texts]
+    log(f"split {args.split}: {len(prompts)} prompts, {len(pool)} indexed and {len(unindexed)} unindexed outputs "
+        f"usable; {len(refs)} references in the index")
+    planter = Planter(human, human_vocab(human), args.seed)
+    planted = make_planted(pool, args.per_kind, planter, args.seed)
+    negatives = make_negatives(human, unindexed)
+    counts = {
+        "prompts": len(prompts), "references": len(refs), "indexed_pool": len(pool),
+        "short_outputs_skipped": sum(n_words(o.text) < MIN_WORDS for o in in_split),
+        "unindexed_duplicates_of_refs_skipped": len(dup),
+        **{k: sum(d.kind == k for d in planted) for k in KINDS},
+        "human": sum(d.kind == "human" for d in negatives), "unindexed": len(unindexed),
+        "planted_distinct_refs_by_kind_min": min(len({d.origin for d in planted if d.kind == k}) for k in KINDS),
+    }
+    return planted, negatives, refs, counts
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    pin_arrow()
+    t_start = time.perf_counter()
+
+    import contamscan
+    from contamscan import IndexParams
+
+    options, used_extra = scan_options(args.scan_extra)
+    outputs = load_outputs(args.data)
+    human = load_human(args.data)
+    planted, negatives, refs, counts = build_eval(args, outputs, human)
+    ref_prompt = {o.id: o.prompt for o in outputs}
+
+    with workdir(args.workdir, args.keep) as wd:
+        shards = assign_shards(planted, negatives, args.shards, args.seed)
+        paths = write_shards(shards, wd / "dataset")
+        docs = [d for s in shards for d in s]
+        nbytes = sum(len(d.text.encode("utf-8")) for d in docs)
+        log(f"dataset: {len(docs)} documents ({len(planted)} planted) in {len(paths)} shards, {nbytes / MB:.1f} MB; "
+            f"true rates {[round(sum(d.planted for d in s) / max(1, len(s)), 3) for s in shards]}")
+
+        write_refs(refs, wd / "refs.parquet")
+        log(f"contamscan: building the index of {len(refs)} references")
+        with Timer() as tb:
+            index = contamscan.build_index([str(wd / "refs.parquet")], wd / "index", text_field="text",
+                                           label_field="model", id_field="id",
+                                           params=IndexParams(threshold=args.threshold, ngram=args.ngram),
+                                           store_text=args.store_text)
+        log(f"contamscan: index built in {tb.wall:.1f} s")
+        contamscan.scan([str(paths[0])], index, wd / "warmup", options)  # kernels compiled before timing
+
+        by_id = {d.id: d for d in docs}
+        by_place = {(d.shard, d.row): d for d in docs}
+        cs = run_contamscan(paths, index, wd / "scan", options, by_id, by_place, nbytes)
+        ds = None if args.no_baseline else run_datasketch(paths, refs, nbytes)
+
+    cs_metrics = evaluate(cs, docs, shards, ref_prompt, spans=True)
+    cs_metrics["index_seconds"] = round(tb.wall, 2)
+    cs_metrics["notes"] = cs.notes
+    result = {
+        "benchmark": "accuracy",
+        "params": {"split": args.split, "seed": args.seed, "ngram": args.ngram, "threshold": args.threshold,
+                   "store_text": args.store_text, "per_kind": args.per_kind, "shards": args.shards,
+                   "scan_extra": used_extra, "min_words": MIN_WORDS, "counts": counts,
+                   "documents": len(docs), "mb": round(nbytes / MB, 2)},
+        "targets": targets(cs_metrics),
+        "contamscan": cs_metrics,
+    }
+    if ds is not None:
+        ds_metrics = evaluate(ds, docs, shards, ref_prompt, spans=False)
+        ds_metrics["index_seconds"] = ds.notes["index_seconds"]
+        ds_metrics["targets"] = targets(ds_metrics)
+        result["datasketch"] = ds_metrics
+    result["seconds"] = round(time.perf_counter() - t_start, 1)
+    result["machine"] = machine()
+    result["versions"] = versions()
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()
