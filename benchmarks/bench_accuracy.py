@@ -82,6 +82,8 @@ def parse_args(argv=None):
     p.add_argument("--ngram", type=int, default=5, help="contamscan words per shingle (default: %(default)s)")
     p.add_argument("--threshold", type=float, default=0.5, help="contamscan threshold (default: %(default)s)")
     p.add_argument("--store-text", action="store_true", help="build the index with store_text=True")
+    p.add_argument("--anchor-bits", type=int, default=None,
+                   help="IndexParams.anchor_bits (0: whole-document matches only; default: contamscan's)")
     p.add_argument("--no-baseline", action="store_true", help="skip the datasketch baseline")
     p.add_argument("--scan-extra", action="append", default=[], metavar="KEY=VALUE",
                    help="extra ScanOptions field (value parsed as JSON when it can be); repeatable; "
@@ -783,7 +785,9 @@ def main(argv=None) -> None:
         with Timer() as tb:
             index = contamscan.build_index([str(wd / "refs.parquet")], wd / "index", text_field="text",
                                            label_field="model", id_field="id",
-                                           params=IndexParams(threshold=args.threshold, ngram=args.ngram),
+                                           params=IndexParams(threshold=args.threshold, ngram=args.ngram,
+                                                              **({} if args.anchor_bits is None
+                                                                 else {"anchor_bits": args.anchor_bits})),
                                            store_text=args.store_text)
         log(f"contamscan: index built in {tb.wall:.1f} s")
         contamscan.scan([str(paths[0])], index, wd / "warmup", options)  # kernels compiled before timing
@@ -799,6 +803,7 @@ def main(argv=None) -> None:
     result = {
         "benchmark": "accuracy",
         "params": {"split": args.split, "seed": args.seed, "ngram": args.ngram, "threshold": args.threshold,
+                   "anchor_bits": index.params.anchor_bits,
                    "store_text": args.store_text, "per_kind": args.per_kind, "shards": args.shards,
                    "scan_extra": used_extra, "min_words": MIN_WORDS, "counts": counts,
                    "documents": len(docs), "mb": round(nbytes / MB, 2)},

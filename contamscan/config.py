@@ -55,6 +55,9 @@ class ScanOptions:
     min_anchors: float = 5.0
     miss_penalty: float = 0.5
     min_words: int = 50
+    # "estimate": similarity and containment estimated from signatures and anchors;
+    # "exact": flags re-checked on the exact shingle sets (needs an index with stored text)
+    verify: str = "estimate"
 
     def __post_init__(self):
         if self.workers < 0:
@@ -65,6 +68,8 @@ class ScanOptions:
             raise ContamscanError(f"--min-anchors must be at least 2, got {self.min_anchors}")
         if self.miss_penalty < 0:
             raise ContamscanError(f"miss_penalty must be >= 0, got {self.miss_penalty}")
+        if self.verify not in ("estimate", "exact"):
+            raise ContamscanError(f"--verify must be 'estimate' or 'exact', got {self.verify!r}")
         if self.min_words < 1:
             raise ContamscanError(f"min_words must be positive, got {self.min_words}")
 

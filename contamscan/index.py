@@ -4,7 +4,8 @@ On disk (an open format, no pickle; arrays are ``.npy`` and memory-mapped on ope
 worker processes share one copy through the page cache):
 
 ``manifest.json``     format, version, parameters, counts, size and xxh3-128 of every file
-``refs.parquet``      ref_id, label, source, n_shingles, n_chars[, text]
+``refs.parquet``      ref_id, label, source, n_shingles, n_chars, n_anchors
+``texts.arrow``       the reference texts (with ``--store-text``): Arrow IPC, memory-mapped
 ``signatures.npy``    uint32 [refs, num_perm]
 ``band_keys.npy``     uint64 [bands, refs], each band sorted
 ``band_refs.npy``     int32  [bands, refs], the reference of each key
@@ -47,6 +48,7 @@ from .text import NORMALIZATION, UNICODE_VERSION
 FORMAT = "contamscan-index"
 FORMAT_VERSION = 2
 ARRAYS = ("signatures", "band_keys", "band_refs", "band_dir", "anchor_keys", "anchor_refs", "anchor_dir")
+TEXTS_SCHEMA = pa.schema([("text", pa.large_string())])
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,55 @@ def _query_kernel(sigs, skip, keys, refs, directory, bits, rows, ref_sigs, label
 
 
 @numba.njit(cache=True, nogil=True)
+def best_run(positions, start, stop, miss_penalty):
+    """The best run of shared items, given their sorted positions among all items (the low
+    32 bits of ``positions[start:stop]``): the stretch scoring most with +1 per shared item
+    and ``-miss_penalty`` per unshared one (a maximum-sum segment). Returns (score, shared
+    items in it, first position, last position)."""
+    cur = best = 0.0
+    cur_n = best_n = 0
+    cur_first = first = last = prev = -1
+    for i in range(start, stop):
+        o = positions[i] & 0xFFFFFFFF
+        if prev >= 0:
+            cur -= miss_penalty * (o - prev - 1)
+        if prev < 0 or cur <= 0.0:  # the run so far does not pay for the misses: restart here
+            cur = 0.0
+            cur_n = 0
+            cur_first = o
+        cur += 1.0
+        cur_n += 1
+        if cur > best:
+            best, best_n, first, last = cur, cur_n, cur_first, o
+        prev = o
+    return best, best_n, first, last
+
+
+@numba.njit(cache=True, nogil=True)
+def _drop_repeats(hits, nh, a_key, lo):
+    """Keep the hits of each key's first occurrence in the document (``hits`` holds
+    (reference << 32) | ordinal, ordinals counted from ``lo``). Returns the hits kept."""
+    ords = np.unique(hits[:nh] & 0xFFFFFFFF)  # anchors with hits, in document order
+    keys = a_key[lo + ords]
+    order = np.argsort(keys, kind="mergesort")  # stable: a key's first occurrence comes first
+    repeat = np.zeros(ords.shape[0], np.bool_)
+    any_repeat = False
+    for i in range(1, order.shape[0]):
+        if keys[order[i]] == keys[order[i - 1]]:
+            repeat[order[i]] = True
+            any_repeat = True
+    if not any_repeat:
+        return nh
+    kept = 0
+    for i in range(nh):
+        o = hits[i] & 0xFFFFFFFF
+        if not repeat[np.searchsorted(ords, o)]:
+            hits[kept] = hits[i]
+            kept += 1
+    return kept
+
+
+@numba.njit(cache=True, nogil=True)
 def _anchor_kernel(doc_ptr, a_key, keys, refs, directory, bits, label_codes, min_hits, miss_penalty,
                    best_ref, seg_score, seg_hits, seg_first, seg_last, total_hits, alt_ref, alt_score):
     """Partial matches from anchors. Document ``d`` has anchors ``a_key[doc_ptr[d]:doc_ptr[d + 1]]``
@@ -203,6 +254,15 @@ def _anchor_kernel(doc_ptr, a_key, keys, refs, directory, bits, label_codes, min
     anchors and first/last anchor (global indices), its total shared anchors, and the
     best-scoring reference with another label (alt_ref, alt_score)."""
     shift = np.uint64(64 - bits)
+    # every anchor's directory bucket first, in one pass: its iterations are independent,
+    # so the CPU overlaps their cache misses (the lookups are random reads of the table)
+    n_anchors = a_key.shape[0]
+    p_lo = np.empty(n_anchors, np.int64)
+    p_hi = np.empty(n_anchors, np.int64)
+    for j in range(n_anchors):
+        t = (a_key[j] >> shift) if bits > 0 else np.uint64(0)
+        p_lo[j] = directory[t]
+        p_hi[j] = directory[t + 1]
     hits = np.empty(256, np.int64)  # (reference << 32) | anchor ordinal in the document
     g_ref = np.empty(64, np.int64)  # per reference: its best run and total
     g_score = np.empty(64, np.float64)
@@ -222,54 +282,37 @@ def _anchor_kernel(doc_ptr, a_key, keys, refs, directory, bits, label_codes, min
         lo, hi = doc_ptr[d], doc_ptr[d + 1]
         if hi - lo < min_hits:
             continue
-        order = np.argsort(a_key[lo:hi], kind="mergesort")  # stable: first occurrences first
-        repeat = np.zeros(hi - lo, np.bool_)
-        for i in range(1, hi - lo):
-            repeat[order[i]] = a_key[lo + order[i]] == a_key[lo + order[i - 1]]
         nh = 0
         for j in range(lo, hi):
-            if repeat[j - lo]:
-                continue
-            k = a_key[j]
-            t = (k >> shift) if bits > 0 else np.uint64(0)
-            low = np.uint32(k & np.uint64(0xFFFFFFFF))
-            for p in range(directory[t], directory[t + 1]):
+            if nh + p_hi[j] - p_lo[j] > hits.shape[0]:  # room for every key of the bucket
+                bigger = np.empty(2 * hits.shape[0] + p_hi[j] - p_lo[j], np.int64)
+                bigger[:nh] = hits[:nh]
+                hits = bigger
+            low = np.uint32(a_key[j] & np.uint64(0xFFFFFFFF))
+            for p in range(p_lo[j], p_hi[j]):
                 if keys[p] == low:
-                    hits = _append(hits, nh, (np.int64(refs[p]) << 32) | (j - lo))
+                    hits[nh] = (np.int64(refs[p]) << 32) | (j - lo)
                     nh += 1
         if nh < min_hits:
             continue
+        nh = _drop_repeats(hits, nh, a_key, lo)
         h = np.sort(hits[:nh])
+        if nh > g_ref.shape[0]:  # room for a group per hit
+            g_ref, g_hits, g_tot = np.empty(2 * nh, np.int64), np.empty(2 * nh, np.int64), np.empty(2 * nh, np.int64)
+            g_first, g_last = np.empty(2 * nh, np.int64), np.empty(2 * nh, np.int64)
+            g_score = np.empty(2 * nh, np.float64)
         ng = 0
         q = 0
         while q < nh:
             r = h[q] >> 32
-            tot = 0
-            cur = best = 0.0
-            cur_hits = best_hits = 0
-            cur_first = bf = bl = prev = -1
+            q0 = q
             while q < nh and (h[q] >> 32) == r:
-                o = h[q] & 0xFFFFFFFF
-                if prev >= 0:
-                    cur -= miss_penalty * (o - prev - 1)
-                if prev < 0 or cur <= 0.0:  # the run so far does not pay for the misses: restart here
-                    cur = 0.0
-                    cur_hits = 0
-                    cur_first = o
-                cur += 1.0
-                cur_hits += 1
-                if cur > best:
-                    best, best_hits, bf, bl = cur, cur_hits, cur_first, o
-                prev = o
-                tot += 1
                 q += 1
+            tot = q - q0
             if tot >= min_hits:
-                g_ref = _append(g_ref, ng, r)
-                g_score = _append(g_score, ng, best)
-                g_hits = _append(g_hits, ng, best_hits)
-                g_first = _append(g_first, ng, lo + bf)
-                g_last = _append(g_last, ng, lo + bl)
-                g_tot = _append(g_tot, ng, tot)
+                best, best_hits, bf, bl = best_run(h, q0, q, miss_penalty)
+                g_ref[ng], g_score[ng], g_hits[ng], g_tot[ng] = r, best, best_hits, tot
+                g_first[ng], g_last[ng] = lo + bf, lo + bl
                 ng += 1
         if ng == 0:
             continue
@@ -318,8 +361,10 @@ class PartialResult:
 class ReferenceIndex:
     """An opened index: parameters, references, memory-mapped signatures and band tables."""
 
-    def __init__(self, path: Path, manifest: dict, refs: pl.DataFrame, arrays: dict[str, np.ndarray]):
+    def __init__(self, path: Path, manifest: dict, refs: pl.DataFrame, arrays: dict[str, np.ndarray],
+                 texts: pa.ChunkedArray | None = None):
         self.path = Path(path)
+        self.texts = texts  # the reference texts, memory-mapped, when the index stores them
         self.manifest = manifest
         p = manifest["params"]
         self.params = IndexParams(threshold=p["threshold"], num_perm=p["num_perm"], ngram=p["ngram"], seed=p["seed"],
@@ -428,13 +473,24 @@ def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.nda
     keys, order, directory = build_band_tables(sigs, p["bands"], p["rows"])
     a_keys, a_refs, a_dir, common = build_anchor_table(anchor_keys, anchor_refs, params.max_anchor_refs)
     refs = refs.with_columns(pl.Series("n_anchors", np.bincount(a_refs, minlength=len(refs)), pl.Int64))
+    names = ["refs.parquet", *(f"{a}.npy" for a in ARRAYS)]
+    stored_text = "text" in refs.columns
+    if stored_text:  # uncompressed Arrow, so that a scan reads any one text without loading the rest
+        tmp = path / "texts.arrow.tmp"
+        with pa.OSFile(str(tmp), "wb") as f, pa.ipc.new_file(f, TEXTS_SCHEMA) as w:
+            w.write_table(pa.table({"text": refs["text"].to_arrow().cast(pa.large_string())}, schema=TEXTS_SCHEMA))
+        os.replace(tmp, path / "texts.arrow")
+        names.append("texts.arrow")
+        refs = refs.drop("text")
+    elif (path / "texts.arrow").exists():
+        (path / "texts.arrow").unlink()
     tmp = path / "refs.parquet.tmp"
     pq.write_table(refs.to_arrow(), tmp, compression="zstd")
     os.replace(tmp, path / "refs.parquet")
     for name, arr in zip(ARRAYS, (sigs, keys, order, directory, a_keys, a_refs, a_dir)):
         _atomic_save_npy(path / f"{name}.npy", np.ascontiguousarray(arr))
     files = {}
-    for name in ("refs.parquet", *(f"{a}.npy" for a in ARRAYS)):
+    for name in names:
         f = path / name
         files[name] = {"bytes": f.stat().st_size, "xxh3_128": file_digest(f)}
     labels = Counter(refs["label"].to_list())
@@ -447,7 +503,7 @@ def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.nda
         "counts": {"refs": int(sigs.shape[0]), "labels": dict(sorted(labels.items())),
                    "anchors": int(len(a_keys)), "common_anchors_dropped": common,
                    "skipped": dict(skipped or {})},
-        "stored_text": "text" in refs.columns,
+        "stored_text": stored_text,
         "files": files,
     }
     tmp = path / "manifest.json.tmp"
@@ -480,7 +536,10 @@ def open_index(path, verify: bool = True) -> ReferenceIndex:
             raise IndexFormatError(f"{path}: checksum mismatch for {name}: the file was modified or corrupted; rebuild the index")
     refs = pl.read_parquet(path / "refs.parquet")
     arrays = {a: np.load(path / f"{a}.npy", mmap_mode="r") for a in ARRAYS}
-    return ReferenceIndex(path, manifest, refs, arrays)
+    texts = None
+    if manifest.get("stored_text"):
+        texts = pa.ipc.open_file(pa.memory_map(str(path / "texts.arrow"))).read_all().column("text")
+    return ReferenceIndex(path, manifest, refs, arrays, texts)
 
 
 def build_index(refs, out, *, text_field: str = "text", label_field: str = "model", id_field: str | None = "id",

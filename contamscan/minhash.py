@@ -261,12 +261,12 @@ def _utf8_continuations(data, start, end):
 
 
 @numba.njit(cache=True, nogil=True)
-def _normalize_into(data, start, end, fold_off, fold_data, byte_class, buf, ws, wo):
+def _normalize_into(data, start, end, fold_off, fold_data, byte_class, buf, ws, wo, we):
     """Write the normalised words of ``data[start:end]`` into ``buf`` (single spaces
     between words) and their start offsets into ``ws``, followed by the sentinel
-    ``ws[n_words] = len + 1`` so that word ``k`` ends at ``ws[k + 1] - 1``. ``wo`` gets
-    where each word starts in ``data`` (the sentinel ``wo[n_words]`` is ``end``), so a
-    run of words maps back to a span of the original text.
+    ``ws[n_words] = len + 1`` so that word ``k`` ends at ``ws[k + 1] - 1``. ``wo[k]`` and
+    ``we[k + 1]`` get where word ``k`` starts and ends in ``data`` (``we[0]`` is scratch), so
+    a run of words maps back to a span of the original text.
 
     Returns (n_words, n_chars); n_words is -1 for invalid UTF-8 and -2 when ``buf`` is
     too small (the caller grows it and retries). ``ws`` needs ``len(buf) // 2 + 2`` slots.
@@ -296,6 +296,7 @@ def _normalize_into(data, start, end, fold_off, fold_data, byte_class, buf, ws, 
             ws[_ix(nw)] = pos
             wo[_ix(nw)] = i
             nw += starts
+            we[_ix(nw * is_word)] = i + 1  # a separator writes the scratch slot
             buf[_ix(pos)] = d
             pos += is_word
             in_word = is_word
@@ -369,13 +370,14 @@ def _normalize_into(data, start, end, fold_off, fold_data, byte_class, buf, ws, 
                     in_word = 1
                 buf[_ix(pos)] = d
                 pos += 1
+                we[_ix(nw)] = i  # past this code point
     ws[nw] = pos + 1
-    wo[nw] = end
     return nw, (end - start) - n_cont
 
 
 _BLOCK = 4  # shingles folded into the signature per pass over it
 _ANCHOR_SEED = _U32(0x9E3779B1)
+_FULL_BUF, _FULL_ANCHORS = 1, 2  # why the kernel stopped before the last document
 
 
 @numba.njit(cache=True, nogil=True)
@@ -405,15 +407,16 @@ def _update(sig, xs, n, a, b):
 
 @numba.njit(cache=True, nogil=True)
 def _signature_kernel(data, offsets, first, fold_off, fold_data, byte_class, ngram, a, b, sigs, n_shingles, n_chars,
-                      status, buf, ws, wo, xs, anchor_limit, a_key, a_doc, a_word, a_start, a_stop, m):
+                      status, buf, ws, wo, we, xs, anchor_limit, a_key, a_doc, a_word, a_start, a_stop, m):
     """Signatures of documents ``first..`` of an Arrow string array (``data``/``offsets``),
-    and their anchors: the shingles whose fmix32'd hash is below ``anchor_limit``, each
-    with a 64-bit key and the byte span of its words in the document, appended to
-    ``a_*`` from slot ``m``.
+    and their anchors: the shingles whose fmix32'd hash is below ``anchor_limit`` (an int64:
+    2**32 takes every shingle, 0 none), each with a 64-bit key and the byte span of its
+    words in the document, appended to ``a_*`` from slot ``m``.
 
-    Returns (the index of the first document not done, anchors written). A document is
-    left undone when its normalised form does not fit in ``buf`` or its anchors do not
-    fit in ``a_*``. ``wo`` and ``xs`` need as many slots as ``ws``.
+    Returns (the index of the first document not done, anchors written, why): a document
+    is left undone when its normalised form does not fit in ``buf`` (_FULL_BUF) or its
+    anchors do not fit in ``a_*`` (_FULL_ANCHORS). ``wo``, ``we`` and ``xs`` need as many
+    slots as ``ws``.
     """
     n_docs = offsets.shape[0] - 1
     cap = a_key.shape[0]
@@ -421,9 +424,9 @@ def _signature_kernel(data, offsets, first, fold_off, fold_data, byte_class, ngr
         sig = sigs[d]
         sig[:] = EMPTY
         start = offsets[d]
-        nw, nc = _normalize_into(data, start, offsets[d + 1], fold_off, fold_data, byte_class, buf, ws, wo)
+        nw, nc = _normalize_into(data, start, offsets[d + 1], fold_off, fold_data, byte_class, buf, ws, wo, we)
         if nw == -2:
-            return d, m
+            return d, m, _FULL_BUF
         if nw == -1:
             status[d] = INVALID_UTF8
             n_shingles[d] = 0
@@ -445,9 +448,9 @@ def _signature_kernel(data, offsets, first, fold_off, fold_data, byte_class, ngr
         m_doc = m
         for k in range(n):
             x = xs[k]
-            if x < anchor_limit:  # rare (1 in 2**anchor_bits): a branch is cheaper than a select
+            if np.int64(x) < anchor_limit:  # rare (1 in 2**anchor_bits): a branch is cheaper than a select
                 if m == cap:
-                    return d, m_doc
+                    return d, m_doc, _FULL_ANCHORS
                 last = min(k + ngram, nw)
                 # a second, independent 32-bit hash of the same words makes the key 64-bit
                 h2 = _xxh32(buf, ws[k], ws[_ix(last)] - 1, _ANCHOR_SEED)
@@ -455,19 +458,59 @@ def _signature_kernel(data, offsets, first, fold_off, fold_data, byte_class, ngr
                 a_doc[m] = d
                 a_word[m] = k
                 a_start[m] = wo[k] - start
-                a_stop[m] = wo[_ix(last)] - start
+                a_stop[m] = we[_ix(last)] - start
                 m += 1
-    return n_docs, m
+    return n_docs, m, 0
 
 
 # --------------------------------------------------------------------------- API
+
+
+def _utf8_buffers(texts) -> tuple[np.ndarray, np.ndarray]:
+    """The offsets (int64 [n + 1]) and UTF-8 bytes of an Arrow string array or a list of ``str``."""
+    if not isinstance(texts, (pa.Array, pa.ChunkedArray)):
+        texts = pa.array(texts, type=pa.large_string())
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks() if texts.num_chunks != 1 else texts.chunk(0)
+    texts = texts.cast(pa.large_string())
+    n = len(texts)
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64)[texts.offset : texts.offset + n + 1]
+    data_buf = texts.buffers()[2]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    return offsets, data
+
+
+@numba.njit(cache=True, nogil=True)
+def _char_offsets(data, offsets, docs, byte_start, byte_stop, char_start, char_end):
+    for i in range(docs.shape[0]):
+        base, b0, b1 = offsets[docs[i]], byte_start[i], byte_stop[i]
+        if b0 < 0:
+            char_start[i] = char_end[i] = -1
+            continue
+        c = 0
+        for k in range(base, base + b0):  # characters are the bytes that are not UTF-8 continuations
+            c += (data[k] & 0xC0) != 0x80
+        char_start[i] = c
+        for k in range(base + b0, base + b1):
+            c += (data[k] & 0xC0) != 0x80
+        char_end[i] = c
+
+
+def char_spans(texts, docs: np.ndarray, byte_start: np.ndarray, byte_stop: np.ndarray):
+    """Byte spans (from anchors) of documents ``docs`` of ``texts`` as character offsets;
+    -1 where ``byte_start`` is -1."""
+    offsets, data = _utf8_buffers(texts)
+    char_start = np.empty(len(docs), np.int64)
+    char_end = np.empty(len(docs), np.int64)
+    _char_offsets(data, offsets, np.asarray(docs, np.int64), byte_start, byte_stop, char_start, char_end)
+    return char_start, char_end
 
 
 @dataclass(frozen=True)
 class Anchors:
     """Sampled shingles of a batch, in document order then word order: the evidence for
     partial matches. ``start``/``stop`` are byte offsets in the document's UTF-8 text, from
-    the shingle's first word to the start of the word after its last (or the text's end)."""
+    the start of the shingle's first word to the end of its last."""
 
     key: np.ndarray  # uint64
     doc: np.ndarray  # int32, row in the batch
@@ -501,7 +544,7 @@ class Hasher:
         if not 0 <= anchor_bits <= 16:
             raise ValueError("anchor_bits must be between 0 and 16")
         self.num_perm, self.seed, self.ngram, self.anchor_bits = num_perm, seed, ngram, anchor_bits
-        self._anchor_limit = np.uint32((1 << (32 - anchor_bits)) if anchor_bits else 0)
+        self._anchor_limit = (1 << (32 - anchor_bits)) if anchor_bits else 0
         self.a, self.b = permutations(num_perm, seed)
         self._fold_off, self._fold_data = fold_table()
         # byte -> its normalised byte for an ASCII word character, else _SEP, _MARKUP or
@@ -517,41 +560,38 @@ class Hasher:
 
     def signatures(self, texts) -> Signatures:
         """Signatures of an Arrow string array, or of a list of ``str``."""
-        if not isinstance(texts, (pa.Array, pa.ChunkedArray)):
-            texts = pa.array(texts, type=pa.large_string())
-        if isinstance(texts, pa.ChunkedArray):
-            texts = texts.combine_chunks() if texts.num_chunks != 1 else texts.chunk(0)
-        texts = texts.cast(pa.large_string())
-        n = len(texts)
-        offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64)[texts.offset : texts.offset + n + 1]
-        data_buf = texts.buffers()[2]
-        data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+        return self._run(texts, self._anchor_limit, self.anchor_bits)
+
+    def shingles(self, texts) -> Anchors:
+        """Every shingle of the texts, as anchors (keys and positions): for exact checks."""
+        return self._run(texts, 1 << 32, 0).anchors
+
+    def _run(self, texts, anchor_limit: int, anchor_bits: int) -> Signatures:
+        offsets, data = _utf8_buffers(texts)
+        n = len(offsets) - 1
         sigs = np.empty((n, self.num_perm), dtype=np.uint32)
         n_shingles = np.zeros(n, np.int64)
         n_chars = np.zeros(n, np.int64)
         status = np.zeros(n, np.uint8)
         # anchors: about one per 2**anchor_bits shingles, a shingle per ~6 bytes of text
-        cap = (int(offsets[-1] - offsets[0]) >> (self.anchor_bits + 2)) + 64 if self.anchor_bits else 0
+        cap = (int(offsets[-1] - offsets[0]) >> (anchor_bits + 2)) + 64 if anchor_limit else 0
         a_key, a_doc, a_word = np.empty(cap, np.uint64), np.empty(cap, np.int32), np.empty(cap, np.int32)
         a_start, a_stop = np.empty(cap, np.int64), np.empty(cap, np.int64)
         done = m = 0
         while done < n:
-            done, m = _signature_kernel(
+            done, m, full = _signature_kernel(
                 data, offsets, done, self._fold_off, self._fold_data, self._byte_class, self.ngram, self.a, self.b,
-                sigs, n_shingles, n_chars, status, self._buf, self._ws, self._wo, self._xs,
-                self._anchor_limit, a_key, a_doc, a_word, a_start, a_stop, m,
+                sigs, n_shingles, n_chars, status, self._buf, self._ws, self._wo, self._we, self._xs,
+                anchor_limit, a_key, a_doc, a_word, a_start, a_stop, m,
             )
-            if done == n:
-                break
-            doc_bytes = int(offsets[done + 1] - offsets[done])
-            # a document has fewer shingles than 2 per byte (NFKD expands 3 bytes to 4 words at most)
-            if m + 2 * doc_bytes + 1 > a_key.shape[0]:  # its anchors may not fit: more room, keeping those written
-                cap = 2 * a_key.shape[0] + 2 * doc_bytes + 1
+            doc_bytes = int(offsets[min(done + 1, n)] - offsets[done])
+            if full == _FULL_ANCHORS:  # more room, keeping the anchors written
+                cap = 2 * a_key.shape[0] + doc_bytes
                 a_key, a_doc, a_word, a_start, a_stop = (np.concatenate([x[:m], np.empty(cap - m, x.dtype)])
                                                          for x in (a_key, a_doc, a_word, a_start, a_stop))
-            else:  # its normalised form did not fit: it can outgrow its bytes
+            elif full == _FULL_BUF:  # the document's normalised form can outgrow its bytes
                 self._grow(max(2 * doc_bytes + 64, 2 * self._buf.shape[0]))
-        anchors = Anchors(a_key[:m], a_doc[:m], a_word[:m], a_start[:m], a_stop[:m]) if self.anchor_bits else None
+        anchors = Anchors(a_key[:m], a_doc[:m], a_word[:m], a_start[:m], a_stop[:m]) if anchor_limit else None
         return Signatures(sigs, n_shingles, n_chars, status, anchors)
 
     def signature(self, text: str) -> np.ndarray:
@@ -561,4 +601,5 @@ class Hasher:
         self._buf = np.empty(size, np.uint8)
         self._ws = np.empty(size // 2 + 2, np.int64)
         self._wo = np.empty(size // 2 + 2, np.int64)  # where each word starts in the input
+        self._we = np.empty(size // 2 + 2, np.int64)  # and where it ends
         self._xs = np.empty(size // 2 + 2, np.uint32)  # a document's fmix32'd shingle hashes

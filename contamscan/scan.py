@@ -20,8 +20,8 @@ import pyarrow.compute as pc
 
 from .config import ScanOptions
 from .errors import ContamscanError, ShardReadError
-from .index import ReferenceIndex, open_index
-from .minhash import INVALID_UTF8, Hasher
+from .index import ReferenceIndex, best_run, open_index
+from .minhash import INVALID_UTF8, Hasher, char_spans
 from .readers import BadRecord, Fields, Shard, check_fields, discover, has_field, read_batches
 
 HISTOGRAM_BINS = 10  # best-candidate similarity in bins of 0.1
@@ -104,19 +104,53 @@ def _containment(similarity, n_doc, n_ref):
     return np.minimum(1.0, inter / np.maximum(n_ref, 1))
 
 
-def _char_spans(texts: pa.Array, docs: np.ndarray, byte_start: np.ndarray, byte_stop: np.ndarray):
-    """Byte spans of documents ``docs`` as character offsets, trailing whitespace trimmed."""
-    starts, ends = [], []
-    for d, b0, b1 in zip(docs.tolist(), byte_start.tolist(), byte_stop.tolist()):
-        if b0 < 0:
-            starts.append(None)
-            ends.append(None)
-            continue
-        raw = texts[d].as_py().encode("utf-8")
-        c0 = len(raw[:b0].decode("utf-8"))  # spans start and stop at word starts: character boundaries
-        starts.append(c0)
-        ends.append(c0 + len(raw[b0:b1].decode("utf-8").rstrip()))
-    return pa.array(starts, pa.int64()), pa.array(ends, pa.int64())
+@dataclass(frozen=True)
+class ExactCheck:
+    """Exact shingle-set comparison of flagged documents with their references."""
+
+    keep: np.ndarray  # bool: still flagged on the exact sets
+    whole: np.ndarray  # bool: exact Jaccard >= threshold
+    similarity: np.ndarray  # exact Jaccard
+    containment: np.ndarray  # exact |D ∩ R| / |R|
+    byte_start: np.ndarray  # the best run of shared shingles in the document (-1: none)
+    byte_stop: np.ndarray
+
+
+def exact_check(index: ReferenceIndex, hasher: Hasher, texts: pa.Array, docs: np.ndarray, refs: np.ndarray,
+                options: ScanOptions) -> ExactCheck:
+    """Compare documents ``docs`` of ``texts`` with references ``refs`` on their exact shingle
+    sets. The flag rules are the estimate's, on exact values: Jaccard >= threshold, or a run of
+    shared shingles (first occurrences; the same +1/-miss_penalty score) worth ``min_anchors``
+    anchors (its score / 2**anchor_bits) over ``min_words`` words."""
+    n = len(docs)
+    doc_sh = hasher.shingles(texts.take(pa.array(docs)))
+    uref, which = np.unique(refs, return_inverse=True)
+    ref_sh = hasher.shingles(index.texts.take(pa.array(uref)))
+    d_ptr = np.searchsorted(doc_sh.doc, np.arange(n + 1))
+    r_ptr = np.searchsorted(ref_sh.doc, np.arange(len(uref) + 1))
+    bits = index.params.anchor_bits
+    out = ExactCheck(np.zeros(n, np.bool_), np.zeros(n, np.bool_), np.zeros(n), np.zeros(n),
+                     np.full(n, -1, np.int64), np.full(n, -1, np.int64))
+    for i in range(n):
+        lo, hi = d_ptr[i], d_ptr[i + 1]
+        ref_keys = np.unique(ref_sh.key[r_ptr[which[i]]:r_ptr[which[i] + 1]])
+        keys, first = np.unique(doc_sh.key[lo:hi], return_index=True)
+        shared = np.isin(keys, ref_keys, assume_unique=True)
+        inter = int(np.count_nonzero(shared))
+        union = len(keys) + len(ref_keys) - inter
+        out.similarity[i] = inter / union if union else 0.0
+        out.containment[i] = inter / len(ref_keys) if len(ref_keys) else 0.0
+        out.whole[i] = out.similarity[i] >= index.params.threshold
+        positions = np.sort(first[shared]).astype(np.int64)
+        score, n_shared, f, last = best_run(positions, 0, len(positions), options.miss_penalty)
+        partial = False
+        if n_shared:
+            f, last = lo + f, lo + last
+            out.byte_start[i], out.byte_stop[i] = doc_sh.start[f], doc_sh.stop[last]
+            words = doc_sh.word[last] - doc_sh.word[f] + hasher.ngram
+            partial = bits > 0 and score / 2**bits >= options.min_anchors and words >= options.min_words
+        out.keep[i] = out.whole[i] or partial
+    return out
 
 
 def scan_batch(tally: _ShardTally, batch, index: ReferenceIndex, hasher: Hasher, options: ScanOptions) -> None:
@@ -167,7 +201,15 @@ def scan_batch(tally: _ShardTally, batch, index: ReferenceIndex, hasher: Hasher,
         byte_stop[same] = sigs.anchors.stop[last]
         close = ~is_whole & (part.alt_ref[hit] >= 0) & (part.alt_score[hit] >= CLOSE * part.seg_score[hit])
         alt = np.where(close, part.alt_ref[hit], alt)
-    char_start, char_end = _char_spans(batch.texts, hit, byte_start, byte_stop)
+    if options.verify == "exact":
+        ex = exact_check(index, hasher, batch.texts, hit, refs, options)
+        k = ex.keep
+        hit, refs, alt, is_whole = hit[k], refs[k], alt[k], ex.whole[k]
+        sim, containment, byte_start, byte_stop = ex.similarity[k], ex.containment[k], ex.byte_start[k], ex.byte_stop[k]
+        if not len(hit):
+            return
+    char_start, char_end = char_spans(batch.texts, hit, byte_start, byte_stop)
+    no_span = pa.array(char_start < 0)
     labels = index.label_names[index.label_codes[refs]].tolist()
     has_alt = alt >= 0
     alt_ids = index.ref_ids.take(pa.array(np.where(has_alt, alt, 0))).cast(pa.string())
@@ -185,8 +227,8 @@ def scan_batch(tally: _ShardTally, batch, index: ReferenceIndex, hasher: Hasher,
         "label": pa.array(labels, pa.string()),
         "similarity": pa.array(sim, pa.float64()),
         "containment": pa.array(containment, pa.float64()),
-        "char_start": char_start,
-        "char_end": char_end,
+        "char_start": pc.if_else(no_span, pa.scalar(None, pa.int64()), pa.array(char_start)),
+        "char_end": pc.if_else(no_span, pa.scalar(None, pa.int64()), pa.array(char_end)),
         "kind": pa.array(np.where(is_whole, "whole", "partial").tolist(), pa.string()),
         "ambiguous": pa.array(has_alt),
         "alt_ref_id": pc.if_else(mask, pa.scalar(None, pa.string()), alt_ids),
@@ -238,6 +280,9 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
     started = _now()
     if not isinstance(index, ReferenceIndex):
         index = open_index(index)
+    if options.verify == "exact" and index.texts is None:
+        raise ContamscanError(f"--verify exact compares texts, and the index {index.path} does not store them; "
+                              "rebuild it with `contamscan index build --store-text`")
     inputs = [dataset] if isinstance(dataset, (str, os.PathLike)) else list(dataset)
     out = Path(out) if out is not None else None
     shards, skipped = discover(inputs, exclude=[out] if out is not None else [])

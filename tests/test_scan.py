@@ -112,7 +112,8 @@ def test_index_checks(setup, tmp_path):
 def test_store_text_and_duplicate_ids(setup, tmp_path):
     root, index, refs = setup
     ix = build_index([str(root / "refs.parquet")], tmp_path / "ix", store_text=True)
-    assert ix.refs["text"].to_list()[:3] == refs["text"].to_pylist()[:3]
+    assert ix.texts.to_pylist()[:3] == refs["text"].to_pylist()[:3]
+    assert "text" not in ix.refs.columns  # texts are memory-mapped, not loaded with the table
     dup = tmp_path / "dup.parquet"
     pq.write_table(pa.table({"id": ["a", "a"], "model": ["m", "m"], "text": ["one two three", "four five six"]}), dup)
     with pytest.raises(ContamscanError, match="not unique"):

@@ -88,3 +88,26 @@ def test_markup_with_non_ascii_is_validated_and_counted():
     arr = pa.Array.from_buffers(pa.large_string(), 1, [None, pa.py_buffer(np.array([0, len(raw)], np.int64).tobytes()),
                                                           pa.py_buffer(raw)])
     assert HASHER.signatures(arr).status.tolist() == [1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts)
+def test_shingle_positions_map_back_to_their_words(text):
+    """Each shingle's byte span in the original text holds its words: spans of matches are
+    cut from the text the user has, not from its normalised form. A character that
+    normalises to several words (½ is "1 2") is never cut, so a span may hold one more."""
+    all_words = words(text)
+    sh = HASHER.shingles([text])
+    assert len(sh) == len(shingles(text, 3))
+    raw = text.encode()
+    for k, (w, b0, b1) in enumerate(zip(sh.word, sh.start, sh.stop)):
+        assert w == k
+        want, got = all_words[k:k + 3], words(raw[b0:b1].decode())
+        if "½" in text:
+            assert any(got[i:i + len(want)] == want for i in range(len(got) - len(want) + 1))
+        else:
+            assert got == want
+    # anchors are the sampled shingles: same keys and places
+    sampled = Hasher(num_perm=64, seed=3, ngram=3, anchor_bits=1).signatures([text]).anchors
+    pos = {(int(k), int(b)) for k, b in zip(sh.key, sh.start)}
+    assert {(int(k), int(b)) for k, b in zip(sampled.key, sampled.start)} <= pos
