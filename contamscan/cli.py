@@ -96,16 +96,20 @@ def index_group():
 @click.option("--ngram", default=IndexParams.ngram, show_default=True, type=int, help="Words per shingle.")
 @click.option("--seed", default=IndexParams.seed, show_default=True, type=int,
               help="Permutation seed (datasketch's default is 1).")
-@click.option("--store-text", is_flag=True, help="Keep reference texts in the index (for evidence in reports).")
+@click.option("--anchor-bits", default=IndexParams.anchor_bits, show_default=True, type=int,
+              help="Partial matches: one shingle in 2**N is an anchor; 0 = whole-document matches only.")
+@click.option("--store-text", is_flag=True,
+              help="Keep reference texts in the index (for `scan --verify exact` and evidence in reports).")
 @click.option("--strict", is_flag=True, help="Fail on the first bad record instead of counting and skipping it.")
 @click.pass_context
-def index_build(ctx, refs, out, text_field, label_field, id_field, threshold, num_perm, ngram, seed, store_text, strict):
+def index_build(ctx, refs, out, text_field, label_field, id_field, threshold, num_perm, ngram, seed, anchor_bits,
+                store_text, strict):
     """Build an index from reference files, directories or globs (REFS)."""
     from .index import build_index
 
     progress = _Progress("indexing")
     try:
-        params = IndexParams(threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed)
+        params = IndexParams(threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed, anchor_bits=anchor_bits)
         index = build_index(refs, out, text_field=text_field, label_field=label_field, id_field=id_field or None,
                             params=params, store_text=store_text, strict=strict,
                             progress=lambda b: progress(len(b.texts) + len(b.bad), b.raw_bytes))
@@ -124,6 +128,10 @@ def _print_index(s, rate=None):
         f"shingles   {p['ngram']}-word, {p['normalization']}, Unicode {p['unicode_version']}, {p['shingle_hash']}",
         f"minhash    {p['scheme']}, num_perm {p['num_perm']}, seed {p['seed']}",
         f"lsh        threshold {p['threshold']}, {p['bands']} bands x {p['rows']} rows",
+        "anchors    " + (f"1 in {2 ** p['anchor_bits']} shingles: {s.anchors:,} kept, {s.common_anchors:,} dropped "
+                         f"(shared by more than {p['max_anchor_refs']} refs)" if p["anchor_bits"]
+                         else "none (whole-document matches only)"),
+        f"texts      {'stored' if s.stored_text else 'not stored'}",
     ]
     if s.skipped:
         lines.append("skipped    " + ", ".join(f"{k}: {v}" for k, v in sorted(s.skipped.items())))
@@ -161,8 +169,15 @@ def index_info(ctx, index_path, no_verify):
               help="Exit with status 4 when the dataset's contamination rate is above RATE (a fraction, e.g. 0.01).")
 @click.option("--strict", is_flag=True, help="A bad record fails its shard instead of being counted and skipped.")
 @click.option("--batch-mb", default=16, show_default=True, type=int, help="Text per batch, in MB (bounds memory per worker).")
+@click.option("--verify", type=click.Choice(["estimate", "exact"]), default="estimate", show_default=True,
+              help="exact: re-check every flag on the exact shingle sets (needs `index build --store-text`).")
+@click.option("--min-anchors", default=ScanOptions.min_anchors, show_default=True, type=float,
+              help="Partial matches: score a run of shared anchors must reach (+1 shared, -0.5 unshared).")
+@click.option("--min-words", default=ScanOptions.min_words, show_default=True, type=int,
+              help="Partial matches: words a matched passage must span.")
 @click.pass_context
-def scan_cmd(ctx, dataset, index_path, out, text_field, id_field, workers, fail_above, strict, batch_mb):
+def scan_cmd(ctx, dataset, index_path, out, text_field, id_field, workers, fail_above, strict, batch_mb, verify,
+             min_anchors, min_words):
     """Scan DATASET files, directories (recursively) or globs against an index."""
     from .scan import scan
 
@@ -171,7 +186,7 @@ def scan_cmd(ctx, dataset, index_path, out, text_field, id_field, workers, fail_
         if fail_above is not None and not 0 <= fail_above <= 1:
             raise ContamscanError(f"--fail-above must be a fraction between 0 and 1, got {fail_above}")
         options = ScanOptions(text_field=text_field, id_field=id_field or None, workers=workers, strict=strict,
-                              batch_bytes=batch_mb << 20)
+                              batch_bytes=batch_mb << 20, verify=verify, min_anchors=min_anchors, min_words=min_words)
         report = scan(list(dataset), index_path, out, options, progress=progress)
     except ContamscanError as e:
         _fail(ctx, e)

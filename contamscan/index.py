@@ -59,6 +59,9 @@ class IndexSummary:
     params: dict
     bytes_on_disk: int
     skipped: dict[str, int] = field(default_factory=dict)
+    anchors: int = 0
+    common_anchors: int = 0  # stock phrases dropped from the anchors
+    stored_text: bool = False
 
 
 def file_digest(path: Path) -> str:
@@ -433,8 +436,9 @@ class ReferenceIndex:
     def summary(self) -> IndexSummary:
         m = self.manifest
         size = sum(f["bytes"] for f in m["files"].values()) + (self.path / "manifest.json").stat().st_size
-        return IndexSummary(str(self.path), m["counts"]["refs"], m["counts"]["labels"], m["params"], size,
-                            m["counts"].get("skipped", {}))
+        c = m["counts"]
+        return IndexSummary(str(self.path), c["refs"], c["labels"], m["params"], size, c.get("skipped", {}),
+                            c["anchors"], c["common_anchors_dropped"], bool(m.get("stored_text")))
 
 
 def params_dict(params: IndexParams) -> dict:

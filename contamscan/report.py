@@ -94,7 +94,7 @@ def shard_entry(r, top_k: int) -> dict:
 
 
 def build_report(results, *, index_summary, started_at: str, finished_at: str, skipped=(), top_k: int = 10,
-                 version: str = "") -> dict:
+                 version: str = "", match_rules: dict | None = None) -> dict:
     """The report.json document for a list of ShardResults (in shard order)."""
     shards = [shard_entry(r, top_k) for r in results]
     ok = [r for r in results if r.status == "ok"]
@@ -112,6 +112,7 @@ def build_report(results, *, index_summary, started_at: str, finished_at: str, s
         "tool": {"name": "contamscan", "version": version},
         "index": {"path": index_summary.path, "refs": index_summary.refs, "labels": dict(index_summary.labels),
                   "params": dict(index_summary.params)},
+        "match_rules": dict(match_rules or {}),
         "started_at": started_at,
         "finished_at": finished_at,
         "totals": {

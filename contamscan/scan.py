@@ -297,8 +297,10 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
         progress.total_bytes = sum(s.size for s in shards)
     results = run_local(shards, index, options, progress)
     matches = pa.concat_tables([r.matches for r in results]) if results else MATCH_SCHEMA.empty_table()
+    rules = {"verify": options.verify, "min_anchors": options.min_anchors, "miss_penalty": options.miss_penalty,
+             "min_words": options.min_words}
     report = build_report(results, index_summary=index.summary(), started_at=started, finished_at=_now(),
-                          skipped=skipped, top_k=options.top_matches, version=__version__)
+                          skipped=skipped, top_k=options.top_matches, version=__version__, match_rules=rules)
     if out is not None:
         write_outputs(out, report, matches)
     return ScanReport(report, out)
