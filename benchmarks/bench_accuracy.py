@@ -81,9 +81,11 @@ def parse_args(argv=None):
     p.add_argument("--shards", type=int, default=20, help="Parquet shards of the dataset (default: %(default)s)")
     p.add_argument("--ngram", type=int, default=5, help="contamscan words per shingle (default: %(default)s)")
     p.add_argument("--threshold", type=float, default=0.5, help="contamscan threshold (default: %(default)s)")
-    p.add_argument("--store-text", action="store_true", help="build the index with store_text=True")
     p.add_argument("--anchor-bits", type=int, default=None,
-                   help="IndexParams.anchor_bits (0: whole-document matches only; default: contamscan's)")
+                   help="IndexParams.anchor_bits of the default mode (default: contamscan's)")
+    p.add_argument("--modes", default=",".join(MODES),
+                   help="contamscan modes to run, comma-separated, from: %(default)s; the first is the one "
+                        "the targets are checked on")
     p.add_argument("--no-baseline", action="store_true", help="skip the datasketch baseline")
     p.add_argument("--scan-extra", action="append", default=[], metavar="KEY=VALUE",
                    help="extra ScanOptions field (value parsed as JSON when it can be); repeatable; "
@@ -573,6 +575,13 @@ def run_contamscan(paths: list[Path], index, out: Path, options, docs_by_id: dic
 
 _WORD = re.compile(r"\w+")
 
+# contamscan's modes: (anchor_bits, None for the default; verify)
+MODES = {
+    "default": (None, "estimate"),  # whole documents and partial matches, estimated
+    "whole": (0, "estimate"),  # whole-document Jaccard only (no anchors)
+    "exact": (None, "exact"),  # default, every flag re-checked on exact shingle sets (stored text)
+}
+
 
 def ds_minhash(text: str, num_perm: int = 128):
     from datasketch import MinHash
@@ -767,6 +776,9 @@ def main(argv=None) -> None:
     from contamscan import IndexParams
 
     options, used_extra = scan_options(args.scan_extra)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or any(m not in MODES for m in modes):
+        raise SystemExit(f"--modes: choose from {', '.join(MODES)}")
     outputs = load_outputs(args.data)
     human = load_human(args.data)
     planted, negatives, refs, counts = build_eval(args, outputs, human)
@@ -781,35 +793,41 @@ def main(argv=None) -> None:
             f"true rates {[round(sum(d.planted for d in s) / max(1, len(s)), 3) for s in shards]}")
 
         write_refs(refs, wd / "refs.parquet")
-        log(f"contamscan: building the index of {len(refs)} references")
-        with Timer() as tb:
-            index = contamscan.build_index([str(wd / "refs.parquet")], wd / "index", text_field="text",
-                                           label_field="model", id_field="id",
-                                           params=IndexParams(threshold=args.threshold, ngram=args.ngram,
-                                                              **({} if args.anchor_bits is None
-                                                                 else {"anchor_bits": args.anchor_bits})),
-                                           store_text=args.store_text)
-        log(f"contamscan: index built in {tb.wall:.1f} s")
-        contamscan.scan([str(paths[0])], index, wd / "warmup", options)  # kernels compiled before timing
-
         by_id = {d.id: d for d in docs}
         by_place = {(d.shard, d.row): d for d in docs}
-        cs = run_contamscan(paths, index, wd / "scan", options, by_id, by_place, nbytes)
+        runs = {}
+        for mode in modes:
+            bits, verify = MODES[mode]
+            bits = args.anchor_bits if bits is None and args.anchor_bits is not None else bits
+            params = IndexParams(threshold=args.threshold, ngram=args.ngram,
+                                 **({} if bits is None else {"anchor_bits": bits}))
+            log(f"contamscan [{mode}]: building the index of {len(refs)} references")
+            with Timer() as tb:
+                index = contamscan.build_index([str(wd / "refs.parquet")], wd / f"index-{mode}", text_field="text",
+                                               label_field="model", id_field="id", params=params,
+                                               store_text=verify == "exact")
+            opts = dataclasses.replace(options, verify=verify)
+            contamscan.scan([str(paths[0])], index, wd / "warmup", opts)  # kernels compiled before timing
+            res = run_contamscan(paths, index, wd / f"scan-{mode}", opts, by_id, by_place, nbytes)
+            runs[mode] = (res, tb.wall, index.params.anchor_bits)
         ds = None if args.no_baseline else run_datasketch(paths, refs, nbytes)
 
-    cs_metrics = evaluate(cs, docs, shards, ref_prompt, spans=True)
-    cs_metrics["index_seconds"] = round(tb.wall, 2)
-    cs_metrics["notes"] = cs.notes
     result = {
         "benchmark": "accuracy",
         "params": {"split": args.split, "seed": args.seed, "ngram": args.ngram, "threshold": args.threshold,
-                   "anchor_bits": index.params.anchor_bits,
-                   "store_text": args.store_text, "per_kind": args.per_kind, "shards": args.shards,
-                   "scan_extra": used_extra, "min_words": MIN_WORDS, "counts": counts,
-                   "documents": len(docs), "mb": round(nbytes / MB, 2)},
-        "targets": targets(cs_metrics),
-        "contamscan": cs_metrics,
+                   "per_kind": args.per_kind, "shards": args.shards, "scan_extra": used_extra,
+                   "min_words": MIN_WORDS, "counts": counts, "documents": len(docs), "mb": round(nbytes / MB, 2)},
     }
+    for n, (mode, (res, build_s, bits)) in enumerate(runs.items()):
+        m = evaluate(res, docs, shards, ref_prompt, spans=True)
+        m.update({"mode": mode, "anchor_bits": bits, "verify": MODES[mode][1], "index_seconds": round(build_s, 2),
+                  "notes": res.notes})
+        if n == 0:  # the mode the targets are about
+            result["targets"] = targets(m)
+            result["contamscan"] = m
+        else:
+            m["targets"] = targets(m)
+            result.setdefault("modes", {})[mode] = m
     if ds is not None:
         ds_metrics = evaluate(ds, docs, shards, ref_prompt, spans=False)
         ds_metrics["index_seconds"] = ds.notes["index_seconds"]
