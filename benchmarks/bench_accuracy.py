@@ -543,14 +543,18 @@ def scan_options(extra: list[str]):
 
 
 def run_contamscan(paths: list[Path], index, out: Path, options, docs_by_id: dict[str, Doc],
-                   docs_by_place: dict[tuple[str, int], Doc], nbytes: int) -> SystemResult:
+                   docs_by_place: dict[tuple[str, int], Doc], nbytes: int, repeat: int = 3) -> SystemResult:
     import polars as pl
 
     from contamscan import scan
 
-    log(f"contamscan: scanning {len(paths)} shards ({nbytes / MB:.1f} MB)")
-    with Timer() as t:
-        report = scan([str(p) for p in paths], index, out, options)
+    log(f"contamscan: scanning {len(paths)} shards ({nbytes / MB:.1f} MB), best of {repeat}")
+    runs = []
+    for _ in range(repeat):
+        with Timer() as t:
+            report = scan([str(p) for p in paths], index, out, options)
+        runs.append(t)
+    t = min(runs, key=lambda r: r.wall)
     if report.failed_shards:
         raise SystemExit(f"contamscan: failed shards {report.failed_shards}")
     matches = pl.from_arrow(report.matches())
