@@ -7,6 +7,7 @@ Exit status: 0 success; 1 error (bad arguments, bad input, bad index); 2 usage e
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -61,14 +62,67 @@ def _console():
 def _fail(ctx: click.Context, err: Exception):
     if ctx.find_root().params.get("debug"):
         raise err
-    click.echo(f"error: {err}", err=True)
+    _log(ctx, "error", {"message": str(err)}, f"error: {err}")
     ctx.exit(EXIT_ERROR)
+
+
+def _log(ctx: click.Context, event: str, fields: dict, text: str | None) -> None:
+    """One event on stderr: a JSON line with --log-format json, else ``text`` (if any)."""
+    if ctx.find_root().params.get("log_format") == "json":
+        from datetime import datetime, timezone
+
+        record = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "event": event, **fields}
+        click.echo(json.dumps(record, ensure_ascii=False, default=str), err=True)
+    elif text is not None:
+        click.echo(text, err=True)
+
+
+def _load_config(ctx: click.Context, param: click.Parameter, path: str | None):
+    """``--config FILE``: defaults for the command's options from a TOML file, under the
+    flags' own names (``fail-above = 0.01``), in a ``[scan]`` / ``[index.build]`` table or at
+    the top level. Flags given on the command line win."""
+    if path is None:
+        return None
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise click.BadParameter(f"cannot read {path}: {e}", ctx=ctx, param=param) from e
+    table = {"scan": data.get("scan"), "build": data.get("index", {}).get("build")}.get(ctx.command.name)
+    if table is None:  # a flat file: its plain keys
+        table = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    names = {}
+    for p in ctx.command.params:
+        if p.name == "config":
+            continue
+        names[p.name] = p.name
+        for opt in p.opts:
+            names[opt.lstrip("-")] = p.name
+    unknown = sorted(set(table) - set(names))
+    if unknown:
+        keys = sorted(k for k in names if "-" in k or k == names[k])
+        raise click.BadParameter(f"{path}: unknown key(s) {', '.join(unknown)}; the keys are the command's flags: "
+                                 f"{', '.join(keys)}", ctx=ctx, param=param)
+    ctx.default_map = {**(ctx.default_map or {}), **{names[k]: v for k, v in table.items()}}
+    return path
+
+
+_config_option = click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
+                              callback=_load_config,
+                              help="TOML file with defaults for this command's options, keyed by flag name.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="contamscan")
 @click.option("--debug", is_flag=True, help="Show the full traceback of errors.")
-def cli(debug):
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: events (scan started, each shard finished, scan finished, errors) as JSON lines on stderr.")
+def cli(debug, log_format):
     """Find near-copies of known AI model outputs in training data.
 
     Build an index from reference texts (outputs of named models), then scan a dataset of
@@ -83,6 +137,7 @@ def index_group():
 
 
 @index_group.command("build")
+@_config_option
 @click.argument("refs", nargs=-1, required=True)
 @click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
               help="Index directory to write (created; an index there is replaced).")
@@ -157,6 +212,7 @@ def index_info(ctx, index_path, no_verify):
 
 
 @cli.command("scan")
+@_config_option
 @click.argument("dataset", nargs=-1, required=True)
 @click.option("--index", "index_path", required=True, type=click.Path(), help="Index directory from `index build`.")
 @click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
@@ -167,6 +223,14 @@ def index_info(ctx, index_path, no_verify):
 @click.option("--workers", default=0, show_default=True, type=int, help="Worker processes; 0 = one per core.")
 @click.option("--fail-above", type=float, default=None,
               help="Exit with status 4 when the dataset's contamination rate is above RATE (a fraction, e.g. 0.01).")
+@click.option("--fail-above-shard", type=float, default=None,
+              help="Exit with status 4 when any shard's contamination rate is above RATE.")
+@click.option("--write-clean", type=click.Path(file_okay=False), default=None,
+              help="Write each shard without its flagged documents to DIR (same relative path, format and schema).")
+@click.option("--write-flagged", type=click.Path(file_okay=False), default=None,
+              help="Write each shard's flagged documents only to DIR (same relative path, format and schema).")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted scan into the same output directory (same inputs, index and options).")
 @click.option("--strict", is_flag=True, help="A bad record fails its shard instead of being counted and skipped.")
 @click.option("--batch-mb", default=16, show_default=True, type=int, help="Text per batch, in MB (bounds memory per worker).")
 @click.option("--verify", type=click.Choice(["estimate", "exact"]), default="estimate", show_default=True,
@@ -175,30 +239,67 @@ def index_info(ctx, index_path, no_verify):
               help="Partial matches: score a run of shared anchors must reach (+1 shared, -0.5 unshared).")
 @click.option("--min-words", default=ScanOptions.min_words, show_default=True, type=int,
               help="Partial matches: words a matched passage must span.")
+@click.option("--threshold", "expect_threshold", type=float, default=None,
+              help="Fail unless the index was built with this threshold.")
+@click.option("--ngram", "expect_ngram", type=int, default=None, help="Fail unless the index was built with this ngram.")
+@click.option("--num-perm", "expect_num_perm", type=int, default=None,
+              help="Fail unless the index was built with this num_perm.")
 @click.pass_context
-def scan_cmd(ctx, dataset, index_path, out, text_field, id_field, workers, fail_above, strict, batch_mb, verify,
-             min_anchors, min_words):
+def scan_cmd(ctx, dataset, index_path, out, text_field, id_field, workers, fail_above, fail_above_shard, write_clean,
+             write_flagged, resume, strict, batch_mb, verify, min_anchors, min_words, expect_threshold, expect_ngram,
+             expect_num_perm):
     """Scan DATASET files, directories (recursively) or globs against an index."""
     from .scan import scan
 
     progress = _Progress("scanning")
+    json_log = ctx.find_root().params.get("log_format") == "json"
+
+    def events(name: str, fields: dict) -> None:
+        text = None
+        if name == "shard_finished" and not sys.stderr.isatty():  # a log, not a terminal: a line per shard
+            text = (f"{fields['shard']}: {fields['status']}, {fields['documents']:,} documents, "
+                    f"{fields['flagged_documents']:,} flagged" + (f" ({fields['error']})" if fields["error"] else ""))
+        _log(ctx, name, fields, text)
+
     try:
-        if fail_above is not None and not 0 <= fail_above <= 1:
-            raise ContamscanError(f"--fail-above must be a fraction between 0 and 1, got {fail_above}")
+        for flag, rate in (("--fail-above", fail_above), ("--fail-above-shard", fail_above_shard)):
+            if rate is not None and not 0 <= rate <= 1:
+                raise ContamscanError(f"{flag} must be a fraction between 0 and 1, got {rate}")
         options = ScanOptions(text_field=text_field, id_field=id_field or None, workers=workers, strict=strict,
-                              batch_bytes=batch_mb << 20, verify=verify, min_anchors=min_anchors, min_words=min_words)
-        report = scan(list(dataset), index_path, out, options, progress=progress)
+                              batch_bytes=batch_mb << 20, verify=verify, min_anchors=min_anchors, min_words=min_words,
+                              write_clean=write_clean, write_flagged=write_flagged, expect_threshold=expect_threshold,
+                              expect_ngram=expect_ngram, expect_num_perm=expect_num_perm)
+        report = scan(list(dataset), index_path, out, options, progress=None if json_log else progress,
+                      resume=resume, events=events)
     except ContamscanError as e:
         _fail(ctx, e)
     finally:
         progress.close()
-    print_summary(report.data, out)
+    if not json_log:
+        print_summary(report.data, out)
+    status = exit_status(report, fail_above, fail_above_shard)
+    if status == EXIT_FAILED_SHARDS:
+        _log(ctx, "failed_shards", {"shards": report.failed_shards},
+             f"error: {len(report.failed_shards)} shard(s) could not be read; see report.json")
+    elif status == EXIT_GATE:
+        above = report.shards_above(fail_above_shard) if fail_above_shard is not None else []
+        _log(ctx, "gate", {"contamination_rate": report.contamination_rate, "fail_above": fail_above,
+                           "fail_above_shard": fail_above_shard, "shards_above": above},
+             (f"contamination rate {report.contamination_rate:.4%} is above --fail-above {fail_above:.4%}"
+              if fail_above is not None and report.contamination_rate > fail_above else
+              f"{len(above)} shard(s) above --fail-above-shard {fail_above_shard:.4%}: {', '.join(above[:5])}"))
+    ctx.exit(status)
+
+
+def exit_status(report, fail_above: float | None = None, fail_above_shard: float | None = None) -> int:
+    """The scan's exit status: unreadable shards (3) first, then the gates (4), else 0."""
     if report.failed_shards:
-        click.echo(f"error: {len(report.failed_shards)} shard(s) could not be read; see report.json", err=True)
-        ctx.exit(EXIT_FAILED_SHARDS)
+        return EXIT_FAILED_SHARDS
     if fail_above is not None and report.contamination_rate > fail_above:
-        click.echo(f"contamination rate {report.contamination_rate:.4%} is above --fail-above {fail_above:.4%}", err=True)
-        ctx.exit(EXIT_GATE)
+        return EXIT_GATE
+    if fail_above_shard is not None and report.shards_above(fail_above_shard):
+        return EXIT_GATE
+    return EXIT_OK
 
 
 def print_summary(report: dict, out) -> None:

@@ -58,6 +58,14 @@ class ScanOptions:
     # "estimate": similarity and containment estimated from signatures and anchors;
     # "exact": flags re-checked on the exact shingle sets (needs an index with stored text)
     verify: str = "estimate"
+    # copies of the input shards without / with only the flagged documents (same relative
+    # paths, formats and schemas); None: not written
+    write_clean: str | None = None
+    write_flagged: str | None = None
+    # what the scan expects of its index (None: anything); a mismatch fails before any work
+    expect_threshold: float | None = None
+    expect_ngram: int | None = None
+    expect_num_perm: int | None = None
 
     def __post_init__(self):
         if self.workers < 0:
@@ -76,3 +84,9 @@ class ScanOptions:
     @property
     def n_workers(self) -> int:
         return self.workers or (os.cpu_count() or 1)
+
+    def result_fields(self) -> dict:
+        """The options a scan's results depend on (not workers, batch size or display)."""
+        keep = ("text_field", "id_field", "strict", "min_anchors", "miss_penalty", "min_words", "verify",
+                "write_clean", "write_flagged")
+        return {k: getattr(self, k) for k in keep}

@@ -32,15 +32,21 @@ def _scan_in_worker(shard, options):
     return scan_shard(shard, _worker["index"], options, _worker["hasher"], progress=_report_batch)
 
 
-def run_local(shards, index, options: ScanOptions, progress=None) -> list:
-    """Scan ``shards`` with ``options.n_workers`` processes (in this process when 1)."""
+def run_local(shards, index, options: ScanOptions, progress=None, on_result=None) -> list:
+    """Scan ``shards`` with ``options.n_workers`` processes (in this process when 1).
+    ``on_result(i, result)`` is called in this process as each shard finishes (checkpoints)."""
     from .scan import scan_shard
 
     workers = min(options.n_workers, max(len(shards), 1))
     if workers <= 1:
         hasher = index.hasher()
         cb = (lambda b: progress(len(b.texts) + len(b.bad), b.raw_bytes)) if progress else None
-        return [scan_shard(s, index, options, hasher, progress=cb) for s in shards]
+        results = []
+        for i, s in enumerate(shards):
+            results.append(scan_shard(s, index, options, hasher, progress=cb))
+            if on_result:
+                on_result(i, results[-1])
+        return results
 
     # fork: workers inherit the opened index (its arrays are memory-mapped, so the pages
     # are shared) and the compiled kernels, and start in milliseconds instead of a second.
@@ -49,16 +55,27 @@ def run_local(shards, index, options: ScanOptions, progress=None) -> list:
     ctx = mp.get_context("fork")
     q = ctx.Queue() if progress else None
     results = [None] * len(shards)
-    index.hasher().signatures(["warm up the kernels before forking"])
+    warm_up(index)
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(index, q)) as pool:
         pending = {pool.submit(_scan_in_worker, s, options): i for i, s in enumerate(shards)}
         while pending:
             done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             for f in done:
-                results[pending.pop(f)] = f.result()
+                i = pending.pop(f)
+                results[i] = f.result()
+                if on_result:
+                    on_result(i, results[i])
             _drain(q, progress)
     _drain(q, progress)
     return results
+
+
+def warm_up(index) -> None:
+    """Load (or compile) every kernel of a scan in this process, so forked workers inherit them."""
+    sigs = index.hasher().signatures(["warm up the kernels before forking: " + "every word " * 300])
+    index.query(sigs.values)
+    if sigs.anchors is not None:
+        index.partial(sigs.anchors, 1, 2, 0.5)
 
 
 def _drain(q, progress) -> None:

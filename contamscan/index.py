@@ -530,6 +530,11 @@ def open_index(path, verify: bool = True) -> ReferenceIndex:
     if manifest.get("version") != FORMAT_VERSION:
         raise IndexFormatError(f"{path}: index format version {manifest.get('version')} is not supported "
                                f"by this contamscan (reads version {FORMAT_VERSION}); rebuild the index")
+    current = params_dict(IndexParams())
+    for key in ("normalization", "shingle_hash", "scheme", "anchor_key"):
+        if manifest["params"].get(key) != current[key]:
+            raise IndexFormatError(f"{path}: the index was built with {key} {manifest['params'].get(key)!r}, and this "
+                                   f"contamscan uses {current[key]!r}: its signatures would not match; rebuild the index")
     for name, meta in manifest["files"].items():
         f = path / name
         if not f.is_file():

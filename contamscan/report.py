@@ -59,6 +59,10 @@ class ScanReport:
     def failed_shards(self) -> list[str]:
         return [s["shard"] for s in self.shards if s["status"] == "failed"]
 
+    def shards_above(self, rate: float) -> list[str]:
+        """Shards whose contamination rate is above ``rate`` (a per-shard gate)."""
+        return [s["shard"] for s in self.shards if s["status"] == "ok" and s["contamination_rate"] > rate]
+
     def matches(self) -> pa.Table:
         return pq.read_table(self.out / "matches.parquet")
 

@@ -251,9 +251,19 @@ def scan_shard(shard: Shard, index: ReferenceIndex, options: ScanOptions, hasher
                 scan_batch(tally, batch, index, hasher, options)
             if progress:
                 progress(batch)
+        result = tally.result(time.perf_counter() - t0)
+        if options.write_clean or options.write_flagged:
+            from .writers import split_shard
+
+            flagged_rows = np.unique(result.matches.column("row").to_numpy())
+            split_shard(shard, flagged_rows, _path(options.write_clean), _path(options.write_flagged))
     except ContamscanError as e:  # unreadable shard, or a bad record under --strict
         return ShardResult(shard=shard.relpath, status="failed", error=str(e), seconds=time.perf_counter() - t0)
-    return tally.result(time.perf_counter() - t0)
+    return result
+
+
+def _path(p) -> Path | None:
+    return Path(p) if p is not None else None
 
 
 def _present(shard: Shard, id_field: str | None) -> str | None:
@@ -265,27 +275,50 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progress=None):
+def check_expectations(index: ReferenceIndex, options: ScanOptions) -> None:
+    """Fail when the scan asks for index parameters the index was not built with."""
+    p = index.params
+    for name, want, have in (("threshold", options.expect_threshold, p.threshold),
+                             ("ngram", options.expect_ngram, p.ngram),
+                             ("num_perm", options.expect_num_perm, p.num_perm)):
+        if want is not None and want != have:
+            flag = name.replace("_", "-")
+            raise ContamscanError(f"the index {index.path} was built with {name} {have}, and this scan asks for "
+                                  f"{want}; rebuild the index with `index build --{flag} {want}` or drop the option")
+
+
+def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progress=None, resume: bool = False,
+         events=None):
     """Scan files, directories or globs against an index and write the report to ``out``.
 
     ``index`` is a path or an opened :class:`ReferenceIndex`. ``progress``, if given, is
     called as ``progress(documents, bytes)`` as work advances (``progress.total_bytes`` is
-    set first when it has that attribute). Returns a :class:`contamscan.report.ScanReport`;
-    failed shards are listed in it rather than raised.
+    set first when it has that attribute). ``events``, if given, is called as
+    ``events(name, fields)`` at "scan_started", each "shard_finished" and "scan_finished".
+
+    With ``out``, the scan holds a lock on it (a second scan into it fails at once), saves
+    each finished shard, and writes the report at the end; ``resume=True`` continues an
+    interrupted scan of the same inputs, index and options, and the report equals an
+    uninterrupted run's. Returns a :class:`contamscan.report.ScanReport`; failed shards are
+    listed in it rather than raised.
     """
     from . import __version__
+    from .checkpoint import Checkpoints, OutputLock, remove_final_outputs, run_fingerprint
     from .executors import run_local
     from .report import ScanReport, build_report, write_outputs
 
     started = _now()
+    emit = events or (lambda name, fields: None)
     if not isinstance(index, ReferenceIndex):
         index = open_index(index)
     if options.verify == "exact" and index.texts is None:
         raise ContamscanError(f"--verify exact compares texts, and the index {index.path} does not store them; "
                               "rebuild it with `contamscan index build --store-text`")
+    check_expectations(index, options)
     inputs = [dataset] if isinstance(dataset, (str, os.PathLike)) else list(dataset)
     out = Path(out) if out is not None else None
-    shards, skipped = discover(inputs, exclude=[out] if out is not None else [])
+    outputs = [p for p in (out, options.write_clean, options.write_flagged) if p is not None]
+    shards, skipped = discover(inputs, exclude=outputs)  # outputs inside the dataset are never scanned
     if not shards:
         raise ContamscanError("no shards to scan (expected .parquet, .jsonl, .json, .jsonl.gz, .jsonl.zst, .arrow)")
     for s in shards:  # a missing text field fails before any work
@@ -293,14 +326,42 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
             check_fields(s, Fields(text=options.text_field))
         except ShardReadError:
             pass  # unreadable: the scan marks it failed and goes on
-    if progress is not None and hasattr(progress, "total_bytes"):
-        progress.total_bytes = sum(s.size for s in shards)
-    results = run_local(shards, index, options, progress)
-    matches = pa.concat_tables([r.matches for r in results]) if results else MATCH_SCHEMA.empty_table()
-    rules = {"verify": options.verify, "min_anchors": options.min_anchors, "miss_penalty": options.miss_penalty,
-             "min_words": options.min_words}
-    report = build_report(results, index_summary=index.summary(), started_at=started, finished_at=_now(),
-                          skipped=skipped, top_k=options.top_matches, version=__version__, match_rules=rules)
-    if out is not None:
-        write_outputs(out, report, matches)
+    lock = OutputLock(out) if out is not None else None
+    try:
+        done, save = {}, None
+        if out is not None:
+            remove_final_outputs(out)
+            checkpoints = Checkpoints(out, run_fingerprint(shards, index, options, __version__), resume)
+            done, save = checkpoints.done, checkpoints.save
+        todo = [n for n in range(len(shards)) if n not in done]
+        emit("scan_started", {"shards": len(shards), "resumed_shards": len(done), "bytes": sum(s.size for s in shards),
+                              "index": str(index.path), "out": str(out) if out is not None else None})
+        if progress is not None and hasattr(progress, "total_bytes"):
+            progress.total_bytes = sum(shards[n].size for n in todo)
+
+        def finished(i: int, result: ShardResult) -> None:
+            if save:
+                save(todo[i], result)
+            emit("shard_finished", {"shard": result.shard, "status": result.status, "error": result.error,
+                                    "documents": result.documents, "flagged_documents": result.flagged_documents,
+                                    "bad_records": result.bad_records, "seconds": round(result.seconds, 3)})
+
+        new = run_local([shards[n] for n in todo], index, options, progress, on_result=finished)
+        done.update(zip(todo, new))
+        results = [done[n] for n in range(len(shards))]
+        matches = pa.concat_tables([r.matches for r in results]) if results else MATCH_SCHEMA.empty_table()
+        rules = {"verify": options.verify, "min_anchors": options.min_anchors, "miss_penalty": options.miss_penalty,
+                 "min_words": options.min_words}
+        report = build_report(results, index_summary=index.summary(), started_at=started, finished_at=_now(),
+                              skipped=skipped, top_k=options.top_matches, version=__version__, match_rules=rules)
+        if out is not None:
+            write_outputs(out, report, matches)
+            checkpoints.clear()
+    finally:
+        if lock is not None:
+            lock.release()
+    t = report["totals"]
+    emit("scan_finished", {"documents": t["documents"], "flagged_documents": t["flagged_documents"],
+                           "contamination_rate": t["contamination_rate"], "ci95": t["ci95"],
+                           "failed_shards": t["errors"]["failed_shards"]})
     return ScanReport(report, out)

@@ -1,0 +1,152 @@
+"""Checkpoints and the output lock: a scan that is interrupted (Ctrl-C, SIGKILL, a lost
+machine) resumes where it stopped, and two scans never write into one output directory.
+
+The state lives in ``OUT/.contamscan/``:
+
+``lock``          held (``flock``) by the running scan; the kernel releases it when the
+                  process dies, however it dies
+``run.json``      what the scan is: its shards (path, size, mtime), the index's manifest
+                  digest, the options that change results, the tool version
+``NNNNNN.json``   one finished shard's result (shard NNNNNN of the run's list), written after
+``NNNNNN.parquet``  its matches and any clean/flagged outputs, each by write-then-rename
+
+A shard's JSON file is the proof that everything of that shard is on disk: on resume, shards
+with one are loaded, the others are scanned again. Final outputs (report.json, ...) are
+removed when a scan starts and written only at its end, so they are never from a partial run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import xxhash
+
+from .errors import ContamscanError
+
+STATE_DIR = ".contamscan"
+FINAL_OUTPUTS = ("report.json", "report.md", "matches.parquet")
+
+
+class OutputLock:
+    """An exclusive lock on an output directory, held for the life of a scan."""
+
+    def __init__(self, out: Path):
+        self.path = Path(out) / STATE_DIR / "lock"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(self._fd)
+            raise ContamscanError(f"another scan is writing to {out} ({holder}); wait for it to finish or "
+                                  "choose another output directory") from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"pid {os.getpid()}".encode(), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def run_fingerprint(shards, index, options, version: str) -> dict:
+    """Everything a scan's results depend on: a resumed scan must match it exactly."""
+    manifest = (Path(index.path) / "manifest.json").read_bytes()
+    return {
+        "tool_version": version,
+        "index_manifest_xxh3_128": xxhash.xxh3_128_hexdigest(manifest),
+        "options": options.result_fields(),
+        "shards": [[s.relpath, s.size, _mtime_ns(s.path)] for s in shards],
+    }
+
+
+def _mtime_ns(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def remove_stale_temporaries(directory: Path) -> None:
+    """Temporary files a killed process left behind (``.NAME.tmp-PID``)."""
+    if directory.is_dir():
+        for p in directory.glob(".*.tmp-*"):
+            p.unlink(missing_ok=True)
+
+
+class Checkpoints:
+    """Finished shards of one scan, saved as they finish and loaded on resume."""
+
+    def __init__(self, out: Path, fingerprint: dict, resume: bool):
+        self.dir = Path(out) / STATE_DIR
+        self.dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.dir)
+        self.done: dict[int, object] = {}
+        run = self.dir / "run.json"
+        if resume and run.exists():
+            previous = json.loads(run.read_text())
+            if previous != fingerprint:
+                what = [k for k in fingerprint if previous.get(k) != fingerprint[k]]
+                raise ContamscanError(f"cannot resume the scan in {out}: its {', '.join(what)} changed since it "
+                                      "started; scan again without --resume")
+            self.done = self._load()
+        else:
+            self.clear()
+            _write_atomic(run, (json.dumps(fingerprint, indent=1) + "\n").encode())
+
+    def save(self, number: int, result) -> None:
+        """Record a finished shard (its outputs are already on disk). Failed shards are not
+        recorded: a resumed scan tries them again."""
+        if result.status != "ok":
+            return
+        matches = self.dir / f"{number:06d}.parquet"
+        tmp = matches.with_name(f".{matches.name}.tmp-{os.getpid()}")
+        pq.write_table(result.matches, tmp)
+        os.replace(tmp, matches)
+        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "matches"}
+        _write_atomic(self.dir / f"{number:06d}.json", json.dumps(fields).encode())
+
+    def _load(self) -> dict:
+        from .scan import MATCH_SCHEMA, ShardResult
+
+        done = {}
+        for f in sorted(self.dir.glob("[0-9]*.json")):
+            fields = json.loads(f.read_text())
+            matches = pq.read_table(f.with_suffix(".parquet")).cast(MATCH_SCHEMA)
+            fields["similarity_histogram"] = tuple(fields["similarity_histogram"])
+            fields["bad_examples"] = tuple(fields["bad_examples"])
+            done[int(f.stem)] = ShardResult(**fields, matches=matches)
+        return done
+
+    def clear(self) -> None:
+        """Forget every finished shard (a new scan, or a finished one)."""
+        for p in list(self.dir.glob("[0-9]*.json")) + list(self.dir.glob("[0-9]*.parquet")):
+            p.unlink(missing_ok=True)
+        (self.dir / "run.json").unlink(missing_ok=True)
+
+
+def remove_final_outputs(out: Path) -> None:
+    """A scan that starts removes the previous run's report: an old report next to a new,
+    unfinished scan would be mistaken for its result."""
+    for name in FINAL_OUTPUTS:
+        (Path(out) / name).unlink(missing_ok=True)
+    remove_stale_temporaries(Path(out))
+
+
+__all__ = ["OutputLock", "Checkpoints", "run_fingerprint", "remove_final_outputs", "STATE_DIR"]
