@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 Z95 = 1.959963984540054
@@ -70,10 +71,9 @@ class ScanReport:
 def _top_matches(matches: pa.Table, k: int) -> list[dict]:
     if matches.num_rows == 0 or k <= 0:
         return []
-    rows = matches.select(["row", "doc_id", "ref_id", "label", "similarity", "containment"]).to_pylist()
-    rows.sort(key=lambda r: (-r["similarity"], r["row"]))
-    return [{**r, "similarity": round(r["similarity"], 6), "containment": round(r["containment"], 6)}
-            for r in rows[:k]]
+    order = pc.sort_indices(matches, [("similarity", "descending"), ("row", "ascending")])[:k]
+    rows = matches.take(order).select(["row", "doc_id", "ref_id", "label", "similarity", "containment"]).to_pylist()
+    return [{**r, "similarity": round(r["similarity"], 6), "containment": round(r["containment"], 6)} for r in rows]
 
 
 def shard_entry(r, top_k: int) -> dict:
