@@ -197,6 +197,44 @@ def _print_index(s, rate=None):
     click.echo("\n".join(lines))
 
 
+@index_group.command("add")
+@click.argument("index_path", metavar="INDEX")
+@click.argument("refs", nargs=-1, required=True)
+@click.option("--text-field", default="text", show_default=True, help="Field holding the text; a dotted path reaches nested fields.")
+@click.option("--label-field", default="model", show_default=True, help="Field naming the model that wrote the text.")
+@click.option("--id-field", default="id", show_default=True,
+              help="Field with a unique reference id; where absent, ids are FILE:ROW.")
+@click.option("--strict", is_flag=True, help="Fail on the first bad record instead of counting and skipping it.")
+@click.pass_context
+def index_add(ctx, index_path, refs, text_field, label_field, id_field, strict):
+    """Add references (REFS: files, directories, globs) to INDEX, with its parameters. The
+    index is rewritten beside itself and swapped in when complete; checksums are updated."""
+    from .index import add_to_index
+
+    try:
+        index = add_to_index(index_path, refs, text_field=text_field, label_field=label_field,
+                             id_field=id_field or None, strict=strict)
+    except ContamscanError as e:
+        _fail(ctx, e)
+    _print_index(index.summary())
+
+
+@index_group.command("merge")
+@click.argument("indexes", nargs=-1, required=True, metavar="INDEX...")
+@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
+              help="Directory of the merged index (not one of the inputs).")
+@click.pass_context
+def index_merge(ctx, indexes, out):
+    """Merge indexes built with the same parameters into one (as if built at once)."""
+    from .index import merge_indexes
+
+    try:
+        index = merge_indexes(list(indexes), out)
+    except ContamscanError as e:
+        _fail(ctx, e)
+    _print_index(index.summary())
+
+
 @index_group.command("info")
 @click.argument("index_path", metavar="INDEX")
 @click.option("--no-verify", is_flag=True, help="Skip checksum verification (faster for large indexes).")

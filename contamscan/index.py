@@ -10,10 +10,11 @@ worker processes share one copy through the page cache):
 ``band_keys.npy``     uint64 [bands, refs], each band sorted
 ``band_refs.npy``     int32  [bands, refs], the reference of each key
 ``band_dir.npy``      int32  [bands, 2**dir_bits + 1], where each run of top bits starts
-``anchor_keys.npy``   uint32 [pairs], the anchors (sampled shingles) of every reference, sorted
-                      by their 64-bit key; the low 32 bits of the key (the directory holds the top)
+``anchor_keys.npy``   uint32 [pairs], the anchors (sampled shingles) of every reference: the top
+                      32 bits of their 64-bit key, sorted
 ``anchor_refs.npy``   int32  [pairs], the reference of each anchor
 ``anchor_dir.npy``    int32  [2**dir_bits + 1], the top-bits directory of the anchors
+``anchor_stop.npy``   uint32 [keys], anchor keys dropped as stock phrases (kept for merges)
 
 A lookup reads the directory entry for the key's top bits and scans the few keys there, so
 its cost does not grow with the number of references.
@@ -47,7 +48,8 @@ from .text import NORMALIZATION, UNICODE_VERSION
 
 FORMAT = "contamscan-index"
 FORMAT_VERSION = 2
-ARRAYS = ("signatures", "band_keys", "band_refs", "band_dir", "anchor_keys", "anchor_refs", "anchor_dir")
+ARRAYS = ("signatures", "band_keys", "band_refs", "band_dir", "anchor_keys", "anchor_refs", "anchor_dir",
+          "anchor_stop")
 TEXTS_SCHEMA = pa.schema([("text", pa.large_string())])
 
 
@@ -83,9 +85,12 @@ def _dir_bits(n: int) -> int:
     return max(0, math.ceil(math.log2(max(n, 1) / 2))) if n > 2 else 0
 
 
-def key_directory(sorted_keys: np.ndarray, bits: int) -> np.ndarray:
-    """Where each run of ``bits`` top bits starts in ``sorted_keys`` (uint64), plus the end."""
-    starts = np.arange(1 << bits, dtype=np.uint64) << np.uint64(64 - bits) if bits else np.zeros(1, np.uint64)
+def key_directory(sorted_keys: np.ndarray, bits: int, key_bits: int = 64) -> np.ndarray:
+    """Where each run of ``bits`` top bits starts in ``sorted_keys`` (of ``key_bits`` bits),
+    plus the end."""
+    dtype = np.uint64 if key_bits == 64 else np.uint32
+    starts = (np.arange(1 << bits, dtype=np.uint64) << np.uint64(key_bits - bits)).astype(dtype) if bits \
+        else np.zeros(1, dtype)
     return np.append(np.searchsorted(sorted_keys, starts, side="left"), len(sorted_keys)).astype(np.int64)
 
 
@@ -100,12 +105,20 @@ def build_band_tables(sigs: np.ndarray, bands: int, rows: int):
     return sorted_keys, order.astype(np.int32), directory
 
 
-def build_anchor_table(keys: np.ndarray, refs: np.ndarray, max_refs: int):
-    """The anchor table from the anchors of every reference (``refs`` non-decreasing): the
-    distinct (key, reference) pairs sorted by key, without keys shared by more than
-    ``max_refs`` references (stock phrases: they say little about the source and cost
-    lookups), and its top-bits directory. Returns (keys, refs, directory, dropped keys)."""
-    order = np.argsort(keys, kind="stable")  # stable: references stay in order within a key
+def anchor_keys32(keys: np.ndarray) -> np.ndarray:
+    """The stored form of anchor keys: their top 32 bits. The directory over a table's top
+    bits is then a function of the stored keys alone, so tables merge and re-bucket freely;
+    a false hit (probability ~ anchors / 2**32 per lookup) is one stray anchor, far from the
+    dense run a match needs."""
+    return (np.asarray(keys, np.uint64) >> np.uint64(32)).astype(np.uint32)
+
+
+def build_anchor_table(keys: np.ndarray, refs: np.ndarray, max_refs: int, stop: np.ndarray | None = None):
+    """The anchor table from anchors (``keys`` uint32 from :func:`anchor_keys32`): the distinct (key, reference) pairs sorted by key, without the keys
+    shared by more than ``max_refs`` references or listed in ``stop`` (stock phrases: they
+    say little about the source and cost lookups), and its top-bits directory.
+    Returns (keys, refs, directory, stop keys) where the stop keys are all those dropped."""
+    order = np.lexsort((refs, keys))  # by key, then reference: equal pairs are neighbours
     k, r = keys[order], refs[order].astype(np.int32)
     new_key = np.ones(len(k), np.bool_)
     new_key[1:] = k[1:] != k[:-1]
@@ -115,14 +128,13 @@ def build_anchor_table(keys: np.ndarray, refs: np.ndarray, max_refs: int):
     starts = np.flatnonzero(new_key)
     count = np.diff(np.append(starts, len(k)))
     common = count > max_refs
-    if common.any():
-        keep = np.repeat(~common, count)
-        k, r = k[keep], r[keep]
-    # ~4 keys per directory bucket; the bucket holds the top bits, so only the low 32 bits
-    # of each key are stored (keys of 32 + dir_bits bits: false hits stay negligible)
-    directory = key_directory(k, _dir_bits(len(k) // 4))
+    stop = np.union1d(k[starts[common]], stop if stop is not None else np.zeros(0, np.uint32)).astype(np.uint32)
+    drop = np.isin(k, stop)
+    k, r = k[~drop], r[~drop]
+    # ~4 keys per directory bucket
+    directory = key_directory(k, _dir_bits(len(k) // 4), key_bits=32)
     directory = directory.astype(np.int32) if len(k) < 2**31 else directory
-    return k.astype(np.uint32), r, directory, int(common.sum())
+    return k, r, directory, stop
 
 
 @numba.njit(inline="always")
@@ -291,9 +303,9 @@ def _anchor_kernel(doc_ptr, a_key, keys, refs, directory, bits, label_codes, min
                 bigger = np.empty(2 * hits.shape[0] + p_hi[j] - p_lo[j], np.int64)
                 bigger[:nh] = hits[:nh]
                 hits = bigger
-            low = np.uint32(a_key[j] & np.uint64(0xFFFFFFFF))
+            top = np.uint32(a_key[j] >> np.uint64(32))  # the stored form of the key
             for p in range(p_lo[j], p_hi[j]):
-                if keys[p] == low:
+                if keys[p] == top:
                     hits[nh] = (np.int64(refs[p]) << 32) | (j - lo)
                     nh += 1
         if nh < min_hits:
@@ -383,6 +395,7 @@ class ReferenceIndex:
         self.anchor_refs = arrays["anchor_refs"]
         self.anchor_dir = arrays["anchor_dir"]
         self.anchor_dir_bits = int(round(math.log2(self.anchor_dir.shape[0] - 1)))
+        self.anchor_stop = arrays["anchor_stop"]
         # per-reference columns as arrays, not Python objects: cheap to hold per worker
         self.ref_ids = refs["ref_id"].to_arrow()
         self.label_names, codes = np.unique(refs["label"].to_numpy().astype(str), return_inverse=True)
@@ -455,18 +468,23 @@ def params_dict(params: IndexParams) -> dict:
         "bands": bands,
         "rows": rows,
         "anchor_bits": params.anchor_bits,
-        "anchor_key": "splitmix64(fmix32(xxh32-seed0) << 32 | xxh32-seed0x9E3779B1)",
+        "anchor_key": "splitmix64(fmix32(xxh32-seed0) << 32 | xxh32-seed0x9E3779B1) >> 32",
         "max_anchor_refs": params.max_anchor_refs,
     }
 
 
 def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.ndarray,
                anchor_keys: np.ndarray | None = None, anchor_refs: np.ndarray | None = None,
-               skipped: dict[str, int] | None = None) -> None:
-    """Write an index directory from the references' table, signatures and anchors (the
-    anchors' references non-decreasing; none: whole-document matches only). The manifest is
+               skipped: dict[str, int] | None = None, anchor_stop: np.ndarray | None = None) -> None:
+    """Write an index directory from the references' table, signatures and anchors (64-bit
+    keys as hashed, or their stored 32-bit form; the anchors' references non-decreasing;
+    none: whole-document matches only; keys in ``anchor_stop`` are dropped). The manifest is
     written last: a directory without one (an interrupted build) is never mistaken for an index."""
     path = Path(path)
+    dup = refs["ref_id"].is_duplicated()
+    if dup.any():
+        ex = refs.filter(dup)["ref_id"].unique().sort().head(3).to_list()
+        raise ContamscanError(f"reference ids are not unique (e.g. {ex}); pass --id-field with a unique field")
     if anchor_keys is None:
         anchor_keys, anchor_refs = np.zeros(0, np.uint64), np.zeros(0, np.int64)
     path.mkdir(parents=True, exist_ok=True)
@@ -475,7 +493,9 @@ def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.nda
         manifest_path.unlink()
     p = params_dict(params)
     keys, order, directory = build_band_tables(sigs, p["bands"], p["rows"])
-    a_keys, a_refs, a_dir, common = build_anchor_table(anchor_keys, anchor_refs, params.max_anchor_refs)
+    a_keys, a_refs, a_dir, a_stop = build_anchor_table(anchor_keys32(anchor_keys) if anchor_keys.dtype == np.uint64
+                                                       else anchor_keys, anchor_refs, params.max_anchor_refs,
+                                                       anchor_stop)
     refs = refs.with_columns(pl.Series("n_anchors", np.bincount(a_refs, minlength=len(refs)), pl.Int64))
     names = ["refs.parquet", *(f"{a}.npy" for a in ARRAYS)]
     stored_text = "text" in refs.columns
@@ -491,7 +511,7 @@ def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.nda
     tmp = path / "refs.parquet.tmp"
     pq.write_table(refs.to_arrow(), tmp, compression="zstd")
     os.replace(tmp, path / "refs.parquet")
-    for name, arr in zip(ARRAYS, (sigs, keys, order, directory, a_keys, a_refs, a_dir)):
+    for name, arr in zip(ARRAYS, (sigs, keys, order, directory, a_keys, a_refs, a_dir, a_stop)):
         _atomic_save_npy(path / f"{name}.npy", np.ascontiguousarray(arr))
     files = {}
     for name in names:
@@ -505,7 +525,7 @@ def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.nda
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "params": p,
         "counts": {"refs": int(sigs.shape[0]), "labels": dict(sorted(labels.items())),
-                   "anchors": int(len(a_keys)), "common_anchors_dropped": common,
+                   "anchors": int(len(a_keys)), "common_anchors_dropped": int(len(a_stop)),
                    "skipped": dict(skipped or {})},
         "stored_text": stored_text,
         "files": files,
@@ -606,12 +626,64 @@ def build_index(refs, out, *, text_field: str = "text", label_field: str = "mode
                 progress(batch)
     table = pl.from_arrow(pa.concat_tables(parts)) if parts else pl.DataFrame(
         schema={"ref_id": pl.String, "label": pl.String, "source": pl.String, "n_shingles": pl.Int64, "n_chars": pl.Int64})
-    dup = table["ref_id"].is_duplicated()
-    if dup.any():
-        ex = table.filter(dup)["ref_id"].unique().sort().head(3).to_list()
-        raise ContamscanError(f"reference ids are not unique (e.g. {ex}); pass --id-field with a unique field")
     sigs = np.concatenate(sig_parts) if sig_parts else np.zeros((0, params.num_perm), np.uint32)
     keys = np.concatenate(key_parts) if key_parts else np.zeros(0, np.uint64)
     refs = np.concatenate(ref_parts) if ref_parts else np.zeros(0, np.int64)
     save_index(Path(out), params, table, sigs, keys, refs, skipped={k: n for k, n in skipped.items() if n})
     return open_index(out, verify=False)
+
+
+def merge_indexes(indexes, out, *, replace: bool = False) -> ReferenceIndex:
+    """Merge indexes built with the same parameters into one at ``out``; the result equals
+    an index built from all their references at once (in this order). Reference texts are
+    kept only when every index stores them. ``replace`` allows ``out`` to be one of the
+    inputs: the merge is written beside it and swapped in when complete."""
+    ixs = [ix if isinstance(ix, ReferenceIndex) else open_index(ix) for ix in indexes]
+    if not ixs:
+        raise ContamscanError("nothing to merge")
+    first = ixs[0].manifest["params"]
+    for ix in ixs[1:]:
+        diff = sorted(k for k in set(first) | set(ix.manifest["params"]) if first.get(k) != ix.manifest["params"].get(k))
+        if diff:
+            raise ContamscanError(f"cannot merge {ixs[0].path} and {ix.path}: their parameters differ ("
+                                  + ", ".join(f"{k}: {first.get(k)} vs {ix.manifest['params'].get(k)}" for k in diff)
+                                  + "); rebuild one with the other's parameters")
+    out = Path(out)
+    inputs = {Path(ix.path).resolve() for ix in ixs}
+    if out.resolve() in inputs and not replace:
+        raise ContamscanError(f"{out} is one of the indexes being merged; write the merge elsewhere")
+    offsets = np.cumsum([0] + [len(ix) for ix in ixs])
+    table = pl.concat([ix.refs.drop("n_anchors") for ix in ixs])
+    if all(ix.texts is not None for ix in ixs):
+        table = table.with_columns(pl.Series("text", pa.chunked_array([c for ix in ixs for c in ix.texts.chunks],
+                                                                     pa.large_string())))
+    sigs = np.concatenate([np.asarray(ix.signatures) for ix in ixs])
+    keys = np.concatenate([np.asarray(ix.anchor_keys) for ix in ixs])
+    refs = np.concatenate([np.asarray(ix.anchor_refs, np.int64) + off for ix, off in zip(ixs, offsets)])
+    stop = np.unique(np.concatenate([np.asarray(ix.anchor_stop) for ix in ixs]))
+    skipped = Counter()
+    for ix in ixs:
+        skipped.update(ix.manifest["counts"].get("skipped", {}))
+    p = ixs[0].params
+    # into one of the inputs (`index add`): written beside it, swapped in when complete
+    target = out.with_name(f".{out.name}.merging-{os.getpid()}") if out.resolve() in inputs else out
+    save_index(target, p, table, sigs, keys, refs, skipped=dict(skipped), anchor_stop=stop)
+    if target != out:  # swap the complete index in
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(target, out)
+        import shutil
+
+        shutil.rmtree(old, ignore_errors=True)
+    return open_index(out, verify=False)
+
+
+def add_to_index(index, refs, **build_options) -> ReferenceIndex:
+    """Add references (files, directories, globs) to an index, in place: they are indexed
+    with the index's parameters and merged in; the index is swapped only when complete."""
+    import tempfile
+
+    ix = index if isinstance(index, ReferenceIndex) else open_index(index)
+    with tempfile.TemporaryDirectory(prefix=".contamscan-add-", dir=Path(ix.path).parent) as tmp:
+        new = build_index(refs, Path(tmp) / "new", params=ix.params, store_text=ix.texts is not None, **build_options)
+        return merge_indexes([ix, new], ix.path, replace=True)
