@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import glob
 import json
+import mmap
 import os
 import re
 import stat
@@ -171,6 +172,17 @@ def _glob_base(pattern: str) -> str:
     return base if base else "/"
 
 
+def _printable(path: str) -> str:
+    """A path as valid Unicode, for reports: bytes of a file name that are not UTF-8 (which
+    Python keeps as lone surrogates, and which Arrow, JSON and Markdown writers reject) are
+    shown as ``\\xNN`` escapes.  Only for display: files are opened by their real path."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 class _Discovery:
     def __init__(self, exclude: Sequence[str]):
         self.exclude = [e for e in exclude]
@@ -180,7 +192,7 @@ class _Discovery:
         self.walked_dirs: set[str] = set()
 
     def skip(self, path: str, reason: str) -> None:
-        path = os.path.abspath(path)
+        path = _printable(os.path.abspath(path))
         self.skipped.setdefault((path, reason), Skipped(path, reason))
 
     def excluded(self, real: str) -> bool:
@@ -260,15 +272,14 @@ class _Discovery:
         if not stat.S_ISREG(st.st_mode):
             self.skip(p, "not a regular file")
             return
-        if not os.access(p, os.R_OK):
-            self.skip(p, "unreadable: Permission denied")
-            return
+        # a file that cannot be opened (permission denied) is a shard all the same: it
+        # fails when read, so the scan reports it as failed (exit status 3), not as skipped
         self.seen_files.add(real)
         if relbase is None:
             rel = os.path.basename(p)
         else:
             rel = os.path.relpath(p, relbase)
-        rel = rel.replace(os.sep, "/")
+        rel = _printable(rel.replace(os.sep, "/"))
         self.shards.append(Shard(os.path.abspath(p), rel, kind[0], st.st_size))
 
 
@@ -487,27 +498,92 @@ def _convert_arrow(container, plan: _ArrowPlan, row0: int, shard: Shard, strict:
     return Batch(text, ids, labels, rows, bad, n, raw_bytes)
 
 
-def _parquet_rows_per_batch(md, text_col: str, batch_bytes: int) -> int:
-    total = 0
-    nrows = md.num_rows
+def _text_bytes_per_row_group(md, text_col: str) -> list[int]:
+    """Uncompressed bytes of the text column (all its leaves) in each row group."""
+    out = []
     for g in range(md.num_row_groups):
         rg = md.row_group(g)
+        total = 0
         for c in range(rg.num_columns):
             col = rg.column(c)
             if col.path_in_schema.split(".")[0] == text_col:
                 total += col.total_uncompressed_size
-    per_row = max(1.0, total / max(1, nrows))
-    return int(min(max(1, batch_bytes // per_row), 1 << 22))
+        out.append(total)
+    return out
+
+
+def _rows_per_batch(rows: int, text_bytes: int, batch_bytes: int) -> int:
+    """Rows per batch that cut ``rows`` rows holding ``text_bytes`` into equal batches of
+    at most about ``batch_bytes`` (no small tail batch)."""
+    if rows <= 0:
+        return 1
+    parts = max(1, -(-max(text_bytes, 1) // max(1, batch_bytes)))
+    return int(min(max(1, -(-rows // parts)), 1 << 22))
+
+
+def _row_group_runs(md, group_bytes: list[int], batch_bytes: int) -> list[tuple[list[int], int, int]]:
+    """Consecutive row groups read together: (row groups, rows, text bytes) per run.
+
+    A row group with ``batch_bytes`` of text or more is a run of its own, so that no batch
+    spans two big row groups (which would hold both their column chunks at once); smaller
+    ones are gathered until a run has about ``batch_bytes``, so that small row groups still
+    make full batches."""
+    runs: list[tuple[list[int], int, int]] = []
+    cur: list[int] = []
+    cur_rows = cur_bytes = 0
+    for g in range(md.num_row_groups):
+        n = md.row_group(g).num_rows
+        if n == 0:
+            continue
+        if cur and cur_bytes + group_bytes[g] > batch_bytes:
+            runs.append((cur, cur_rows, cur_bytes))
+            cur, cur_rows, cur_bytes = [], 0, 0
+        cur.append(g)
+        cur_rows += n
+        cur_bytes += group_bytes[g]
+    if cur:
+        runs.append((cur, cur_rows, cur_bytes))
+    return runs
+
+
+# Parquet column chunks are read through a buffer of this size instead of whole (a
+# column chunk is as big as the row group's compressed text: tens of MB per chunk).
+_PARQUET_BUFFER = 1 << 20
 
 
 def _open_parquet(shard: Shard) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(shard.path, pre_buffer=False)  # pre-buffering keeps the compressed file in memory
+        # no pre-buffering (it keeps the compressed file in memory) and a bounded read
+        # buffer: a column chunk is streamed page by page rather than read whole
+        return pq.ParquetFile(shard.path, pre_buffer=False, buffer_size=_PARQUET_BUFFER)
     except (OSError, pa.ArrowException, ValueError) as e:
         raise _shard_error(shard, e) from e
 
 
+def _release_memory() -> None:
+    """Hand the free memory Arrow's allocator keeps cached back to the system.
+
+    Arrow's pool (mimalloc by default, or jemalloc) keeps freed pages for reuse. With a
+    scan's allocation pattern (tens of MB per batch, sizes that differ from batch to batch)
+    the cached memory gets larger than what is in use, and the more batches a shard has,
+    the higher the peak it reaches: peak RSS then grows with the shard although the data in
+    use does not. Called between runs of row groups (Parquet) or blocks (JSON Lines), i.e.
+    every ~16-32 MB of text; the cost, the page faults of getting memory back, is lost in
+    the noise (~0.1 s per GB of text)."""
+    try:
+        pa.default_memory_pool().release_unused()
+    except (AttributeError, NotImplementedError, pa.ArrowException):  # pragma: no cover
+        pass
+
+
 def _read_parquet(shard: Shard, fields: Fields, batch_bytes: int, strict: bool) -> Iterator[Batch]:
+    """Row group by row group (small ones gathered, see :func:`_row_group_runs`), each cut
+    into equal batches of about ``batch_bytes`` of text.
+
+    Memory: a batch never spans two big row groups (which would hold both column chunks at
+    once), column chunks are read through a small buffer, and Arrow's allocator releases
+    its cache after each run of row groups, so peak memory is bounded by the batch and row
+    group sizes, not by the shard size."""
     pf = _open_parquet(shard)
     plan = _arrow_plan(pf.schema_arrow, fields, shard.relpath)
     md = pf.metadata
@@ -515,48 +591,105 @@ def _read_parquet(shard: Shard, fields: Fields, batch_bytes: int, strict: bool) 
     if total == 0:
         return
     size = shard.size
-    rows_per = _parquet_rows_per_batch(md, plan.text[0], batch_bytes)
+    group_bytes = _text_bytes_per_row_group(md, plan.text[0])
     row0 = 0
     reported = 0
-    it = pf.iter_batches(batch_size=rows_per, columns=plan.columns, use_threads=False)
-    while True:
+    for groups, n_rows, n_bytes in _row_group_runs(md, group_bytes, batch_bytes):
+        rows_per = _rows_per_batch(n_rows, n_bytes, batch_bytes)
         try:
-            rb = next(it)
-        except StopIteration:
-            break
+            it = pf.iter_batches(batch_size=rows_per, row_groups=groups, columns=plan.columns, use_threads=False)
         except (OSError, pa.ArrowException, ValueError) as e:
             raise _shard_error(shard, e) from e
-        n = rb.num_rows
-        upto = size if row0 + n >= total else size * (row0 + n) // total
+        while True:
+            try:
+                rb = next(it)
+            except StopIteration:
+                break
+            except (OSError, pa.ArrowException, ValueError) as e:
+                raise _shard_error(shard, e) from e
+            n = rb.num_rows
+            upto = size if row0 + n >= total else size * (row0 + n) // total
+            try:
+                batch = _convert_arrow(rb, plan, row0, shard, strict, upto - reported)
+            except (pa.ArrowException, OSError) as e:
+                raise _shard_error(shard, e) from e
+            reported = upto
+            row0 += n
+            del rb
+            yield batch
+            del batch  # the consumer holds it as long as it needs it
+        del it
+        _release_memory()
+
+
+class _MappedFile:
+    """A read-only memory map of a file, read by Arrow without copies, whose pages can be
+    dropped from this process's RSS once read.
+
+    Pages of a mapped file that have been read count in RSS (as RssFile) until they are
+    unmapped: a scan of a 2 GB Arrow file would end with 2 GB resident although none of
+    it is anonymous memory. :meth:`drop_until` tells the kernel the pages before an offset
+    are not needed (MADV_DONTNEED): they leave RSS (not the page cache), and a batch that
+    still points into them reads the same bytes again from the page cache if used."""
+
+    def __init__(self, path: str):
+        with open(path, "rb") as f:
+            self.size = os.fstat(f.fileno()).st_size
+            # an empty file cannot be mapped; the map outlives the file object
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
+        buf = pa.py_buffer(self._map if self._map is not None else b"")
+        self._base = buf.address
+        self._dropped = 0
+        self.source = pa.BufferReader(buf)  # zero-copy reads: batches point into the map
+
+    def end_of(self, rb: pa.RecordBatch) -> int:
+        """File offset of the end of the last buffer of ``rb`` that lies in the map
+        (decompressed buffers are elsewhere and are ignored)."""
+        end = 0
+        for col in rb.columns:
+            for b in col.buffers():
+                if b is not None and b.size and self._base <= b.address < self._base + self.size:
+                    end = max(end, b.address - self._base + b.size)
+        return end
+
+    def drop_until(self, offset: int) -> None:
+        """Drop the whole pages before ``offset`` from RSS."""
+        advise = getattr(mmap, "MADV_DONTNEED", None)
+        end = min(offset, self.size) // mmap.PAGESIZE * mmap.PAGESIZE
+        if self._map is None or advise is None or end <= self._dropped:
+            return
         try:
-            batch = _convert_arrow(rb, plan, row0, shard, strict, upto - reported)
-        except (pa.ArrowException, OSError) as e:
-            raise _shard_error(shard, e) from e
-        reported = upto
-        row0 += n
-        yield batch
+            self._map.madvise(advise, self._dropped, end - self._dropped)
+            self._dropped = end
+        except (OSError, ValueError):  # pragma: no cover - only an optimisation
+            pass
 
 
 def _open_ipc(shard: Shard):
-    """(kind, reader, source) for an Arrow IPC file, falling back to the stream format."""
+    """(kind, reader, mapped file) for an Arrow IPC file, falling back to the stream format."""
     try:
-        src = pa.memory_map(shard.path, "r")
-    except (OSError, pa.ArrowException) as e:
+        mapped = _MappedFile(shard.path)
+    except (OSError, ValueError, pa.ArrowException) as e:
         raise _shard_error(shard, e) from e
+    src = mapped.source
     try:
-        return "file", pa.ipc.open_file(src), src
+        return "file", pa.ipc.open_file(src), mapped
     except (pa.ArrowException, OSError):
         pass
     try:
         src.seek(0)
-        return "stream", pa.ipc.open_stream(src), src
+        return "stream", pa.ipc.open_stream(src), mapped
     except (pa.ArrowException, OSError) as e:
         src.close()
         raise ShardReadError(f"{shard.relpath}: not a valid Arrow IPC file or stream ({e})") from e
 
 
 def _read_arrow(shard: Shard, fields: Fields, batch_bytes: int, strict: bool) -> Iterator[Batch]:
-    kind, reader, src = _open_ipc(shard)
+    """Record batches read in place from a memory map (no copy), cut into batches of about
+    ``batch_bytes``; once a record batch has been handed out whole, its pages are dropped
+    from RSS, so resident memory is bounded by a record batch, not by the file."""
+    kind, reader, mapped = _open_ipc(shard)
+    src = mapped.source
     try:
         plan = _arrow_plan(reader.schema, fields, shard.relpath)
         size = shard.size
@@ -590,6 +723,8 @@ def _read_arrow(shard: Shard, fields: Fields, batch_bytes: int, strict: bool) ->
                     raise _shard_error(shard, e) from e
                 share = size * (i + 1) // nb - size * i // nb
                 yield from slices(rb, share)
+                mapped.drop_until(mapped.end_of(rb))
+                del rb
         else:
             last = 0
             while True:
@@ -602,6 +737,8 @@ def _read_arrow(shard: Shard, fields: Fields, batch_bytes: int, strict: bool) ->
                 pos = src.tell()
                 yield from slices(rb, pos - last)
                 last = pos
+                mapped.drop_until(pos)
+                del rb
         if reported < size and row0 > 0:
             # trailing footer / end-of-stream marker: account for it in a final empty batch
             yield Batch(
@@ -679,7 +816,9 @@ def _open_json_stream(shard: Shard):
     kind = _classify(os.path.basename(shard.path))
     comp = kind[1] if kind else None
     try:
-        raw = pa.OSFile(shard.path, "r")
+        # bytes: Arrow encodes a str path as UTF-8, which fails for a file name that is not
+        # UTF-8 (a str with lone surrogates); the file system's own bytes always work
+        raw = pa.OSFile(os.fsencode(shard.path), "r")
     except (OSError, pa.ArrowException) as e:
         raise _shard_error(shard, e) from e
     if comp is None:
@@ -1065,6 +1204,7 @@ def _read_jsonl(shard: Shard, fields: Fields, batch_bytes: int, strict: bool,
         if n_records == 0 and raw_bytes == 0:
             continue
         yield Batch(texts, ids, labels, rows, tuple(bad), n_records, raw_bytes)
+        _release_memory()  # see _release_memory
 
 
 # --------------------------------------------------------------------------------------
@@ -1095,11 +1235,11 @@ def has_field(shard: Shard, name: str) -> bool:
     if shard.format == "parquet":
         return _resolve_arrow(_open_parquet(shard).schema_arrow, name) is not None
     if shard.format == "arrow":
-        kind, reader, src = _open_ipc(shard)
+        kind, reader, mapped = _open_ipc(shard)
         try:
             return _resolve_arrow(reader.schema, name) is not None
         finally:
-            src.close()
+            mapped.source.close()
     if shard.format == "jsonl":
         samples = _jsonl_samples(shard)
         path = _json_resolve(name, samples)
@@ -1119,11 +1259,11 @@ def check_fields(shard: Shard, fields: Fields) -> None:
         pf = _open_parquet(shard)
         _arrow_plan(pf.schema_arrow, fields, shard.relpath)
     elif shard.format == "arrow":
-        kind, reader, src = _open_ipc(shard)
+        kind, reader, mapped = _open_ipc(shard)
         try:
             _arrow_plan(reader.schema, fields, shard.relpath)
         finally:
-            src.close()
+            mapped.source.close()
     elif shard.format == "jsonl":
         samples = _jsonl_samples(shard)
         if not samples:

@@ -1,0 +1,642 @@
+"""Bad inputs, end to end: every case goes through the real CLI (``contamscan scan``).
+
+Each test writes a small dataset (real human text, usually with one verbatim copy of an
+indexed model output planted in it), scans it, and checks the documented outcome: the bad
+record or file is counted and skipped, or the scan fails with a clear message and the right
+exit status, never a traceback. Wherever records are read, the counts prove that nothing was
+lost: documents + bad records == records written, and the planted copy is flagged.
+
+The index (30 real model outputs) is built once for the module.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from conftest import HUMAN
+from contamscan.cli import EXIT_ERROR, EXIT_FAILED_SHARDS, EXIT_OK, cli
+
+N_REFS = 30
+
+
+# ---------------------------------------------------------------------------------------
+# data and index, once per module
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def refs(ai_table) -> list[dict]:
+    """30 real model outputs, a spread over models and prompts."""
+    rows = ai_table.select(["id", "model", "text"]).to_pylist()
+    return rows[:: len(rows) // N_REFS][:N_REFS]
+
+
+@pytest.fixture(scope="module")
+def human() -> list[str]:
+    """Real human texts, none of which is in the index."""
+    essays = [p for p in HUMAN if p.name == "essays.parquet"]
+    if not essays:
+        pytest.skip("human data not found")
+    return pq.read_table(essays[0], columns=["text"])["text"].to_pylist()[:60]
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory, refs) -> str:
+    root = tmp_path_factory.mktemp("bad-inputs-index")
+    pq.write_table(pa.Table.from_pylist(refs), root / "refs.parquet")
+    result = CliRunner().invoke(
+        cli, ["index", "build", str(root / "refs.parquet"), "-o", str(root / "index"), "--label-field", "model"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    return str(root / "index")
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------
+
+
+def line(record) -> bytes:
+    """One JSON Lines record: a dict is encoded (non-ASCII kept as is), bytes/str as given."""
+    if isinstance(record, bytes):
+        return record
+    if isinstance(record, str):
+        return record.encode("utf-8")
+    return json.dumps(record, ensure_ascii=False).encode("utf-8")
+
+
+def write_jsonl(path, records, *, newline: bytes = b"\n", final_newline: bool = True, opener=open,
+                head: bytes = b"") -> str:
+    """Write records (see :func:`line`) one per line; returns the path."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    body = head + newline.join(line(r) for r in records) + (newline if final_newline else b"")
+    with opener(path, "wb") as f:
+        f.write(body)
+    return str(path)
+
+
+def write_parquet(path, columns: dict) -> str:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    pq.write_table(pa.table(columns), path)
+    return str(path)
+
+
+@dataclass
+class Scan:
+    status: int
+    report: dict | None  # report.json, None when none was written
+    out: str  # output directory
+    stdout: str
+    stderr: str
+
+    @property
+    def totals(self) -> dict:
+        return self.report["totals"]
+
+    def shard(self, name: str) -> dict:
+        found = [s for s in self.report["shards"] if s["shard"] == name]
+        assert len(found) == 1, [s["shard"] for s in self.report["shards"]]
+        return found[0]
+
+    def matches(self) -> list[dict]:
+        return pq.read_table(os.path.join(self.out, "matches.parquet")).to_pylist()
+
+    def flagged(self) -> dict:
+        """(shard, row) -> (ref_id, kind) for every flagged document."""
+        return {(m["shard"], m["row"]): (m["ref_id"], m["kind"]) for m in self.matches()}
+
+
+def _report(out) -> dict | None:
+    path = os.path.join(out, "report.json")
+    return json.load(open(path)) if os.path.exists(path) else None
+
+
+def scan(data, index, out, *args, workers: int = 1) -> Scan:
+    """``contamscan scan DATA --index INDEX -o OUT`` through click, in this process."""
+    argv = ["scan", *map(str, data if isinstance(data, list) else [data]), "--index", str(index),
+            "-o", str(out), "--workers", str(workers), *map(str, args)]
+    result = CliRunner().invoke(cli, argv, catch_exceptions=False)
+    assert "Traceback" not in result.output
+    return Scan(result.exit_code, _report(out), str(out), result.stdout, result.stderr)
+
+
+def scan_process(data, index, out, *args, workers: int = 1, timeout: float = 120) -> Scan:
+    """The same with ``python -m contamscan`` in a subprocess: real stderr, real exit status."""
+    argv = [sys.executable, "-m", "contamscan", "scan", *map(str, data if isinstance(data, list) else [data]),
+            "--index", str(index), "-o", str(out), "--workers", str(workers), *map(str, args)]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    assert "Traceback" not in p.stderr, p.stderr
+    return Scan(p.returncode, _report(out), str(out), p.stdout, p.stderr)
+
+
+def assert_nothing_lost(s: Scan, written: int, flagged: int | None = None) -> None:
+    """Every record written is either a document or a counted bad record."""
+    t = s.totals
+    assert t["documents"] + t["errors"]["bad_records"] == written, t
+    ok = [sh for sh in s.report["shards"] if sh["status"] == "ok"]
+    assert sum(sh["documents"] for sh in ok) == t["documents"]
+    assert sum(sh["errors"]["bad_records"] for sh in ok) == t["errors"]["bad_records"]
+    if flagged is not None:
+        assert t["flagged_documents"] == flagged, s.matches()
+        assert len(s.matches()) == flagged
+
+
+def truncate(path, keep: float = 0.5) -> None:
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[: int(len(data) * keep)])
+
+
+def human_records(human, n, prefix="h"):
+    return [{"id": f"{prefix}{i}", "text": human[i % len(human)]} for i in range(n)]
+
+
+# ---------------------------------------------------------------------------------------
+# bad records in JSON Lines
+# ---------------------------------------------------------------------------------------
+
+
+def test_malformed_json_lines(tmp_path, index, refs, human):
+    records = human_records(human, 6)
+    records[1] = b'{"id": "m1", "text": "unterminated string'
+    records[3] = b'{"id": "m3", "text": "two" "strings"}'  # looks like an object: the fast path is tried
+    records[4] = {"id": "copy", "text": refs[0]["text"]}
+    write_jsonl(tmp_path / "data" / "a.jsonl", records)
+    s = scan(tmp_path / "data", index, tmp_path / "out")
+    assert s.status == EXIT_OK, s.stderr
+    a = s.shard("a.jsonl")
+    assert a["status"] == "ok" and a["documents"] == 4
+    assert a["errors"]["by_reason"] == {"malformed_json": 2}
+    assert [(e["file"], e["row"], e["line"], e["reason"]) for e in a["errors"]["examples"]] == [
+        ("a.jsonl", 1, 2, "malformed_json"), ("a.jsonl", 3, 4, "malformed_json")]
+    assert_nothing_lost(s, written=6, flagged=1)
+    assert s.flagged() == {("a.jsonl", 4): (refs[0]["id"], "whole")}
+
+    # --strict: the first bad record fails the shard, with its line
+    s = scan(tmp_path / "data", index, tmp_path / "out-strict", "--strict")
+    assert s.status == EXIT_FAILED_SHARDS
+    a = s.shard("a.jsonl")
+    assert a["status"] == "failed" and "line 2: malformed_json" in a["error"]
+
+
+def test_text_null_number_list_object(tmp_path, index, refs, human):
+    records = human_records(human, 3) + [
+        {"id": "n", "text": None},
+        {"id": "i", "text": 42},
+        {"id": "l", "text": ["a", "list"]},
+        {"id": "o", "text": {"an": "object"}},
+        {"id": "copy", "text": refs[1]["text"]},
+    ]
+    write_jsonl(tmp_path / "data" / "t.jsonl", records)
+    s = scan(tmp_path / "data", index, tmp_path / "out")
+    assert s.status == EXIT_OK
+    t = s.shard("t.jsonl")
+    assert t["documents"] == 4
+    assert t["errors"]["by_reason"] == {"text_null": 1, "text_not_string": 3}
+    assert [(e["row"], e["reason"], e["detail"]) for e in t["errors"]["examples"]] == [
+        (3, "text_null", "null"), (4, "text_not_string", "number"),
+        (5, "text_not_string", "list"), (6, "text_not_string", "object")]
+    assert_nothing_lost(s, written=8, flagged=1)
+    assert s.flagged() == {("t.jsonl", 7): (refs[1]["id"], "whole")}
+
+
+def test_invalid_utf8_in_jsonl(tmp_path, index, refs, human):
+    records = human_records(human, 4)
+    records[1] = b'{"id": "latin1", "text": "caf\xe9 au lait, cr\xe8me br\xfbl\xe9e"}'
+    records[2] = b'{"id": "bad-id-\xff", "text": "the id field is not UTF-8"}'
+    records.append({"id": "copy", "text": refs[2]["text"]})
+    write_jsonl(tmp_path / "data" / "u.jsonl", records)
+    s = scan(tmp_path / "data", index, tmp_path / "out")
+    assert s.status == EXIT_OK
+    u = s.shard("u.jsonl")
+    assert u["errors"]["by_reason"] == {"invalid_utf8": 2}
+    assert [(e["row"], e["line"]) for e in u["errors"]["examples"]] == [(1, 2), (2, 3)]
+    assert_nothing_lost(s, written=5, flagged=1)
+    assert s.flagged() == {("u.jsonl", 4): (refs[2]["id"], "whole")}
+
+
+def test_invalid_utf8_in_parquet_string_column(tmp_path, index, refs, human):
+    # Arrow does not validate strings it writes from raw buffers: build such a column
+    raw = [human[0].encode(), b"caf\xe9 au lait \xff\xfe", refs[3]["text"].encode(), human[1].encode()]
+    offsets = np.cumsum([0] + [len(r) for r in raw]).astype(np.int32)
+    text = pa.Array.from_buffers(pa.string(), len(raw), [None, pa.py_buffer(offsets.tobytes()),
+                                                         pa.py_buffer(b"".join(raw))])
+    write_parquet(tmp_path / "data" / "p.parquet", {"id": ["p0", "p1", "p2", "p3"], "text": text})
+    s = scan(tmp_path / "data", index, tmp_path / "out")
+    assert s.status == EXIT_OK
+    p = s.shard("p.parquet")
+    assert p["errors"]["by_reason"] == {"invalid_utf8": 1}
+    assert p["errors"]["examples"][0]["row"] == 1
+    assert_nothing_lost(s, written=4, flagged=1)
+    assert s.flagged() == {("p.parquet", 2): (refs[3]["id"], "whole")}
+
+
+# ---------------------------------------------------------------------------------------
+# empty files, blank lines, line ends, BOM
+# ---------------------------------------------------------------------------------------
+
+
+def test_empty_jsonl_file(tmp_path, index, refs, human):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "empty.jsonl").write_bytes(b"")
+    write_jsonl(tmp_path / "data" / "good.jsonl", human_records(human, 2) + [{"text": refs[4]["text"]}])
+    s = scan(tmp_path / "data", index, tmp_path / "out")
+    assert s.status == EXIT_OK
+    e = s.shard("empty.jsonl")
+    assert e["status"] == "ok" and e["documents"] == 0 and e["errors"]["bad_records"] == 0
+    assert_nothing_lost(s, written=3, flagged=1)
+
+
+def test_zero_byte_parquet_fails_alone(tmp_path, index, refs, human):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "empty.parquet").write_bytes(b"")
+    write_jsonl(tmp_path / "data" / "good.jsonl", human_records(human, 2) + [{"text": refs[4]["text"]}])
+    s = scan(tmp_path / "data", index, tmp_path / "out")
+    assert s.status == EXIT_FAILED_SHARDS  # not a Parquet file: no footer (a crashed write?)
+    e = s.shard("empty.parquet")
+    assert e["status"] == "failed" and e["error"].startswith("empty.parquet: ") and "0 bytes" in e["error"]
+    assert "1 shard(s) could not be read" in s.stderr
+    assert s.shard("good.jsonl")["status"] == "ok"
+    assert s.totals["errors"]["failed_shards"] == 1
+    assert_nothing_lost(s, written=3, flagged=1)
+
+
+def test_blank_and_whitespace_only_lines(tmp_path, index, refs, human):
+    recs = human_records(human, 4)
+    lines = [b"", b"  ", recs[0], b"", recs[1], b"\t", b" \t ", {"id": "copy", "text": refs[5]["text"]},
+             b"", recs[2], b"   ", recs[3], b""]
+    write_jsonl(tmp_path / "data" / "b.jsonl", lines)
+    s = scan(tmp_path / "data", index, tmp_path / "out")
+    assert s.status == EXIT_OK
+    assert s.shard("b.jsonl")["errors"]["bad_records"] == 0
+    assert_nothing_lost(s, written=5, flagged=1)
+    # rows count records, not lines: the copy is the third record
+    assert s.flagged() == {("b.jsonl", 2): (refs[5]["id"], "whole")}
+    assert s.matches()[0]["doc_id"] == "copy"
+
+
+def test_utf8_bom(tmp_path, index, refs, human):
+    records = [{"id": "copy", "text": refs[6]["text"]}] + human_records(human, 3)
+    write_jsonl(tmp_path / "data" / "bom.jsonl", records, head=b"\xef\xbb\xbf")
+    write_jsonl(tmp_path / "data" / "bom.jsonl.gz", records, head=b"\xef\xbb\xbf", opener=gzip.open)
+    s = scan(tmp_path / "data", index, tmp_path / "out")
+    assert s.status == EXIT_OK
+    assert_nothing_lost(s, written=8, flagged=2)
+    assert s.totals["errors"]["bad_records"] == 0  # the first record is not malformed
+    assert s.flagged() == {("bom.jsonl", 0): (refs[6]["id"], "whole"),
+                           ("bom.jsonl.gz", 0): (refs[6]["id"], "whole")}
+    assert {m["doc_id"] for m in s.matches()} == {"copy"}
+
+
+def test_crlf_line_ends(tmp_path, index, refs, human):
+    records = human_records(human, 3) + [{"id": "copy", "text": refs[7]["text"]}, b"", {"id": "last", "text": "x"}]
+    write_jsonl(tmp_path / "data" / "crlf.jsonl", records, newline=b"\r\n")
+    s = scan(tmp_path / "data", index, tmp_path / "out")
+    assert s.status == EXIT_OK
+    assert s.totals["errors"]["bad_records"] == 0
+    assert_nothing_lost(s, written=5, flagged=1)
+    [m] = s.matches()
+    assert (m["row"], m["doc_id"], m["kind"], m["similarity"]) == (3, "copy", "whole", 1.0)
+
+
+def test_u2028_u2029_stay_inside_the_text(tmp_path, index, refs, human):
+    # raw (not escaped) line and paragraph separators, and the other characters that
+    # str.splitlines() would break on, inside JSON strings: they are not line ends
+    copy = refs[8]["text"].replace("\n\n", "\u2029").replace(". ", ".\u2028 ")
+    assert "\u2028" in copy and "\u2029" in copy
+    records = [
+        {"id": "h0", "text": human[0]},
+        {"id": "seps", "text": "a\u2028b\u2029c\x85d\x1ce\x1df\x1eg\x0bh\x0ci"},
+        {"id": "copy", "text": copy},
+        {"id": "h1", "text": human[1].replace(" ", "\u2028", 50)},
+        {"id": "copy2", "text": refs[9]["text"]},
+    ]
+    write_jsonl(tmp_path / "data" / "sep.jsonl", records)
+    raw = (tmp_path / "data" / "sep.jsonl").read_bytes()
+    assert raw.count(b"\n") == 5 and "\u2028".encode() in raw  # written raw, one line per record
+    s = scan(tmp_path / "data", index, tmp_path / "out")
+    assert s.status == EXIT_OK
+    assert s.totals["errors"]["bad_records"] == 0
+    assert_nothing_lost(s, written=5, flagged=2)
+    assert s.flagged() == {("sep.jsonl", 2): (refs[8]["id"], "whole"), ("sep.jsonl", 4): (refs[9]["id"], "whole")}
+
+
+def test_empty_text_is_a_document(tmp_path, index, refs, human):
+    records = [{"id": "e", "text": ""}, {"id": "ws", "text": " \n\t "}, {"id": "punct", "text": "!!! ..."}]
+    records += human_records(human, 2) + [{"id": "copy", "text": refs[10]["text"]}]
+    write_jsonl(tmp_path / "data" / "e.jsonl", records)
+    write_parquet(tmp_path / "data" / "e.parquet", {"text": ["", refs[11]["text"], ""]})
+    s = scan(tmp_path / "data", index, tmp_path / "out")
+    assert s.status == EXIT_OK
+    assert s.shard("e.jsonl")["documents"] == 6 and s.shard("e.parquet")["documents"] == 3
+    assert s.totals["errors"]["bad_records"] == 0
+    assert_nothing_lost(s, written=9, flagged=2)
+    assert s.flagged() == {("e.jsonl", 5): (refs[10]["id"], "whole"), ("e.parquet", 1): (refs[11]["id"], "whole")}
+
+
+def test_last_line_without_trailing_newline(tmp_path, index, refs, human):
+    records = human_records(human, 3) + [{"id": "copy", "text": refs[12]["text"]}]
+    write_jsonl(tmp_path / "data" / "a.jsonl", records, final_newline=False)
+    write_jsonl(tmp_path / "data" / "b.jsonl", records, newline=b"\r\n", final_newline=False)
+    write_jsonl(tmp_path / "data" / "c.jsonl.gz", records, final_newline=False, opener=gzip.open)
+    s = scan(tmp_path / "data", index, tmp_path / "out")
+    assert s.status == EXIT_OK
+    assert s.totals["errors"]["bad_records"] == 0
+    assert_nothing_lost(s, written=12, flagged=3)
+    assert set(s.flagged()) == {("a.jsonl", 3), ("b.jsonl", 3), ("c.jsonl.gz", 3)}
+
+
+# ---------------------------------------------------------------------------------------
+# shards that cannot be read
+# ---------------------------------------------------------------------------------------
+
+
+def test_truncated_gzip_and_zstd_fail_alone(tmp_path, index, refs, human):
+    data = tmp_path / "data"
+    many = human_records(human, 400)
+    write_jsonl(data / "t.jsonl.gz", many, opener=gzip.open)
+    write_jsonl(data / "t.jsonl.zst", many, opener=lambda p, m: pa.CompressedOutputStream(str(p), "zstd"))
+    truncate(data / "t.jsonl.gz")
+    truncate(data / "t.jsonl.zst")
+    write_jsonl(data / "good.jsonl", human_records(human, 5) + [{"text": refs[13]["text"]}])
+    s = scan_process(data, index, tmp_path / "out", workers=2)
+    assert s.status == EXIT_FAILED_SHARDS
+    assert "2 shard(s) could not be read" in s.stderr
+    for name in ("t.jsonl.gz", "t.jsonl.zst"):
+        sh = s.shard(name)
+        assert sh["status"] == "failed" and sh["error"].startswith(f"{name}: ") and "\n" not in sh["error"]
+        assert sh["documents"] == 0  # nothing half-counted
+    assert s.shard("good.jsonl")["status"] == "ok"
+    assert s.totals["errors"]["failed_shards"] == 2 and s.totals["shards"] == 3
+    assert_nothing_lost(s, written=6, flagged=1)
+
+
+def test_truncated_plain_jsonl_loses_only_the_cut_record(tmp_path, index, refs, human):
+    # for contrast: without compression, a cut file is readable, its last line is a bad record
+    path = write_jsonl(tmp_path / "data" / "t.jsonl", [{"text": refs[13]["text"]}] + human_records(human, 5))
+    raw = open(path, "rb").read()
+    open(path, "wb").write(raw[: raw.rindex(b" ", 0, len(raw) - 20)])  # mid-record, between words
+    s = scan(tmp_path / "data", index, tmp_path / "out")
+    assert s.status == EXIT_OK
+    assert s.shard("t.jsonl")["errors"]["by_reason"] == {"malformed_json": 1}
+    assert s.shard("t.jsonl")["errors"]["examples"][0]["line"] == 6
+    assert_nothing_lost(s, written=6, flagged=1)
+
+
+def test_corrupt_parquet_footer_fails_alone(tmp_path, index, refs, human):
+    data = tmp_path / "data"
+    path = write_parquet(data / "c.parquet", {"text": human[:20] + [refs[14]["text"]]})
+    raw = bytearray(open(path, "rb").read())
+    footer_len = int.from_bytes(raw[-8:-4], "little")
+    start = len(raw) - 8 - footer_len
+    for i in range(start, len(raw) - 8):  # garble the footer; its length and the magic stay
+        raw[i] ^= 0x5A
+    open(path, "wb").write(bytes(raw))
+    write_jsonl(data / "good.jsonl", human_records(human, 5) + [{"text": refs[15]["text"]}])
+    s = scan(data, index, tmp_path / "out")
+    assert s.status == EXIT_FAILED_SHARDS
+    c = s.shard("c.parquet")
+    assert c["status"] == "failed" and c["error"].startswith("c.parquet: ") and c["documents"] == 0
+    assert s.shard("good.jsonl")["status"] == "ok"
+    assert_nothing_lost(s, written=6, flagged=1)
+
+
+def test_parquet_without_text_column(tmp_path, index, refs, human):
+    data = tmp_path / "data"
+    write_parquet(data / "notext.parquet", {"id": ["a", "b"], "title": ["t", "u"], "body": human[:2]})
+    write_jsonl(data / "good.jsonl", human_records(human, 2))
+    s = scan_process(data, index, tmp_path / "out")
+    assert s.status == EXIT_ERROR
+    assert s.stderr.startswith("error: field 'text' not found in notext.parquet")
+    assert "fields present: id, title, body" in s.stderr
+    assert s.report is None and not (tmp_path / "out" / "matches.parquet").exists()
+
+
+def test_unreadable_file(tmp_path, index, refs, human):
+    data = tmp_path / "data"
+    locked = write_jsonl(data / "locked.jsonl", human_records(human, 3))
+    write_jsonl(data / "good.jsonl", human_records(human, 2) + [{"text": refs[16]["text"]}])
+    os.chmod(locked, 0)
+    try:
+        if os.access(locked, os.R_OK):
+            pytest.skip("running as root: chmod 000 does not make a file unreadable")
+        s = scan(data, index, tmp_path / "out")
+    finally:
+        os.chmod(locked, 0o644)
+    # README: a shard that cannot be read (... permission denied) fails, exit status 3
+    assert s.status == EXIT_FAILED_SHARDS
+    sh = s.shard("locked.jsonl")
+    assert sh["status"] == "failed" and "Permission denied" in sh["error"]
+    assert_nothing_lost(s, written=3, flagged=1)
+
+
+# ---------------------------------------------------------------------------------------
+# a very large document
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def huge_doc(refs) -> tuple[str, int]:
+    """A 50 MB document of real human text with a reference output copied into its middle;
+    returns (text, character offset of the copy)."""
+    texts = []
+    for p in HUMAN:
+        texts += pq.read_table(p, columns=["text"])["text"].to_pylist()
+    block = "\n\n".join(texts) + "\n\n"
+    big = block * (50_000_000 // len(block.encode()) + 1)
+    half = len(big) // 2
+    return big[:half] + refs[17]["text"] + "\n\n" + big[half:], half
+
+
+def test_50mb_single_document(tmp_path, index, refs, huge_doc):
+    doc, at = huge_doc
+    assert len(doc.encode()) >= 50_000_000
+    data = tmp_path / "data"
+    write_jsonl(data / "big.jsonl", [{"id": "big", "text": doc}, {"id": "copy", "text": refs[18]["text"]}])
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "contamscan", "scan", str(data), "--index", index, "-o", str(out),
+            "--workers", "1"]
+    with open(tmp_path / "stderr", "w+") as err:
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(p.pid, 0)  # this scan's own peak memory
+        p.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        stderr = err.read()
+    assert p.returncode == EXIT_OK, stderr
+    peak_mb = usage.ru_maxrss / 1024
+    assert peak_mb < 1500, f"peak RSS {peak_mb:.0f} MB for a 50 MB document"
+    s = Scan(p.returncode, _report(out), str(out), "", stderr)
+    assert_nothing_lost(s, written=2, flagged=2)
+    assert s.shard("big.jsonl")["bytes"] == len(doc.encode()) + len(refs[18]["text"].encode())
+    big = [m for m in s.matches() if m["doc_id"] == "big"][0]
+    assert (big["row"], big["ref_id"], big["kind"]) == (0, refs[17]["id"], "partial")
+    end = at + len(refs[17]["text"])
+    # the span lies within the copy (anchors are ~16 shingles apart: it may fall short a little)
+    assert at <= big["char_start"] < big["char_end"] <= end
+    assert big["char_end"] - big["char_start"] > 0.8 * len(refs[17]["text"])
+
+
+# ---------------------------------------------------------------------------------------
+# discovery: extensions, names, links, the output directory
+# ---------------------------------------------------------------------------------------
+
+
+def test_unknown_extensions_are_skipped_and_listed(tmp_path, index, refs, human):
+    data = tmp_path / "data"
+    write_jsonl(data / "good.jsonl", human_records(human, 2) + [{"text": refs[19]["text"]}])
+    (data / "notes.txt").write_text(refs[19]["text"])
+    (data / "data.csv").write_text("id,text\n1,hello\n")
+    (data / "sub").mkdir()
+    (data / "sub" / "README").write_text("no extension")
+    (data / "sub" / "old.jsonl.bak").write_text('{"text": "x"}\n')
+    s = scan(data, index, tmp_path / "out")
+    assert s.status == EXIT_OK
+    assert [sh["shard"] for sh in s.report["shards"]] == ["good.jsonl"]
+    skipped = {(os.path.relpath(f["path"], data), f["reason"]) for f in s.totals["errors"]["skipped_files"]}
+    assert skipped == {("notes.txt", "unknown extension"), ("data.csv", "unknown extension"),
+                       ("sub/README", "unknown extension"), ("sub/old.jsonl.bak", "unknown extension")}
+    assert "notes.txt" in open(tmp_path / "out" / "report.md").read()
+    assert_nothing_lost(s, written=3, flagged=1)
+
+
+def test_names_with_spaces_and_non_ascii(tmp_path, index, refs, human):
+    data = tmp_path / "corpus ünïcode"
+    write_jsonl(data / "données été" / "part 1.jsonl", human_records(human, 2) + [{"text": refs[20]["text"]}])
+    write_parquet(data / "données été" / "sous dossier" / "naïve – 日本 #2.parquet",
+                  {"text": [refs[21]["text"], human[3]]})
+    write_jsonl(data / "top level.jsonl.gz", [{"text": refs[22]["text"]}], opener=gzip.open)
+    s = scan(data, index, tmp_path / "sortie à côté")
+    assert s.status == EXIT_OK
+    names = ["données été/part 1.jsonl", "données été/sous dossier/naïve – 日本 #2.parquet", "top level.jsonl.gz"]
+    assert sorted(sh["shard"] for sh in s.report["shards"]) == sorted(names)
+    assert_nothing_lost(s, written=6, flagged=3)
+    assert set(s.flagged()) == {(names[0], 2), (names[1], 0), (names[2], 0)}
+    assert "données été/part 1.jsonl" in (tmp_path / "sortie à côté" / "report.md").read_text()
+
+
+def test_file_names_that_are_not_utf8(tmp_path, index, refs, human):
+    """Linux file names are bytes: one that is not UTF-8 (here Latin-1) is read all the same
+    and shown with \\x escapes in the report (JSON, Parquet and Markdown need valid text)."""
+    data = os.path.join(os.fsencode(tmp_path), b"data")
+    write_jsonl(os.path.join(data, b"caf\xe9.jsonl"), human_records(human, 2) + [{"text": refs[26]["text"]}])
+    write_jsonl(os.path.join(data, b"r\xe9sum\xe9", b"part.jsonl.gz"), [{"text": refs[27]["text"]}],
+                opener=gzip.open)
+    (tmp_path / "data" / "notes\udce9.txt").write_text("skipped")
+    s = scan(tmp_path / "data", index, tmp_path / "out")
+    assert s.status == EXIT_OK, s.stderr
+    assert [sh["shard"] for sh in s.report["shards"]] == ["caf\\xe9.jsonl", "r\\xe9sum\\xe9/part.jsonl.gz"]
+    assert [f["path"] for f in s.totals["errors"]["skipped_files"]] == [f"{tmp_path}/data/notes\\xe9.txt"]
+    assert_nothing_lost(s, written=4, flagged=2)
+    assert set(s.flagged()) == {("caf\\xe9.jsonl", 2), ("r\\xe9sum\\xe9/part.jsonl.gz", 0)}
+    assert "caf\\xe9.jsonl" in (tmp_path / "out" / "report.md").read_text()
+
+
+@pytest.mark.xfail(strict=True, reason="readers._open_parquet passes the path as str to pq.ParquetFile, which "
+                   "encodes it as UTF-8: a file name that is not UTF-8 fails the shard ('utf-8' codec can't "
+                   "encode character '\\udce9'); opening it by os.fsencode(path) or a Python file object works")
+def test_parquet_file_name_that_is_not_utf8(tmp_path, index, refs, human):
+    data = os.path.join(os.fsencode(tmp_path), b"data")
+    os.makedirs(data)
+    with open(os.path.join(data, b"caf\xe9.parquet"), "wb") as f:
+        pq.write_table(pa.table({"text": [human[0], refs[28]["text"]]}), f)
+    s = scan(tmp_path / "data", index, tmp_path / "out")
+    assert s.shard("caf\\xe9.parquet")["status"] == "ok", s.shard("caf\\xe9.parquet")["error"]
+    assert s.status == EXIT_OK
+    assert_nothing_lost(s, written=2, flagged=1)
+
+
+def test_symlink_loops(tmp_path, index, refs, human):
+    data = tmp_path / "data"
+    write_jsonl(data / "a" / "part.jsonl", human_records(human, 2) + [{"text": refs[23]["text"]}])
+    os.symlink(data, data / "a" / "up")  # a/up -> data: a directory cycle
+    os.symlink(data / "a", data / "a" / "self")  # a/self -> a
+    os.symlink("self.jsonl", data / "self.jsonl")  # a file link pointing at itself
+    os.symlink("ping.jsonl", data / "pong.jsonl")  # a two-link cycle
+    os.symlink("pong.jsonl", data / "ping.jsonl")
+    t0 = time.perf_counter()
+    s = scan_process(data, index, tmp_path / "out", timeout=60)
+    assert time.perf_counter() - t0 < 60
+    assert s.status == EXIT_OK, s.stderr
+    assert [sh["shard"] for sh in s.report["shards"]] == ["a/part.jsonl"]  # scanned once
+    skipped = {(os.path.relpath(f["path"], data), f["reason"]) for f in s.totals["errors"]["skipped_files"]}
+    assert skipped == {("a/up", "symlink loop"), ("a/self", "symlink loop"), ("self.jsonl", "symlink loop"),
+                       ("ping.jsonl", "symlink loop"), ("pong.jsonl", "symlink loop")}
+    assert_nothing_lost(s, written=3, flagged=1)
+
+
+def test_fifo_and_device_are_not_read(tmp_path, index, refs, human):
+    # reading either would never end: they are listed, not opened
+    data = tmp_path / "data"
+    write_jsonl(data / "part.jsonl", human_records(human, 2) + [{"text": refs[29]["text"]}])
+    os.mkfifo(data / "pipe.jsonl")
+    os.symlink("/dev/zero", data / "zero.jsonl")
+    s = scan_process(data, index, tmp_path / "out", timeout=60)
+    assert s.status == EXIT_OK, s.stderr
+    assert [sh["shard"] for sh in s.report["shards"]] == ["part.jsonl"]
+    skipped = {(os.path.relpath(f["path"], data), f["reason"]) for f in s.totals["errors"]["skipped_files"]}
+    assert skipped == {("pipe.jsonl", "not a regular file"), ("zero.jsonl", "not a regular file")}
+    assert_nothing_lost(s, written=3, flagged=1)
+
+
+def test_output_directory_inside_the_dataset(tmp_path, index, refs, human, monkeypatch):
+    data = tmp_path / "data"
+    write_jsonl(data / "part.jsonl", human_records(human, 2) + [{"text": refs[24]["text"]}])
+    out = data / "out"
+    first = scan(data, index, out)
+    assert first.status == EXIT_OK
+    assert (out / "matches.parquet").exists()
+    (out / "notes.jsonl").write_text(json.dumps({"text": refs[25]["text"]}) + "\n")  # not data either
+    monkeypatch.chdir(tmp_path)
+    for s in (scan(data, index, out), scan("data", index, "data/./out/")):  # again, and by another spelling
+        assert s.status == EXIT_OK
+        assert [sh["shard"] for sh in s.report["shards"]] == ["part.jsonl"]
+        assert s.totals["errors"]["skipped_files"] == [{"path": str(out), "reason": "inside output directory"}]
+        assert_nothing_lost(s, written=3, flagged=1)
+
+
+# ---------------------------------------------------------------------------------------
+# a damaged index
+# ---------------------------------------------------------------------------------------
+
+
+def test_index_with_a_tampered_file(tmp_path, index, human):
+    bad = tmp_path / "index"
+    shutil.copytree(index, bad)
+    sig = bad / "signatures.npy"
+    raw = bytearray(sig.read_bytes())
+    raw[-5] ^= 0x01  # one bit of one signature
+    sig.write_bytes(bytes(raw))
+    write_jsonl(tmp_path / "data" / "a.jsonl", human_records(human, 2))
+    s = scan_process(tmp_path / "data", bad, tmp_path / "out")
+    assert s.status == EXIT_ERROR
+    assert s.stderr.startswith(f"error: {bad}: checksum mismatch for signatures.npy")
+    assert "rebuild the index" in s.stderr
+    assert s.report is None
+
+
+@pytest.mark.parametrize("name", ["band_refs.npy", "refs.parquet", "manifest.json"])
+def test_index_with_a_missing_file(tmp_path, index, human, name):
+    bad = tmp_path / "index"
+    shutil.copytree(index, bad)
+    (bad / name).unlink()
+    write_jsonl(tmp_path / "data" / "a.jsonl", human_records(human, 2))
+    s = scan(tmp_path / "data", bad, tmp_path / "out")
+    assert s.status == EXIT_ERROR
+    expected = (f"{bad} is not a contamscan index (no manifest.json)" if name == "manifest.json"
+                else f"{bad}: missing file {name}")
+    assert s.stderr.startswith(f"error: {expected}")
+    assert s.report is None
