@@ -8,7 +8,9 @@ the order of completion, so reports do not depend on ``--workers``.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
+from pathlib import Path
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from .config import ScanOptions
@@ -68,6 +70,62 @@ def run_local(shards, index, options: ScanOptions, progress=None, on_result=None
             _drain(q, progress)
     _drain(q, progress)
     return results
+
+
+# --------------------------------------------------------------------------- Ray
+
+_ray_indexes = {}  # per Ray worker process: opened indexes by path (memory-mapped, so one copy per node)
+
+
+def _ray_scan(shard, options, index_path: str):
+    from .index import open_index
+    from .scan import scan_shard
+
+    index = _ray_indexes.get(index_path)
+    if index is None:  # first task in this worker process: map the index (its pages are shared on the node)
+        index = _ray_indexes[index_path] = open_index(index_path, verify=False)
+        _ray_indexes[index_path + "#hasher"] = index.hasher()
+    return scan_shard(shard, index, options, _ray_indexes[index_path + "#hasher"])
+
+
+def run_ray(shards, index, options: ScanOptions, progress=None, on_result=None, address: str | None = None) -> list:
+    """Scan ``shards`` as Ray tasks, on the cluster at ``address`` (None: a local one with
+    ``options.n_workers`` CPUs). Every node must see the index and the shards at the same
+    paths (a shared file system); a worker maps the index once and keeps it for its tasks.
+    Results come back in shard order, as from :func:`run_local`."""
+    try:
+        import ray
+    except ImportError:
+        from .errors import ContamscanError
+
+        raise ContamscanError("--executor ray needs Ray: pip install 'contamscan[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        kwargs = dict(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        if address is None:  # a local cluster: on loopback only
+            kwargs.update(num_cpus=options.n_workers, _node_ip_address="127.0.0.1")
+        elif address.split(":")[0] in ("127.0.0.1", "localhost"):  # this driver joins it on loopback too
+            kwargs.update(_node_ip_address="127.0.0.1")
+        ray.init(**kwargs)
+    try:
+        task = ray.remote(num_cpus=1, max_retries=2)(_ray_scan)
+        index_path = str(Path(index.path).resolve())
+        pending = {task.remote(s, options, index_path): i for i, s in enumerate(shards)}
+        results = [None] * len(shards)
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                i = pending.pop(ref)
+                results[i] = ray.get(ref)
+                if progress:
+                    progress(results[i].documents + results[i].bad_records, shards[i].size)
+                if on_result:
+                    on_result(i, results[i])
+        return results
+    finally:
+        if started_here:
+            ray.shutdown()
 
 
 def warm_up(index) -> None:
