@@ -1,0 +1,65 @@
+"""A scan's output directory read back: re-render report.md and report.html from
+report.json, matches.parquet and evidence.parquet (``contamscan report OUT``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import ContamscanError
+
+
+@dataclass(frozen=True)
+class Outputs:
+    report: dict
+    matches: pa.Table | None  # None: the file is missing
+    evidence: pa.Table | None
+
+
+def read_report(path) -> dict:
+    """report.json of an output directory (or the file itself)."""
+    path = Path(path)
+    file = path / "report.json" if path.is_dir() else path
+    try:
+        report = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ContamscanError(f"no report.json in {path}: is it the output directory of a finished scan?") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ContamscanError(f"cannot read {file}: {err}") from None
+    if not isinstance(report, dict) or not {"totals", "shards", "index"} <= set(report):
+        raise ContamscanError(f"{file} is not a contamscan report")
+    return report
+
+
+def _table(path: Path) -> pa.Table | None:
+    if not path.exists():
+        return None
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowException) as err:
+        raise ContamscanError(f"cannot read {path}: {err}") from None
+
+
+def read_outputs(out) -> Outputs:
+    out = Path(out)
+    report = read_report(out)
+    return Outputs(report, _table(out / "matches.parquet"), _table(out / "evidence.parquet"))
+
+
+def rerender(out) -> Outputs:
+    """Write report.md and report.html of ``out`` again from its data files (atomically)."""
+    from .report import atomic_write_bytes, render_markdown
+    from .report_html import render_html
+
+    out = Path(out)
+    o = read_outputs(out)
+    atomic_write_bytes(out / "report.md", render_markdown(o.report).encode())
+    atomic_write_bytes(out / "report.html", render_html(o.report, o.matches, o.evidence).encode())
+    return o
+
+
+__all__ = ["Outputs", "read_report", "read_outputs", "rerender"]
