@@ -22,6 +22,7 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/bench_throughput.py
 	$(BIN)/python benchmarks/bench_scale.py
+	$(BIN)/python benchmarks/bench_style.py
 
 clean:
 	rm -rf demo-out bench-out .pytest_cache .hypothesis

@@ -1,0 +1,268 @@
+"""Style profiles and the AI-written share (scan --profile), on real model outputs and human text."""
+
+import json
+import random
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from contamscan.checkpoint import Checkpoints
+from contamscan.cli import cli
+from contamscan.config import ScanOptions
+from contamscan.errors import ContamscanError
+from contamscan.index import build_index
+from contamscan.minhash import word_hashes
+from contamscan.profile import (ProfileParams, StyleTally, build_profile, family_of, fit_mixture, open_profile,
+                                parse_family_rules)
+from contamscan.scan import scan
+from contamscan.text import shingle_hash, words
+from conftest import HUMAN
+
+AI_POLISHED = ("TOEFL_gpt4polished", "HewlettStudentEssay_GPTsimplif")
+
+
+@pytest.fixture(scope="module")
+def split(ai_table):
+    """Profile and test halves: AI outputs split by prompt, human text split per source."""
+    rng = random.Random(7)
+    ai = [r for r in ai_table.select(["id", "model", "prompt_index", "text"]).to_pylist() if r["text"]]
+    human = []
+    for p in HUMAN:
+        human += [r for r in pq.read_table(p, columns=["id", "source", "text"]).to_pylist()
+                  if r["text"] and not r["source"].startswith(AI_POLISHED)]
+    rng.shuffle(human)
+    prof_prompts = set(rng.sample(range(300), 150))
+    a_prof = [r for r in ai if r["prompt_index"] in prof_prompts]
+    a_test = [r for r in ai if r["prompt_index"] not in prof_prompts]
+    rng.shuffle(a_prof)
+    rng.shuffle(a_test)
+    return {"h_prof": human[::2], "h_test": human[1::2], "a_prof": a_prof[:900], "a_test": a_test}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, split):
+    root = tmp_path_factory.mktemp("profile")
+    pq.write_table(pa.Table.from_pylist([{k: r[k] for k in ("id", "source", "text")} for r in split["h_prof"]]),
+                   root / "human.parquet")
+    pq.write_table(pa.Table.from_pylist([{"id": str(r["id"]), "model": r["model"], "text": r["text"]}
+                                         for r in split["a_prof"]]), root / "ai.parquet")
+    profile = build_profile([str(root / "human.parquet")], [str(root / "ai.parquet")], root / "profile")
+    return root, profile
+
+
+def test_word_hashes_match_the_reference_words(ai_texts):
+    texts = ai_texts[:20] + ["", "Héllo <b>wörld</b> &amp; 東京 x-ray", "one"]
+    w = word_hashes(texts, spans=True)
+    for d, t in enumerate(texts):
+        ref = [shingle_hash(x.encode()) for x in words(t)]
+        assert w.hash[w.offsets[d]:w.offsets[d + 1]].tolist() == ref
+        b = t.encode()
+        for k in range(w.offsets[d], min(w.offsets[d] + 30, w.offsets[d + 1])):
+            assert words(b[w.start[k]:w.stop[k]].decode()) == [words(t)[k - w.offsets[d]]]
+    capped = word_hashes(texts, max_words=7)
+    assert np.diff(capped.offsets).max() == 7
+    assert word_hashes([b"\xff\xfe".decode("latin-1").encode("latin-1").decode("utf-8", "replace")]).status[0] == 0
+
+
+def test_family_rules():
+    assert family_of("openai/gpt-5-mini") == "openai"
+    assert family_of("claude-sonnet-4-5") == "claude"
+    assert family_of("claude-sonnet-4-5", by="label") == "claude-sonnet-4-5"
+    rules = parse_family_rules(["anthropic=claude-*", "google=google/*,sam-paech/gemma-*"])
+    assert family_of("claude-sonnet-4-20250514", rules) == "anthropic"
+    assert family_of("sam-paech/gemma-3-27b-it-antislop", rules) == "google"
+    with pytest.raises(ContamscanError):
+        parse_family_rules(["no-equals-sign"])
+
+
+def test_profile_round_trip(built):
+    root, profile = built
+    again = open_profile(root / "profile")
+    assert again.words == profile.words and again.components == profile.components
+    assert np.array_equal(again.counts, profile.counts) and np.array_equal(again.documents, profile.documents)
+    assert np.array_equal(again.logit, profile.logit)
+    m = json.loads((root / "profile" / "manifest.json").read_text())
+    assert m["format"] == "contamscan-style-profile" and m["documents"]["ai"] == 900
+    assert set(profile.labels) == {family_of(lb) for lb in pq.read_table(root / "ai.parquet")["model"].to_pylist()}
+    assert 1000 < len(profile.words) <= ProfileParams().vocab_size + 100 * len(profile.labels)
+    assert all(isinstance(w, str) and w and not w.startswith("#") for w in profile.words)
+    # open formats: plain Parquet tables
+    counts = pq.read_table(root / "profile" / "counts.parquet")
+    assert counts.column_names == ["component", "window", "word_id", "windows_with_word"]
+    # a modified file is refused
+    bad = root / "bad-profile"
+    bad.mkdir()
+    for f in (root / "profile").iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    t = pq.read_table(bad / "words.parquet")
+    pq.write_table(t.slice(1), bad / "words.parquet")
+    with pytest.raises(ContamscanError, match="checksum"):
+        open_profile(bad)
+    with pytest.raises(ContamscanError, match="not a style profile"):
+        open_profile(root)
+
+
+def _shard(split, n_human, n_ai, seed=0):
+    rng = random.Random(seed)
+    docs = [r["text"] for r in rng.sample(split["h_test"], n_human)] + \
+           [r["text"] for r in rng.sample(split["a_test"], n_ai)]
+    rng.shuffle(docs)
+    return docs
+
+
+def test_human_only_shard(built, split):
+    """No AI text: α̂ is near 0. The bootstrap interval covers sampling error only, and a profile
+    this small (900 AI outputs) leaves a bias of about one point, so the bound is on α̂."""
+    _, profile = built
+    tally = StyleTally(profile)
+    tally.add(_shard(split, 600, 0, seed=0))
+    share = tally.result()
+    assert share["alpha"] <= 0.02 and share["ci95"][0] <= 0.01
+
+
+@pytest.mark.parametrize("n_ai", [30, 60, 150])
+def test_alpha_close_to_truth_and_ci_covers_it(built, split, n_ai):
+    _, profile = built
+    tally = StyleTally(profile)
+    docs = _shard(split, 600 - n_ai, n_ai, seed=n_ai)
+    tally.add(docs[:250])
+    tally.add(docs[250:])  # batches: the same as one
+    share = tally.result()
+    truth = n_ai / 600
+    assert abs(share["alpha"] - truth) <= 0.03, share["alpha"]
+    assert share["ci95"][0] <= truth <= share["ci95"][1]
+    assert share["documents"] + share["unscored_documents"] == 600
+    one = StyleTally(profile)
+    one.add(docs)
+    assert one.result() == share  # deterministic, and independent of batch boundaries
+
+
+def test_family_is_found(built, split):
+    _, profile = built
+    fam = "google"
+    pool = [r["text"] for r in split["a_test"] if family_of(r["model"]) == fam]
+    docs = [r["text"] for r in split["h_test"][:300]] + pool[:100]
+    tally = StyleTally(profile)
+    tally.add(docs)
+    share = tally.result()
+    assert max(share["by_label"], key=share["by_label"].get) == fam
+    assert abs(share["alpha"] - 0.25) <= 0.03
+    assert share["fingerprint"] and all(r > 1 for _, r in share["fingerprint"])
+
+
+def test_mixture_fit_recovers_weights():
+    rng = np.random.default_rng(0)
+    # three well-separated components, 70/20/10
+    comp = rng.choice(3, 5000, p=[0.7, 0.2, 0.1])
+    ll = np.full((5000, 3), -50.0)
+    ll[np.arange(5000), comp] = 0.0
+    pi = fit_mixture(ll)
+    assert np.allclose(pi, np.bincount(comp) / 5000, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory, built, split):
+    root, _ = built
+    work = tmp_path_factory.mktemp("style-scan")
+    data = work / "data"
+    data.mkdir()
+    for i, n_ai in enumerate((0, 30, 90)):
+        docs = _shard(split, 300 - n_ai, n_ai, seed=100 + i)
+        pq.write_table(pa.table({"id": [str(k) for k in range(len(docs))], "text": docs}), data / f"s{i}.parquet",
+                       row_group_size=64)
+    build_index([str(root / "ai.parquet")], work / "index")
+    opts = ScanOptions(workers=1, profile=str(root / "profile"), batch_bytes=1 << 16)
+    report = scan([str(data)], work / "index", work / "out", opts)
+    return work, root, report
+
+
+def test_report_has_ai_share(scanned):
+    work, root, report = scanned
+    data = json.loads((work / "out" / "report.json").read_text())
+    for s in data["shards"] + [data["totals"]]:
+        share = s["ai_share"]
+        assert set(share) == {"alpha", "ci95", "by_label", "fingerprint", "documents", "unscored_documents"}
+        assert 0 <= share["ci95"][0] <= share["alpha"] <= share["ci95"][1] <= 1
+        assert all(isinstance(w, str) and r > 1 for w, r in share["fingerprint"])
+        assert not share["by_label"] or abs(sum(share["by_label"].values()) - 1) < 1e-3
+    truths = [0.0, 0.1, 0.3]
+    for s, truth in zip(data["shards"], truths):
+        assert abs(s["ai_share"]["alpha"] - truth) <= 0.04
+    t = data["totals"]["ai_share"]
+    n = [s["ai_share"]["documents"] for s in data["shards"]]
+    assert t["alpha"] == pytest.approx(sum(k * s["ai_share"]["alpha"] for k, s in zip(n, data["shards"])) / sum(n))
+    assert data["style"]["profile"] == str(root / "profile") and "not about any document" in data["style"]["claim"]
+    md = (work / "out" / "report.md").read_text()
+    assert "## AI-written share (style estimate)" in md and "near-duplicate rate" in md
+    html = (work / "out" / "report.html").read_text()
+    assert 'id="ai-share"' in html
+
+
+def test_same_report_with_two_workers_and_after_resume(scanned, tmp_path):
+    work, root, report = scanned
+    opts = ScanOptions(workers=2, profile=str(root / "profile"))
+    again = scan([str(work / "data")], work / "index", tmp_path / "out", opts)
+    assert [s["ai_share"] for s in again.shards] == [s["ai_share"] for s in report.shards]
+    assert again.totals["ai_share"] == report.totals["ai_share"]
+    # checkpoints keep ai_share (JSON) and load it back
+    from contamscan.scan import scan_shard
+    from contamscan.readers import discover
+
+    shard = discover([str(work / "data" / "s1.parquet")])[0][0]
+    from contamscan.index import open_index
+
+    result = scan_shard(shard, open_index(work / "index"), opts)
+    cp = Checkpoints(tmp_path / "cp", {"x": 1}, resume=False)
+    cp.save(0, result)
+    loaded = Checkpoints(tmp_path / "cp", {"x": 1}, resume=True).done[0]
+    assert loaded.ai_share == json.loads(json.dumps(result.ai_share))
+    assert loaded.ai_share["alpha"] == result.ai_share["alpha"]
+
+
+def test_scan_without_profile_has_no_ai_share(scanned, tmp_path):
+    work, _, _ = scanned
+    report = scan([str(work / "data")], work / "index", tmp_path / "out", ScanOptions(workers=1))
+    assert "style" not in report.data and all("ai_share" not in s for s in report.shards)
+    assert "ai_share" not in report.totals
+
+
+def test_bad_profile_fails_before_any_work(scanned, tmp_path):
+    work, _, _ = scanned
+    with pytest.raises(ContamscanError, match="not a style profile"):
+        scan([str(work / "data")], work / "index", tmp_path / "out", ScanOptions(workers=1, profile=str(tmp_path)))
+
+
+def test_cli_profile_build_info_and_scan(built, scanned, tmp_path):
+    root, _ = built
+    work, _, _ = scanned
+    runner = CliRunner()
+    r = runner.invoke(cli, ["profile", "build", "--human", str(root / "human.parquet"), "--ai", str(root / "ai.parquet"),
+                            "-o", str(tmp_path / "p"), "--family", "anthropic=claude-*", "--clusters", "1"])
+    assert r.exit_code == 0, r.output
+    assert "anthropic" in r.output and "claude-sonnet-4-5" in r.output
+    r = runner.invoke(cli, ["profile", "info", str(tmp_path / "p")])
+    assert r.exit_code == 0 and "components" in r.output
+    r = runner.invoke(cli, ["scan", str(work / "data"), "--index", str(work / "index"), "-o", str(tmp_path / "out"),
+                            "--profile", str(tmp_path / "p"), "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    assert "AI share" in r.output
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert "anthropic" in data["style"]["labels"]
+    r = runner.invoke(cli, ["profile", "build", "--human", str(tmp_path / "nothing"), "--ai", str(root / "ai.parquet"),
+                            "-o", str(tmp_path / "q")])
+    assert r.exit_code == 1 and "error" in r.output
+
+
+def test_documents_too_short_to_score(built):
+    from contamscan.profile import combine
+
+    _, profile = built
+    tally = StyleTally(profile)
+    tally.add(["a short line", "", "fifteen words are fewer than the shortest window of sixteen words, so no"])
+    share = tally.result()
+    assert share["alpha"] is None and share["documents"] == 0 and share["unscored_documents"] == 3
+    json.dumps(share)  # JSON-serialisable for checkpoints
+    assert combine(profile, [share])["alpha"] is None
