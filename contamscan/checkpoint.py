@@ -29,7 +29,7 @@ import xxhash
 from .errors import ContamscanError
 
 STATE_DIR = ".contamscan"
-FINAL_OUTPUTS = ("report.json", "report.md", "matches.parquet")
+FINAL_OUTPUTS = ("report.json", "report.md", "matches.parquet", "evidence.parquet", "report.html")
 
 
 class OutputLock:
@@ -63,8 +63,15 @@ def run_fingerprint(shards, index, options, version: str) -> dict:
         "tool_version": version,
         "index_manifest_xxh3_128": xxhash.xxh3_128_hexdigest(manifest),
         "options": options.result_fields(),
+        **({"profile_manifest_xxh3_128": _profile_digest(options.profile)} if getattr(options, "profile", None) else {}),
         "shards": [[s.relpath, s.size, _mtime_ns(s.path)] for s in shards],
     }
+
+
+def _profile_digest(path) -> str:
+    from .profile import manifest_digest
+
+    return manifest_digest(path)
 
 
 def _mtime_ns(path: str) -> int:
@@ -131,6 +138,7 @@ class Checkpoints:
             matches = pq.read_table(f.with_suffix(".parquet")).cast(MATCH_SCHEMA)
             fields["similarity_histogram"] = tuple(fields["similarity_histogram"])
             fields["bad_examples"] = tuple(fields["bad_examples"])
+            fields["evidence"] = tuple(fields.get("evidence", ()))
             done[int(f.stem)] = ShardResult(**fields, matches=matches)
         return done
 

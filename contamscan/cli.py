@@ -254,11 +254,14 @@ def index_info(ctx, index_path, no_verify):
 @click.argument("dataset", nargs=-1, required=True)
 @click.option("--index", "index_path", required=True, type=click.Path(), help="Index directory from `index build`.")
 @click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
-              help="Output directory for report.json, matches.parquet and report.md (never scanned).")
+              help="Output directory for report.json, report.html, report.md, matches.parquet and evidence.parquet (never scanned).")
 @click.option("--text-field", default="text", show_default=True, help="Field holding the text; a dotted path reaches nested fields.")
 @click.option("--id-field", default="id", show_default=True,
               help="Field copied into matches as doc_id, where present.")
 @click.option("--workers", default=0, show_default=True, type=int, help="Worker processes; 0 = one per core.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: a process pool here; ray: tasks on a Ray cluster (pip install 'contamscan[ray]').")
+@click.option("--ray-address", default=None, help="Ray cluster address (e.g. 10.0.0.5:6379); default: a local cluster.")
 @click.option("--fail-above", type=float, default=None,
               help="Exit with status 4 when the dataset's contamination rate is above RATE (a fraction, e.g. 0.01).")
 @click.option("--fail-above-shard", type=float, default=None,
@@ -282,10 +285,13 @@ def index_info(ctx, index_path, no_verify):
 @click.option("--ngram", "expect_ngram", type=int, default=None, help="Fail unless the index was built with this ngram.")
 @click.option("--num-perm", "expect_num_perm", type=int, default=None,
               help="Fail unless the index was built with this num_perm.")
+@click.option("--profile", "profile_path", type=click.Path(), default=None,
+              help="Style profile from `profile build`: also estimate each shard's share of AI-written documents "
+                   "(alpha, with a 95% interval) and the model family it resembles.")
 @click.pass_context
-def scan_cmd(ctx, dataset, index_path, out, text_field, id_field, workers, fail_above, fail_above_shard, write_clean,
-             write_flagged, resume, strict, batch_mb, verify, min_anchors, min_words, expect_threshold, expect_ngram,
-             expect_num_perm):
+def scan_cmd(ctx, dataset, index_path, out, text_field, id_field, workers, executor, ray_address, fail_above,
+             fail_above_shard, write_clean, write_flagged, resume, strict, batch_mb, verify, min_anchors, min_words,
+             expect_threshold, expect_ngram, expect_num_perm, profile_path):
     """Scan DATASET files, directories (recursively) or globs against an index."""
     from .scan import scan
 
@@ -303,10 +309,11 @@ def scan_cmd(ctx, dataset, index_path, out, text_field, id_field, workers, fail_
         for flag, rate in (("--fail-above", fail_above), ("--fail-above-shard", fail_above_shard)):
             if rate is not None and not 0 <= rate <= 1:
                 raise ContamscanError(f"{flag} must be a fraction between 0 and 1, got {rate}")
-        options = ScanOptions(text_field=text_field, id_field=id_field or None, workers=workers, strict=strict,
+        options = ScanOptions(text_field=text_field, id_field=id_field or None, workers=workers, executor=executor,
+                              ray_address=ray_address, strict=strict,
                               batch_bytes=batch_mb << 20, verify=verify, min_anchors=min_anchors, min_words=min_words,
                               write_clean=write_clean, write_flagged=write_flagged, expect_threshold=expect_threshold,
-                              expect_ngram=expect_ngram, expect_num_perm=expect_num_perm)
+                              expect_ngram=expect_ngram, expect_num_perm=expect_num_perm, profile=profile_path)
         report = scan(list(dataset), index_path, out, options, progress=None if json_log else progress,
                       resume=resume, events=events)
     except ContamscanError as e:
@@ -363,7 +370,54 @@ def print_summary(report: dict, out) -> None:
                   ci_text(t["ci95"]), top_label(t["by_label"]), f"{t['errors']['bad_records']:,}")
     console = _console()
     console.print(table)
-    console.print(f"report: {Path(out) / 'report.json'}, {Path(out) / 'report.md'}, {Path(out) / 'matches.parquet'}")
+    if "style" in report:  # scan --profile: the AI-written share beside the near-duplicate rate
+        from .style_report import style_table
+
+        console.print(style_table(report))
+    from .terminal import model_bars
+
+    bars = model_bars(report)
+    if bars is not None:
+        console.print(bars)
+    console.print(f"report: {Path(out) / 'report.html'} (and report.md, report.json, matches.parquet, evidence.parquet)",
+                  markup=False)
+
+
+@cli.command("report")
+@click.argument("out", required=False, type=click.Path(file_okay=False))
+@click.option("--compare", nargs=2, type=click.Path(exists=True), metavar="OLD NEW", default=None,
+              help="Compare two scans (output directories or report.json files): per-shard and per-model changes.")
+@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), default=None,
+              help="With --compare: also write the comparison as Markdown to FILE.")
+@click.pass_context
+def report_cmd(ctx, out, compare, markdown_path):
+    """Render report.md and report.html of a scan's output directory OUT again, from its
+    report.json, matches.parquet and evidence.parquet; or, with --compare OLD NEW, show what
+    changed between two scans (a change is called out when the 95% interval of the
+    difference of the rates excludes zero)."""
+    if (out is None) == (compare is None):
+        raise click.UsageError("give either OUT (re-render a report) or --compare OLD NEW")
+    if markdown_path is not None and compare is None:
+        raise click.UsageError("--markdown goes with --compare")
+    try:
+        if compare is None:
+            from .outputs import rerender
+
+            print_summary(rerender(out).report, out)
+            return
+        from .compare import compare_reports, render_markdown
+        from .outputs import read_report
+        from .terminal import print_comparison
+
+        cmp = compare_reports(read_report(compare[0]), read_report(compare[1]), *compare)
+        print_comparison(cmp, _console())
+        if markdown_path is not None:
+            from .report import atomic_write_bytes
+
+            atomic_write_bytes(Path(markdown_path), render_markdown(cmp).encode())
+            click.echo(f"comparison: {markdown_path}")
+    except ContamscanError as e:
+        _fail(ctx, e)
 
 
 @cli.command("demo")
@@ -392,6 +446,81 @@ def demo_cmd(ctx, out, workers):
         _fail(ctx, e)
     print_summary(report.data, ws.root / "scan")
     click.echo(f"planted copies and bad records are listed in {ws.truth}")
+
+
+@cli.group("profile")
+def profile_group():
+    """Build and inspect style profiles (for `scan --profile`)."""
+
+
+@profile_group.command("build")
+@click.option("--human", "human", multiple=True, required=True,
+              help="Human text: files, directories or globs (repeatable).")
+@click.option("--ai", "ai", multiple=True, required=True,
+              help="AI text with a label per record (--label-field): files, directories or globs (repeatable).")
+@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
+              help="Profile directory to write (manifest.json and Parquet tables; a profile there is replaced).")
+@click.option("--text-field", default="text", show_default=True, help="Field holding the text.")
+@click.option("--label-field", default="model", show_default=True, help="(AI) field naming the model.")
+@click.option("--family-by", type=click.Choice(["org", "label"]), default="org", show_default=True,
+              help="AI components: org = one per organisation prefix (openai/o3 -> openai; claude-sonnet-4 -> "
+                   "claude); label = one per model label.")
+@click.option("--family", "families", multiple=True, metavar="NAME=GLOB[,GLOB]",
+              help="Put labels matching the globs in family NAME (repeatable; checked before --family-by).")
+@click.option("--group-field", default="source", show_default=True,
+              help="(human) field grouping the baseline (each group gets its own components); files without it "
+                   "are one group each.")
+@click.option("--clusters", default=2, show_default=True, type=int,
+              help="Human components per group, refined by classification EM.")
+@click.option("--vocab-size", default=4000, show_default=True, type=int,
+              help="Words chosen for human-vs-AI divergence (plus 100 per AI family).")
+@click.option("--strict", is_flag=True, help="Fail on the first bad record instead of counting and skipping it.")
+@click.pass_context
+def profile_build(ctx, human, ai, out, text_field, label_field, family_by, families, group_field, clusters,
+                  vocab_size, strict):
+    """Build a style profile: word occurrence statistics of a human baseline and of each AI family."""
+    from .profile import ProfileParams, build_profile, parse_family_rules
+
+    progress = _Progress("profiling")
+    try:
+        params = ProfileParams(clusters=clusters, vocab_size=vocab_size)
+        profile = build_profile(list(human), list(ai), out, text_field=text_field, label_field=label_field,
+                                group_field=group_field or None, family_rules=parse_family_rules(families),
+                                family_by=family_by, params=params, strict=strict,
+                                progress=lambda b: progress(len(b.texts) + len(b.bad), b.raw_bytes))
+    except ContamscanError as e:
+        _fail(ctx, e)
+    finally:
+        progress.close()
+    _print_profile(profile)
+
+
+@profile_group.command("info")
+@click.argument("profile_path", metavar="PROFILE")
+@click.pass_context
+def profile_info(ctx, profile_path):
+    """Print a profile's components, vocabulary and parameters."""
+    from .profile import open_profile
+
+    try:
+        _print_profile(open_profile(profile_path))
+    except ContamscanError as e:
+        _fail(ctx, e)
+
+
+def _print_profile(profile) -> None:
+    m = profile.manifest
+    p = profile.params
+    lines = [f"profile    {profile.path}",
+             f"words      {len(profile.words):,}  ({m['normalization']}, {m['word_hash']})",
+             f"windows    {', '.join(map(str, p.windows))} words, up to {p.max_windows} per document",
+             f"documents  {m['documents']['human']:,} human, {m['documents']['ai']:,} AI",
+             "components"]
+    for c in m["components"]:
+        members = m["labels"].get(c["name"], {}) if c["kind"] == "ai" else {}
+        extra = f"  ({', '.join(sorted(members))})" if members else ""
+        lines.append(f"  {c['kind']:<6} {c['name']:<40} {c['documents']:>7,}{extra}")
+    click.echo("\n".join(lines))
 
 
 def main():

@@ -46,6 +46,8 @@ class ScanOptions:
     text_field: str = "text"
     id_field: str | None = "id"  # used when present in a shard; None: never
     workers: int = 0  # 0: one per core
+    executor: str = "local"  # "local": a process pool on this machine; "ray": tasks on a Ray cluster
+    ray_address: str | None = None  # the Ray cluster (None: start a local one)
     strict: bool = False  # a bad record fails the shard instead of being counted
     batch_bytes: int = 16 << 20  # text per batch: bounds memory per worker
     top_matches: int = 10  # per shard, in report.json
@@ -66,8 +68,13 @@ class ScanOptions:
     expect_threshold: float | None = None
     expect_ngram: int | None = None
     expect_num_perm: int | None = None
+    # a style profile (`contamscan profile build`): each shard also gets the estimated share
+    # of AI-written documents and the model family it resembles; None: not estimated
+    profile: str | None = None
 
     def __post_init__(self):
+        if self.executor not in ("local", "ray"):
+            raise ContamscanError(f"--executor must be 'local' or 'ray', got {self.executor!r}")
         if self.workers < 0:
             raise ContamscanError(f"--workers must be >= 0, got {self.workers}")
         if self.batch_bytes < 1 << 16:
@@ -88,5 +95,5 @@ class ScanOptions:
     def result_fields(self) -> dict:
         """The options a scan's results depend on (not workers, batch size or display)."""
         keep = ("text_field", "id_field", "strict", "min_anchors", "miss_penalty", "min_words", "verify",
-                "write_clean", "write_flagged")
+                "write_clean", "write_flagged", "profile")
         return {k: getattr(self, k) for k in keep}

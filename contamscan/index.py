@@ -118,13 +118,17 @@ def build_anchor_table(keys: np.ndarray, refs: np.ndarray, max_refs: int, stop: 
     shared by more than ``max_refs`` references or listed in ``stop`` (stock phrases: they
     say little about the source and cost lookups), and its top-bits directory.
     Returns (keys, refs, directory, stop keys) where the stop keys are all those dropped."""
-    order = np.lexsort((refs, keys))  # by key, then reference: equal pairs are neighbours
-    k, r = keys[order], refs[order].astype(np.int32)
+    # one 64-bit word per pair, key above reference: a plain sort orders by key then
+    # reference, and equal pairs become neighbours (no index array: half the memory of argsort)
+    pairs = (np.asarray(keys, np.uint64) << np.uint64(32)) | np.asarray(refs, np.uint64)
+    pairs.sort()
+    if len(pairs):
+        pairs = pairs[np.append(True, pairs[1:] != pairs[:-1])]
+    k = (pairs >> np.uint64(32)).astype(np.uint32)
+    r = (pairs & np.uint64(0xFFFFFFFF)).astype(np.int32)
+    del pairs
     new_key = np.ones(len(k), np.bool_)
     new_key[1:] = k[1:] != k[:-1]
-    distinct = new_key.copy()
-    distinct[1:] |= r[1:] != r[:-1]
-    k, r, new_key = k[distinct], r[distinct], new_key[distinct]
     starts = np.flatnonzero(new_key)
     count = np.diff(np.append(starts, len(k)))
     common = count > max_refs
@@ -554,7 +558,7 @@ def open_index(path, verify: bool = True) -> ReferenceIndex:
     for key in ("normalization", "shingle_hash", "scheme", "anchor_key"):
         if manifest["params"].get(key) != current[key]:
             raise IndexFormatError(f"{path}: the index was built with {key} {manifest['params'].get(key)!r}, and this "
-                                   f"contamscan uses {current[key]!r}: its signatures would not match; rebuild the index")
+                                   f"contamscan uses {current[key]!r}: their hashes would not match; rebuild the index")
     for name, meta in manifest["files"].items():
         f = path / name
         if not f.is_file():

@@ -67,11 +67,17 @@ class ScanReport:
     def matches(self) -> pa.Table:
         return pq.read_table(self.out / "matches.parquet")
 
+    def evidence(self) -> pa.Table:
+        """The top matches of every shard with document and reference excerpts (evidence.parquet)."""
+        return pq.read_table(self.out / "evidence.parquet")
+
 
 def _top_matches(matches: pa.Table, k: int) -> list[dict]:
     if matches.num_rows == 0 or k <= 0:
         return []
-    order = pc.sort_indices(matches, [("similarity", "descending"), ("row", "ascending")])[:k]
+    # the order of contamscan.evidence.match_order: how much of the reference is in the document first
+    order = pc.sort_indices(matches, [("containment", "descending"), ("similarity", "descending"),
+                                      ("row", "ascending")])[:k]
     rows = matches.take(order).select(["row", "doc_id", "ref_id", "label", "similarity", "containment"]).to_pylist()
     return [{**r, "similarity": round(r["similarity"], 6), "containment": round(r["containment"], 6)} for r in rows]
 
@@ -158,11 +164,17 @@ def write_matches(path: Path, matches: pa.Table) -> None:
     os.replace(tmp, path)
 
 
-def write_outputs(out: Path, report: dict, matches: pa.Table) -> None:
-    """report.json, matches.parquet and report.md, each written atomically."""
+def write_outputs(out: Path, report: dict, matches: pa.Table, evidence: pa.Table | None = None) -> None:
+    """report.json, matches.parquet, evidence.parquet, report.md and report.html, each written atomically."""
+    from .evidence import EVIDENCE_SCHEMA
+    from .report_html import render_html
+
     out.mkdir(parents=True, exist_ok=True)
+    evidence = evidence if evidence is not None else EVIDENCE_SCHEMA.empty_table()
     write_matches(out / "matches.parquet", matches)
+    write_matches(out / "evidence.parquet", evidence)
     atomic_write_bytes(out / "report.md", render_markdown(report).encode())
+    atomic_write_bytes(out / "report.html", render_html(report, matches, evidence).encode())
     atomic_write_bytes(out / "report.json", (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode())
 
 
@@ -219,14 +231,20 @@ def render_markdown(report: dict) -> str:
             lines.append(f"| {s['shard']} | ok | {s['documents']} | {s['flagged_documents']} | "
                          f"{pct(s['contamination_rate'])} | {ci_text(s['ci95'])} | {top_label(s['by_label'])} | "
                          f"{s['errors']['bad_records']} |")
+    from .style_report import markdown_lines
+
+    lines += markdown_lines(report)  # the style estimate (scans with a profile)
     examples = [(s["shard"], m) for s in report["shards"] for m in s["top_matches"]]
-    examples.sort(key=lambda e: -e[1]["similarity"])
+    examples.sort(key=lambda e: (-e[1]["containment"], -e[1]["similarity"]))
     if examples:
-        lines += ["", "## Strongest matches", "", "| shard | row | doc id | reference | model | similarity |",
-                  "|---|---:|---|---|---|---:|"]
+        lines += ["", "## Strongest matches", "",
+                  "| shard | row | doc id | reference | model | containment | similarity |",
+                  "|---|---:|---|---|---|---:|---:|"]
         for shard, m in examples[:20]:
             lines.append(f"| {shard} | {m['row']} | {m['doc_id'] or ''} | {m['ref_id']} | {m['label']} | "
-                         f"{m['similarity']:.3f} |")
+                         f"{m['containment']:.3f} | {m['similarity']:.3f} |")
+        lines += ["", "Document and reference excerpts side by side, shared text marked: report.html "
+                      "(evidence.parquet)."]
     skipped = t["errors"]["skipped_files"]
     if skipped:
         lines += ["", "## Skipped files", ""] + [f"- `{s['path']}`: {s['reason']}" for s in skipped]

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from .config import ScanOptions
 from .errors import ContamscanError, ShardReadError
+from .evidence import EvidenceKeeper, evidence_table
 from .index import ReferenceIndex, best_run, open_index
 from .minhash import INVALID_UTF8, Hasher, char_spans
 from .readers import BadRecord, Fields, Shard, check_fields, discover, has_field, read_batches
@@ -63,19 +64,23 @@ class ShardResult:
     bad_examples: tuple = ()
     matches: pa.Table = field(default_factory=MATCH_SCHEMA.empty_table)
     seconds: float = 0.0
+    evidence: tuple = ()  # the top matches with excerpts (contamscan.evidence rows, JSON-serialisable)
+    ai_share: dict | None = None  # the style estimate (with a profile; contamscan.profile.StyleTally.result)
 
 
 class _ShardTally:
     """Running totals of one shard while its batches stream by."""
 
-    def __init__(self, shard: Shard):
+    def __init__(self, shard: Shard, evidence: EvidenceKeeper | None = None):
         self.shard = shard
+        self.evidence = evidence
         self.documents = self.bytes = self.flagged = self.flagged_bytes = 0
         self.by_label = Counter()
         self.histogram = np.zeros(HISTOGRAM_BINS, np.int64)
         self.bad = Counter()
         self.examples: list[BadRecord] = []
         self.match_parts: list[pa.Table] = []
+        self.style = None  # contamscan.profile.StyleTally, with a profile
 
     def add_bad(self, records) -> None:
         for r in records:
@@ -94,6 +99,8 @@ class _ShardTally:
             bad_examples=tuple({"file": self.shard.relpath, "row": r.row, "line": r.line, "reason": r.reason,
                                 "detail": r.detail} for r in self.examples),
             matches=matches, seconds=seconds,
+            ai_share=self.style.result() if self.style is not None else None,
+            evidence=self.evidence.rows(self.shard.relpath) if self.evidence is not None else (),
         )
 
 
@@ -165,6 +172,7 @@ def scan_batch(tally: _ShardTally, batch, index: ReferenceIndex, hasher: Hasher,
     n_bytes = pc.binary_length(batch.texts).to_numpy(zero_copy_only=False).astype(np.int64)
     tally.documents += int(valid.sum())
     tally.bytes += int(n_bytes[valid].sum())
+    _style_batch(tally, batch, valid, hasher)
     # whole documents: LSH candidates verified by estimated Jaccard
     res = index.query(sigs.values, skip=invalid | (sigs.n_shingles == 0))
     had_candidate = res.n_candidates > 0
@@ -234,6 +242,8 @@ def scan_batch(tally: _ShardTally, batch, index: ReferenceIndex, hasher: Hasher,
         "alt_ref_id": pc.if_else(mask, pa.scalar(None, pa.string()), alt_ids),
         "alt_label": pc.if_else(mask, pa.scalar(None, pa.string()), alt_labels),
     }, schema=MATCH_SCHEMA))
+    if tally.evidence is not None:
+        tally.evidence.offer(tally.match_parts[-1], batch.texts, hit, refs)
 
 
 def scan_shard(shard: Shard, index: ReferenceIndex, options: ScanOptions, hasher: Hasher | None = None,
@@ -242,7 +252,8 @@ def scan_shard(shard: Shard, index: ReferenceIndex, options: ScanOptions, hasher
     the reason; a bad record is counted and skipped (or, with ``strict``, fails the shard)."""
     t0 = time.perf_counter()
     hasher = hasher or index.hasher()
-    tally = _ShardTally(shard)
+    tally = _ShardTally(shard, EvidenceKeeper(options.top_matches, index, hasher))
+    tally.style = _style_tally(options)
     try:
         fields = Fields(text=options.text_field, id=_present(shard, options.id_field))
         for batch in read_batches(shard, fields, batch_bytes=options.batch_bytes, strict=options.strict):
@@ -256,8 +267,14 @@ def scan_shard(shard: Shard, index: ReferenceIndex, options: ScanOptions, hasher
             from .writers import split_shard
 
             flagged_rows = np.unique(result.matches.column("row").to_numpy())
-            split_shard(shard, flagged_rows, _path(options.write_clean), _path(options.write_flagged))
+            counts = split_shard(shard, flagged_rows, _path(options.write_clean), _path(options.write_flagged))
+            if counts.clean + counts.flagged != result.documents + result.bad_records:
+                raise ContamscanError(f"{shard.relpath}: the clean and flagged outputs hold {counts.clean} + "
+                                      f"{counts.flagged} records, the scan read {result.documents + result.bad_records}")
     except ContamscanError as e:  # unreadable shard, or a bad record under --strict
+        for root in (options.write_clean, options.write_flagged):  # no output of a failed shard, not even an old one
+            if root is not None:
+                (Path(root) / shard.relpath).unlink(missing_ok=True)
         return ShardResult(shard=shard.relpath, status="failed", error=str(e), seconds=time.perf_counter() - t0)
     return result
 
@@ -271,8 +288,45 @@ def _present(shard: Shard, id_field: str | None) -> str | None:
     return id_field if id_field is not None and has_field(shard, id_field) else None
 
 
+def _style_tally(options: ScanOptions):
+    """A shard's style-estimate tally when the scan has a profile (opened once per process)."""
+    if options.profile is None:
+        return None
+    from .profile import StyleTally, open_cached
+
+    return StyleTally(open_cached(options.profile))
+
+
+def _style_batch(tally: _ShardTally, batch, valid: np.ndarray, hasher: Hasher) -> None:
+    """Add a batch's valid documents to the shard's style estimate (with a profile)."""
+    if tally.style is not None:
+        tally.style.add(batch.texts if valid.all() else batch.texts.filter(pa.array(valid)), hasher)
+
+
+def _open_style(options: ScanOptions) -> None:
+    """Open the profile before any work (a bad profile fails the scan at once) and compile its
+    kernels in this process, so forked workers inherit both."""
+    if options.profile is not None:
+        from .profile import StyleTally, open_cached
+
+        StyleTally(open_cached(options.profile)).add(["warm up the style kernels " * 20])
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _check_output_paths(shards, options: ScanOptions) -> None:
+    """Clean/flagged outputs mirror the inputs' relative paths: they must not collide."""
+    if options.write_clean and options.write_flagged and \
+            Path(options.write_clean).resolve() == Path(options.write_flagged).resolve():
+        raise ContamscanError("--write-clean and --write-flagged must be different directories")
+    seen = {}
+    for s in shards:
+        if s.relpath in seen:
+            raise ContamscanError(f"{seen[s.relpath]} and {s.path} would both be written as {s.relpath}; give their "
+                                  "common parent directory instead of the files")
+        seen[s.relpath] = s.path
 
 
 def check_expectations(index: ReferenceIndex, options: ScanOptions) -> None:
@@ -304,7 +358,7 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
     """
     from . import __version__
     from .checkpoint import Checkpoints, OutputLock, remove_final_outputs, run_fingerprint
-    from .executors import run_local
+    from .executors import run_local, run_ray
     from .report import ScanReport, build_report, write_outputs
 
     started = _now()
@@ -315,12 +369,15 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
         raise ContamscanError(f"--verify exact compares texts, and the index {index.path} does not store them; "
                               "rebuild it with `contamscan index build --store-text`")
     check_expectations(index, options)
+    _open_style(options)
     inputs = [dataset] if isinstance(dataset, (str, os.PathLike)) else list(dataset)
     out = Path(out) if out is not None else None
     outputs = [p for p in (out, options.write_clean, options.write_flagged) if p is not None]
     shards, skipped = discover(inputs, exclude=outputs)  # outputs inside the dataset are never scanned
     if not shards:
         raise ContamscanError("no shards to scan (expected .parquet, .jsonl, .json, .jsonl.gz, .jsonl.zst, .arrow)")
+    if options.write_clean or options.write_flagged:
+        _check_output_paths(shards, options)
     for s in shards:  # a missing text field fails before any work
         try:
             check_fields(s, Fields(text=options.text_field))
@@ -333,6 +390,12 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
             remove_final_outputs(out)
             checkpoints = Checkpoints(out, run_fingerprint(shards, index, options, __version__), resume)
             done, save = checkpoints.done, checkpoints.save
+        if options.write_clean or options.write_flagged:
+            from .writers import remove_temporaries
+
+            for root in (options.write_clean, options.write_flagged):
+                if root is not None:
+                    remove_temporaries(Path(root))
         todo = [n for n in range(len(shards)) if n not in done]
         emit("scan_started", {"shards": len(shards), "resumed_shards": len(done), "bytes": sum(s.size for s in shards),
                               "index": str(index.path), "out": str(out) if out is not None else None})
@@ -346,7 +409,10 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
                                     "documents": result.documents, "flagged_documents": result.flagged_documents,
                                     "bad_records": result.bad_records, "seconds": round(result.seconds, 3)})
 
-        new = run_local([shards[n] for n in todo], index, options, progress, on_result=finished)
+        if options.executor == "ray":
+            new = run_ray([shards[n] for n in todo], index, options, progress, finished, options.ray_address)
+        else:
+            new = run_local([shards[n] for n in todo], index, options, progress, on_result=finished)
         done.update(zip(todo, new))
         results = [done[n] for n in range(len(shards))]
         matches = pa.concat_tables([r.matches for r in results]) if results else MATCH_SCHEMA.empty_table()
@@ -354,8 +420,13 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
                  "min_words": options.min_words}
         report = build_report(results, index_summary=index.summary(), started_at=started, finished_at=_now(),
                               skipped=skipped, top_k=options.top_matches, version=__version__, match_rules=rules)
+        if options.profile is not None:  # the style estimate beside the near-duplicate rate
+            from .profile import open_cached
+            from .style_report import add_ai_share
+
+            add_ai_share(report, results, open_cached(options.profile))
         if out is not None:
-            write_outputs(out, report, matches)
+            write_outputs(out, report, matches, evidence_table(results))
             checkpoints.clear()
     finally:
         if lock is not None:
