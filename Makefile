@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 $(BIN)/contamscan: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/pip install -q -e '.[dev,bench,ray]'
 	@touch $@
 
 install: $(BIN)/contamscan

@@ -64,7 +64,8 @@ def run_fingerprint(shards, index, options, version: str) -> dict:
         "index_manifest_xxh3_128": xxhash.xxh3_128_hexdigest(manifest),
         "options": options.result_fields(),
         **({"profile_manifest_xxh3_128": _profile_digest(options.profile)} if getattr(options, "profile", None) else {}),
-        "shards": [[s.relpath, s.size, _mtime_ns(s.path)] for s in shards],
+        "shards": [[s.relpath, s.size, _mtime_ns(s.path)] + ([list(s.row_groups)] if s.row_groups else [])
+                   for s in shards],
     }
 
 

@@ -262,6 +262,8 @@ def index_info(ctx, index_path, no_verify):
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: a process pool here; ray: tasks on a Ray cluster (pip install 'contamscan[ray]').")
 @click.option("--ray-address", default=None, help="Ray cluster address (e.g. 10.0.0.5:6379); default: a local cluster.")
+@click.option("--piece-mb", default=ScanOptions.piece_bytes / 2**20, show_default=True, type=float,
+              help="A Parquet shard larger than this is scanned as pieces of whole row groups, in parallel.")
 @click.option("--fail-above", type=float, default=None,
               help="Exit with status 4 when the dataset's contamination rate is above RATE (a fraction, e.g. 0.01).")
 @click.option("--fail-above-shard", type=float, default=None,
@@ -289,7 +291,7 @@ def index_info(ctx, index_path, no_verify):
               help="Style profile from `profile build`: also estimate each shard's share of AI-written documents "
                    "(alpha, with a 95% interval) and the model family it resembles.")
 @click.pass_context
-def scan_cmd(ctx, dataset, index_path, out, text_field, id_field, workers, executor, ray_address, fail_above,
+def scan_cmd(ctx, dataset, index_path, out, text_field, id_field, workers, executor, ray_address, piece_mb, fail_above,
              fail_above_shard, write_clean, write_flagged, resume, strict, batch_mb, verify, min_anchors, min_words,
              expect_threshold, expect_ngram, expect_num_perm, profile_path):
     """Scan DATASET files, directories (recursively) or globs against an index."""
@@ -310,7 +312,7 @@ def scan_cmd(ctx, dataset, index_path, out, text_field, id_field, workers, execu
             if rate is not None and not 0 <= rate <= 1:
                 raise ContamscanError(f"{flag} must be a fraction between 0 and 1, got {rate}")
         options = ScanOptions(text_field=text_field, id_field=id_field or None, workers=workers, executor=executor,
-                              ray_address=ray_address, strict=strict,
+                              ray_address=ray_address, piece_bytes=max(1, int(piece_mb * 2**20)), strict=strict,
                               batch_bytes=batch_mb << 20, verify=verify, min_anchors=min_anchors, min_words=min_words,
                               write_clean=write_clean, write_flagged=write_flagged, expect_threshold=expect_threshold,
                               expect_ngram=expect_ngram, expect_num_perm=expect_num_perm, profile=profile_path)

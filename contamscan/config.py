@@ -47,6 +47,9 @@ class ScanOptions:
     id_field: str | None = "id"  # used when present in a shard; None: never
     workers: int = 0  # 0: one per core
     executor: str = "local"  # "local": a process pool on this machine; "ray": tasks on a Ray cluster
+    # a Parquet shard larger than this is scanned as pieces of whole row groups, in parallel
+    # (not with clean/flagged outputs or a profile, which need the whole shard in one task)
+    piece_bytes: int = 256 << 20
     ray_address: str | None = None  # the Ray cluster (None: start a local one)
     strict: bool = False  # a bad record fails the shard instead of being counted
     batch_bytes: int = 16 << 20  # text per batch: bounds memory per worker

@@ -69,6 +69,8 @@ class Shard:
     relpath: str  # '/'-separated path relative to the root it was found under
     format: str  # "parquet" | "jsonl" | "arrow"
     size: int  # bytes on disk
+    # a piece of a Parquet shard: only these row groups, rows numbered as in the whole file
+    row_groups: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -521,7 +523,8 @@ def _rows_per_batch(rows: int, text_bytes: int, batch_bytes: int) -> int:
     return int(min(max(1, -(-rows // parts)), 1 << 22))
 
 
-def _row_group_runs(md, group_bytes: list[int], batch_bytes: int) -> list[tuple[list[int], int, int]]:
+def _row_group_runs(md, group_bytes: list[int], batch_bytes: int,
+                    only: Sequence[int] | None = None) -> list[tuple[list[int], int, int]]:
     """Consecutive row groups read together: (row groups, rows, text bytes) per run.
 
     A row group with ``batch_bytes`` of text or more is a run of its own, so that no batch
@@ -531,7 +534,7 @@ def _row_group_runs(md, group_bytes: list[int], batch_bytes: int) -> list[tuple[
     runs: list[tuple[list[int], int, int]] = []
     cur: list[int] = []
     cur_rows = cur_bytes = 0
-    for g in range(md.num_row_groups):
+    for g in (range(md.num_row_groups) if only is None else only):
         n = md.row_group(g).num_rows
         if n == 0:
             continue
@@ -592,9 +595,11 @@ def _read_parquet(shard: Shard, fields: Fields, batch_bytes: int, strict: bool) 
         return
     size = shard.size
     group_bytes = _text_bytes_per_row_group(md, plan.text[0])
-    row0 = 0
-    reported = 0
-    for groups, n_rows, n_bytes in _row_group_runs(md, group_bytes, batch_bytes):
+    only = shard.row_groups
+    # a piece's rows are numbered as in the whole file; its raw bytes are its share of the file
+    row0 = sum(md.row_group(g).num_rows for g in range(only[0])) if only else 0
+    reported = size * row0 // total
+    for groups, n_rows, n_bytes in _row_group_runs(md, group_bytes, batch_bytes, only):
         rows_per = _rows_per_batch(n_rows, n_bytes, batch_bytes)
         try:
             it = pf.iter_batches(batch_size=rows_per, row_groups=groups, columns=plan.columns, use_threads=False)

@@ -6,6 +6,7 @@ point that discovers shards, runs them, and writes the report.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -329,6 +330,69 @@ def _check_output_paths(shards, options: ScanOptions) -> None:
         seen[s.relpath] = s.path
 
 
+def plan_units(shards, options: ScanOptions) -> list[Shard]:
+    """The scan's units of work, in shard order: each shard, or for a Parquet shard larger
+    than ``options.piece_bytes``, pieces of consecutive whole row groups of about that size
+    (rows keep their numbers in the file, so merged pieces equal the whole shard)."""
+    if options.write_clean or options.write_flagged or options.profile:
+        return list(shards)
+    units = []
+    for s in shards:
+        groups = _row_group_sizes(s) if s.format == "parquet" and s.size > options.piece_bytes else []
+        if len(groups) < 2:
+            units.append(s)
+            continue
+        piece, size = [], 0
+        for g, n in enumerate(groups):
+            if piece and size + n > options.piece_bytes:
+                units.append(dataclasses.replace(s, row_groups=tuple(piece)))
+                piece, size = [], 0
+            piece.append(g)
+            size += n
+        units.append(dataclasses.replace(s, row_groups=tuple(piece)))
+    return units
+
+
+def _row_group_sizes(shard: Shard) -> list[int]:
+    import pyarrow.parquet as pq
+
+    try:
+        md = pq.read_metadata(shard.path)
+    except (OSError, pa.ArrowException, ValueError):
+        return []  # unreadable: scanned whole, and fails there with its reason
+    return [md.row_group(g).total_byte_size for g in range(md.num_row_groups)]
+
+
+def merge_pieces(parts: list[ShardResult], top_k: int) -> ShardResult:
+    """One shard's result from the results of its pieces (in order): what a single task
+    scanning the whole shard would have returned."""
+    from .evidence import match_order
+
+    failed = [p for p in parts if p.status != "ok"]
+    if failed:
+        return ShardResult(shard=parts[0].shard, status="failed", error=failed[0].error,
+                           seconds=sum(p.seconds for p in parts))
+    by_label, bad = Counter(), Counter()
+    for p in parts:
+        by_label.update(p.by_label)
+        bad.update(p.bad_by_reason)
+    evidence = sorted((e for p in parts for e in p.evidence),
+                      key=lambda e: match_order(e["containment"], e["similarity"], e["row"]))[:top_k]
+    return ShardResult(
+        shard=parts[0].shard, status="ok", error=None,
+        documents=sum(p.documents for p in parts), bytes=sum(p.bytes for p in parts),
+        flagged_documents=sum(p.flagged_documents for p in parts),
+        flagged_bytes=sum(p.flagged_bytes for p in parts),
+        by_label=dict(sorted(by_label.items())),
+        similarity_histogram=tuple(int(x) for x in np.sum([p.similarity_histogram for p in parts], axis=0)),
+        bad_records=sum(p.bad_records for p in parts), bad_by_reason=dict(sorted(bad.items())),
+        bad_examples=tuple(e for p in parts for e in p.bad_examples)[:MAX_ERROR_EXAMPLES],
+        matches=pa.concat_tables([p.matches for p in parts]),
+        seconds=sum(p.seconds for p in parts),
+        evidence=tuple({**e, "rank": rank} for rank, e in enumerate(evidence)),
+    )
+
+
 def check_expectations(index: ReferenceIndex, options: ScanOptions) -> None:
     """Fail when the scan asks for index parameters the index was not built with."""
     p = index.params
@@ -386,9 +450,10 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
     lock = OutputLock(out) if out is not None else None
     try:
         done, save = {}, None
+        units = plan_units(shards, options)
         if out is not None:
             remove_final_outputs(out)
-            checkpoints = Checkpoints(out, run_fingerprint(shards, index, options, __version__), resume)
+            checkpoints = Checkpoints(out, run_fingerprint(units, index, options, __version__), resume)
             done, save = checkpoints.done, checkpoints.save
         if options.write_clean or options.write_flagged:
             from .writers import remove_temporaries
@@ -396,25 +461,33 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
             for root in (options.write_clean, options.write_flagged):
                 if root is not None:
                     remove_temporaries(Path(root))
-        todo = [n for n in range(len(shards)) if n not in done]
-        emit("scan_started", {"shards": len(shards), "resumed_shards": len(done), "bytes": sum(s.size for s in shards),
-                              "index": str(index.path), "out": str(out) if out is not None else None})
+        todo = [n for n in range(len(units)) if n not in done]
+        emit("scan_started", {"shards": len(shards), "pieces": len(units), "resumed_shards": len(done),
+                              "bytes": sum(s.size for s in shards), "index": str(index.path),
+                              "out": str(out) if out is not None else None})
         if progress is not None and hasattr(progress, "total_bytes"):
-            progress.total_bytes = sum(shards[n].size for n in todo)
+            progress.total_bytes = sum(units[n].size for n in todo)
 
         def finished(i: int, result: ShardResult) -> None:
             if save:
                 save(todo[i], result)
+            piece = units[todo[i]].row_groups
             emit("shard_finished", {"shard": result.shard, "status": result.status, "error": result.error,
                                     "documents": result.documents, "flagged_documents": result.flagged_documents,
-                                    "bad_records": result.bad_records, "seconds": round(result.seconds, 3)})
+                                    "bad_records": result.bad_records, "seconds": round(result.seconds, 3),
+                                    **({"row_groups": [piece[0], piece[-1]]} if piece else {})})
 
         if options.executor == "ray":
-            new = run_ray([shards[n] for n in todo], index, options, progress, finished, options.ray_address)
+            new = run_ray([units[n] for n in todo], index, options, progress, finished, options.ray_address)
         else:
-            new = run_local([shards[n] for n in todo], index, options, progress, on_result=finished)
+            new = run_local([units[n] for n in todo], index, options, progress, on_result=finished)
         done.update(zip(todo, new))
-        results = [done[n] for n in range(len(shards))]
+        results = []  # one per shard: its pieces merged
+        for n in range(len(units)):
+            if n == 0 or units[n].path != units[n - 1].path:
+                results.append([])
+            results[-1].append(done[n])
+        results = [parts[0] if len(parts) == 1 else merge_pieces(parts, options.top_matches) for parts in results]
         matches = pa.concat_tables([r.matches for r in results]) if results else MATCH_SCHEMA.empty_table()
         rules = {"verify": options.verify, "min_anchors": options.min_anchors, "miss_penalty": options.miss_penalty,
                  "min_words": options.min_words}

@@ -41,8 +41,8 @@ def cluster(tmp_path_factory):
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _scan(args):
-    return subprocess.run([sys.executable, "-m", "contamscan", "scan", *map(str, args)], capture_output=True,
+def _scan(args, *before):
+    return subprocess.run([sys.executable, "-m", "contamscan", *before, "scan", *map(str, args)], capture_output=True,
                           text=True, env=ENV, timeout=600)
 
 
@@ -62,11 +62,17 @@ def test_ray_report_equals_local(cluster, tmp_path, ai_table):
     remote = _scan([data, "--index", tmp_path / "index", "-o", tmp_path / "ray", "--executor", "ray",
                     "--ray-address", cluster, "--write-clean", tmp_path / "clean"])
     assert remote.returncode == 0, remote.stderr
+    # large shards as pieces of row groups, each a Ray task
+    pieces = _scan([data, "--index", tmp_path / "index", "-o", tmp_path / "pieces", "--executor", "ray",
+                    "--ray-address", cluster, "--piece-mb", "0.05"], "--log-format", "json")
+    assert pieces.returncode == 0, pieces.stderr
+    assert sum('"row_groups"' in line for line in pieces.stderr.splitlines()) > 6
     strip = lambda d: {k: v for k, v in d.items() if k not in ("started_at", "finished_at")}
     a = json.loads((tmp_path / "local" / "report.json").read_text())
     b = json.loads((tmp_path / "ray" / "report.json").read_text())
-    assert strip(a) == strip(b)
-    assert pq.read_table(tmp_path / "local" / "matches.parquet").equals(pq.read_table(tmp_path / "ray" / "matches.parquet"))
+    assert strip(a) == strip(b) == strip(json.loads((tmp_path / "pieces" / "report.json").read_text()))
+    for run in ("ray", "pieces"):
+        assert pq.read_table(tmp_path / "local" / "matches.parquet").equals(pq.read_table(tmp_path / run / "matches.parquet"))
     assert b["totals"]["flagged_documents"] == 100
     clean = sum(pq.read_metadata(p).num_rows for p in (tmp_path / "clean").glob("*.parquet"))
     assert clean == 500

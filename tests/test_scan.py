@@ -128,3 +128,25 @@ def test_nested_label_and_integer_ids(tmp_path, ai_table):
     assert ix.refs["label"].to_list() == [r["model"] for r in rows]
     with pytest.raises(FieldMissingError, match="'model'"):
         build_index([str(tmp_path / "refs.jsonl")], tmp_path / "ix2", label_field="model")
+
+
+def test_large_shards_in_pieces_give_the_same_report(setup, tmp_path, ai_table):
+    """A Parquet shard scanned as pieces of row groups (in parallel) reports exactly what one
+    task scanning it whole does: counts, rows, matches, evidence, bad-record examples."""
+    root, index, refs = setup
+    rows = ai_table.slice(300, 400).select(["id", "text"]).to_pylist()
+    rows[7]["text"] = None  # a bad record in the first piece
+    rows[250]["text"] = None  # and one in a later piece
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), data / "big.parquet", row_group_size=20)
+    whole = scan([str(data)], index, tmp_path / "whole", ScanOptions(workers=1))
+    events = []
+    pieces = scan([str(data)], index, tmp_path / "pieces", ScanOptions(workers=2, piece_bytes=200_000),
+                  events=lambda n, f: events.append(f) if n == "shard_finished" else None)
+    assert len(events) > 3 and all("row_groups" in e for e in events)  # it was split
+    strip = lambda d: {k: v for k, v in d.items() if k not in ("started_at", "finished_at")}
+    assert strip(pieces.data) == strip(whole.data)
+    assert pieces.matches().equals(whole.matches())
+    assert pq.read_table(tmp_path / "pieces" / "evidence.parquet").equals(
+        pq.read_table(tmp_path / "whole" / "evidence.parquet"))
