@@ -170,28 +170,46 @@ class Corpus:
         return sorted(random.Random(seed + 1).sample(rows, n))
 
 
-def write_refs(corpus: Corpus, rows: list[int], path: Path, min_mb: float = 0.0) -> tuple[int, int]:
-    """Write the references ``rows`` (id, model, text) to a Parquet file, repeated until it
-    holds at least ``min_mb`` MB of text (repeats get distinct ids). Returns (refs, bytes)."""
+def write_refs(corpus: Corpus, rows: list[int], path: Path, min_mb: float = 0.0,
+               row_group_mb: float = 16) -> tuple[int, int]:
+    """Write the references ``rows`` (id, model, text) to a Parquet file (zstd), repeated until
+    it holds at least ``min_mb`` MB of text (repeats get distinct ids), in row groups of
+    ~``row_group_mb`` MB of text like :func:`write_dataset`'s shards (so that reading it for
+    an index build is the same work per byte as reading a dataset shard for a scan).
+    Returns (refs, bytes)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    ids, models, texts = [], [], []
-    nbytes = 0
-    rep = 0
-    while True:
-        for r in rows:
-            ids.append(corpus.ai_ids[r] if rep == 0 else f"{corpus.ai_ids[r]}#{rep}")
-            models.append(corpus.ai_models[r])
-            texts.append(corpus.ai_texts[r])
-            nbytes += len(corpus.ai_texts[r].encode("utf-8"))
-        rep += 1
-        if nbytes >= min_mb * MB:
-            break
-    table = pa.table({"id": pa.array(ids, pa.string()), "model": pa.array(models, pa.string()),
-                      "text": pa.array(texts, pa.large_string())})
-    pq.write_table(table, path, compression="zstd")
-    return len(ids), nbytes
+    schema = pa.schema([("id", pa.string()), ("model", pa.string()), ("text", pa.large_string())])
+    rg_cap = int(row_group_mb * MB)
+    n_refs = nbytes = 0
+    ids, models, texts, rg = [], [], [], 0
+
+    def flush(w):
+        nonlocal ids, models, texts, rg
+        if ids:
+            w.write_table(pa.table({"id": pa.array(ids, pa.string()), "model": pa.array(models, pa.string()),
+                                    "text": pa.array(texts, pa.large_string())}, schema=schema))
+        ids, models, texts, rg = [], [], [], 0
+
+    with pq.ParquetWriter(path, schema, compression="zstd") as w:
+        rep = 0
+        while True:
+            for r in rows:
+                ids.append(corpus.ai_ids[r] if rep == 0 else f"{corpus.ai_ids[r]}#{rep}")
+                models.append(corpus.ai_models[r])
+                texts.append(corpus.ai_texts[r])
+                b = len(corpus.ai_texts[r].encode("utf-8"))
+                nbytes += b
+                rg += b
+                n_refs += 1
+                if rg >= rg_cap:
+                    flush(w)
+            rep += 1
+            if nbytes >= min_mb * MB:
+                break
+        flush(w)
+    return n_refs, nbytes
 
 
 def write_dataset(corpus: Corpus, out_dir: Path, total_mb: float, shard_mb: float, row_group_mb: float = 16,

@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from . import __version__
-from .config import IndexParams
+from .config import IndexParams, ScanOptions
 from .errors import ContamscanError, IndexFormatError
 from .lsh import band_key, band_keys, optimal_bands
 from .minhash import INVALID_UTF8, Hasher
@@ -598,7 +598,7 @@ def build_index(refs, out, *, text_field: str = "text", label_field: str = "mode
         # ids are optional: where the id field is absent, the id is FILE:ROW
         has_id = id_field is not None and has_field(shard, id_field)
         fields = Fields(text=text_field, label=label_field, id=id_field if has_id else None)
-        for batch in read_batches(shard, fields, strict=strict):
+        for batch in read_batches(shard, fields, batch_bytes=ScanOptions().batch_bytes, strict=strict):
             skipped.update(b.reason for b in batch.bad)
             sigs = hasher.signatures(batch.texts)
             invalid = sigs.status == INVALID_UTF8
@@ -623,15 +623,16 @@ def build_index(refs, out, *, text_field: str = "text", label_field: str = "mode
             # anchors of kept references, numbered in index order (skipped ones have none)
             if sigs.anchors is not None:
                 number = n_refs + np.cumsum(keep) - 1
-                key_parts.append(sigs.anchors.key)
-                ref_parts.append(number[sigs.anchors.doc])
+                key_parts.append(anchor_keys32(sigs.anchors.key))  # kept in their stored form: half the memory
+                ref_parts.append(number[sigs.anchors.doc].astype(np.int32))
             n_refs += len(idx)
             if progress:
                 progress(batch)
+            del batch  # not held while the next one is read
     table = pl.from_arrow(pa.concat_tables(parts)) if parts else pl.DataFrame(
         schema={"ref_id": pl.String, "label": pl.String, "source": pl.String, "n_shingles": pl.Int64, "n_chars": pl.Int64})
     sigs = np.concatenate(sig_parts) if sig_parts else np.zeros((0, params.num_perm), np.uint32)
-    keys = np.concatenate(key_parts) if key_parts else np.zeros(0, np.uint64)
+    keys = np.concatenate(key_parts) if key_parts else np.zeros(0, np.uint32)
     refs = np.concatenate(ref_parts) if ref_parts else np.zeros(0, np.int64)
     save_index(Path(out), params, table, sigs, keys, refs, skipped={k: n for k, n in skipped.items() if n})
     return open_index(out, verify=False)

@@ -263,6 +263,7 @@ def scan_shard(shard: Shard, index: ReferenceIndex, options: ScanOptions, hasher
                 scan_batch(tally, batch, index, hasher, options)
             if progress:
                 progress(batch)
+            del batch  # not held while the next one is read
         result = tally.result(time.perf_counter() - t0)
         if options.write_clean or options.write_flagged:
             from .writers import split_shard
