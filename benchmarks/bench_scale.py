@@ -12,8 +12,8 @@
   kernels and Arrow release the GIL). Each shard is deleted once measured; the 2 GB one
   needs ~0.9 GB of disk in the work directory for about half a minute;
 * index size: an index of ``--small-refs`` real references (AI and human texts) and one of
-  ``--big-refs`` references, the same real ones plus random uint32 signatures written with
-  ``save_index``; bytes per reference on disk and in RSS (a child process that opens the
+  ``--big-refs`` references, the same real ones plus random uint32 signatures and anchors
+  (as many per reference as the real ones have) written with ``save_index``; bytes per reference on disk and in RSS (a child process that opens the
   index and queries a batch), and the same scan (the ``--small-mb`` shard, index opened
   beforehand) against both. The flagged documents are the same with both indexes, so the
   time ratio is the cost of the index size alone. The bare ``query`` of precomputed
@@ -328,8 +328,16 @@ def main(argv=None):
             "n_chars": rng.integers(600, 18000, n_fake, dtype=np.int64),
         }).with_columns(pl.col(c).cast(real_refs.schema[c]) for c in real_refs.columns)
         refs_big = pl.concat([real_refs, fake_refs])
+        # anchors: the real references' own, and as many random ones per synthetic reference
+        # as the real ones have on average (their lookups then cost what a real index's would)
+        per_ref = max(1, round(len(idx_small.anchor_keys) / n_real))
+        keys = np.concatenate([np.asarray(idx_small.anchor_keys),
+                               rng.integers(0, 1 << 32, size=n_fake * per_ref, dtype=np.uint32)])
+        arefs = np.concatenate([np.asarray(idx_small.anchor_refs, np.int64),
+                                np.repeat(np.arange(n_real, n_big, dtype=np.int64), per_ref)])
         with Timer() as t:
-            save_index(wd / "index-big", IndexParams(), refs_big, sigs)
+            save_index(wd / "index-big", IndexParams(), refs_big, sigs, keys, arefs)
+        del keys, arefs
         log(f"index of {n_big} references ({n_real} real, {n_fake} random) saved in {t.wall:.1f} s, "
             f"{dir_bytes(wd / 'index-big') / MB:.1f} MB")
         build_big_s = t.wall
