@@ -13,6 +13,10 @@ The state lives in ``OUT/.contamscan/``:
 A shard's JSON file is the proof that everything of that shard is on disk: on resume, shards
 with one are loaded, the others are scanned again. Final outputs (report.json, ...) are
 removed when a scan starts and written only at its end, so they are never from a partial run.
+
+A remote output (a URI, :mod:`contamscan.storage`) has this state in a local staging
+directory keyed by the URI (``storage.staging_dir``): the lock is a lock of this machine only
+(an object store has no flock), and ``--resume`` works from the machine that started the scan.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ FINAL_OUTPUTS = ("report.json", "report.md", "matches.parquet", "evidence.parque
 class OutputLock:
     """An exclusive lock on an output directory, held for the life of a scan."""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, shown: str | None = None):
         self.path = Path(out) / STATE_DIR / "lock"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -44,7 +48,7 @@ class OutputLock:
         except BlockingIOError:
             holder = os.pread(self._fd, 200, 0).decode(errors="replace").strip() or "another process"
             os.close(self._fd)
-            raise ContamscanError(f"another scan is writing to {out} ({holder}); wait for it to finish or "
+            raise ContamscanError(f"another scan is writing to {shown or out} ({holder}); wait for it to finish or "
                                   "choose another output directory") from None
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, f"pid {os.getpid()}".encode(), 0)
@@ -64,7 +68,8 @@ def run_fingerprint(shards, index, options, version: str) -> dict:
         "index_manifest_xxh3_128": xxhash.xxh3_128_hexdigest(manifest),
         "options": options.result_fields(),
         **({"profile_manifest_xxh3_128": _profile_digest(options.profile)} if getattr(options, "profile", None) else {}),
-        "shards": [[s.relpath, s.size, _mtime_ns(s.path)] + ([list(s.row_groups)] if s.row_groups else [])
+        "shards": [[s.relpath, s.size, _mtime_ns(s.path) if s.mtime_ns is None else s.mtime_ns]
+                   + ([list(s.row_groups)] if s.row_groups else [])
                    for s in shards],
     }
 
@@ -101,7 +106,7 @@ def remove_stale_temporaries(directory: Path) -> None:
 class Checkpoints:
     """Finished shards of one scan, saved as they finish and loaded on resume."""
 
-    def __init__(self, out: Path, fingerprint: dict, resume: bool):
+    def __init__(self, out: Path, fingerprint: dict, resume: bool, shown: str | None = None):
         self.dir = Path(out) / STATE_DIR
         self.dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.dir)
@@ -111,7 +116,7 @@ class Checkpoints:
             previous = json.loads(run.read_text())
             if previous != fingerprint:
                 what = [k for k in fingerprint if previous.get(k) != fingerprint[k]]
-                raise ContamscanError(f"cannot resume the scan in {out}: its {', '.join(what)} changed since it "
+                raise ContamscanError(f"cannot resume the scan in {shown or out}: its {', '.join(what)} changed since it "
                                       "started; scan again without --resume")
             self.done = self._load()
         else:
@@ -156,6 +161,26 @@ def remove_final_outputs(out: Path) -> None:
     for name in FINAL_OUTPUTS:
         (Path(out) / name).unlink(missing_ok=True)
     remove_stale_temporaries(Path(out))
+
+
+def remove_remote_final_outputs(uri: str) -> None:
+    """The same rule for a remote output: its previous report goes (report.json first)."""
+    from . import storage
+
+    for name in FINAL_OUTPUTS:
+        storage.delete(storage.join(uri, name))
+
+
+def upload_final_outputs(local: Path, uri: str) -> None:
+    """Upload the final outputs written in ``local`` to ``uri``, report.json last (a report.json
+    there means the rest is complete), and remove the local copies."""
+    from . import storage
+
+    names = [n for n in FINAL_OUTPUTS if n != "report.json" and (Path(local) / n).exists()] + ["report.json"]
+    for name in names:
+        storage.upload(Path(local) / name, storage.join(uri, name))
+    for name in names:
+        (Path(local) / name).unlink(missing_ok=True)
 
 
 __all__ = ["OutputLock", "Checkpoints", "run_fingerprint", "remove_final_outputs", "STATE_DIR"]

@@ -159,7 +159,10 @@ def index_group():
 @click.pass_context
 def index_build(ctx, refs, out, text_field, label_field, id_field, threshold, num_perm, ngram, seed, anchor_bits,
                 store_text, strict):
-    """Build an index from reference files, directories or globs (REFS)."""
+    """Build an index from reference files, directories or globs (REFS).
+
+    Any path, -o too, can be a URI (s3://bucket/refs/, gs://, hdfs://, abfs://): see
+    "Remote paths" in the README."""
     from .index import build_index
 
     progress = _Progress("indexing")
@@ -294,7 +297,11 @@ def index_info(ctx, index_path, no_verify):
 def scan_cmd(ctx, dataset, index_path, out, text_field, id_field, workers, executor, ray_address, piece_mb, fail_above,
              fail_above_shard, write_clean, write_flagged, resume, strict, batch_mb, verify, min_anchors, min_words,
              expect_threshold, expect_ngram, expect_num_perm, profile_path):
-    """Scan DATASET files, directories (recursively) or globs against an index."""
+    """Scan DATASET files, directories (recursively) or globs against an index.
+
+    Any path (DATASET, --index, -o, --write-clean, --write-flagged, --profile) can be a URI:
+    s3://bucket/crawl/, gs://, hdfs://, abfs://, with options in the query string
+    (?endpoint_override=HOST:PORT&scheme=http); see "Remote paths" in the README."""
     from .scan import scan
 
     progress = _Progress("scanning")
@@ -381,13 +388,24 @@ def print_summary(report: dict, out) -> None:
     bars = model_bars(report)
     if bars is not None:
         console.print(bars)
-    console.print(f"report: {Path(out) / 'report.html'} (and report.md, report.json, matches.parquet, evidence.parquet)",
-                  markup=False)
+    from .storage import display, is_remote, join
+
+    html = display(join(out, "report.html")) if is_remote(out) else Path(out) / "report.html"
+    console.print(f"report: {html} (and report.md, report.json, matches.parquet, evidence.parquet)", markup=False)
+
+
+class _ExistingOrRemote(click.Path):
+    """A local path that must exist, or a remote URI (checked when it is read)."""
+
+    def convert(self, value, param, ctx):
+        from .storage import is_remote
+
+        return value if is_remote(value) else super().convert(value, param, ctx)
 
 
 @cli.command("report")
 @click.argument("out", required=False, type=click.Path(file_okay=False))
-@click.option("--compare", nargs=2, type=click.Path(exists=True), metavar="OLD NEW", default=None,
+@click.option("--compare", nargs=2, type=_ExistingOrRemote(exists=True), metavar="OLD NEW", default=None,
               help="Compare two scans (output directories or report.json files): per-shard and per-model changes.")
 @click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), default=None,
               help="With --compare: also write the comparison as Markdown to FILE.")
@@ -411,7 +429,9 @@ def report_cmd(ctx, out, compare, markdown_path):
         from .outputs import read_report
         from .terminal import print_comparison
 
-        cmp = compare_reports(read_report(compare[0]), read_report(compare[1]), *compare)
+        from .storage import display
+
+        cmp = compare_reports(read_report(compare[0]), read_report(compare[1]), *map(display, compare))
         print_comparison(cmp, _console())
         if markdown_path is not None:
             from .report import atomic_write_bytes

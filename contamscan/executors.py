@@ -91,8 +91,9 @@ def _ray_scan(shard, options, index_path: str):
 def run_ray(shards, index, options: ScanOptions, progress=None, on_result=None, address: str | None = None) -> list:
     """Scan ``shards`` as Ray tasks, on the cluster at ``address`` (None: a local one with
     ``options.n_workers`` CPUs). Every node must see the index and the shards at the same
-    paths (a shared file system); a worker maps the index once and keeps it for its tasks.
-    Results come back in shard order, as from :func:`run_local`."""
+    paths (a shared file system), or they are remote URIs (contamscan.storage): a remote
+    index is downloaded once per node, into its cache. A worker maps the index once and
+    keeps it for its tasks. Results come back in shard order, as from :func:`run_local`."""
     try:
         import ray
     except ImportError:
@@ -110,7 +111,8 @@ def run_ray(shards, index, options: ScanOptions, progress=None, on_result=None, 
         ray.init(**kwargs)
     try:
         task = ray.remote(num_cpus=1, max_retries=2)(_ray_scan)
-        index_path = str(Path(index.path).resolve())
+        # a remote index by its URI: each node opens (downloads) it into its own cache
+        index_path = index.uri or str(Path(index.path).resolve())
         pending = {task.remote(s, options, index_path): i for i, s in enumerate(shards)}
         results = [None] * len(shards)
         while pending:

@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
-from . import __version__
+from . import __version__, storage
 from .config import IndexParams, ScanOptions
 from .errors import ContamscanError, IndexFormatError
 from .lsh import band_key, band_keys, optimal_bands
@@ -383,6 +383,7 @@ class ReferenceIndex:
     def __init__(self, path: Path, manifest: dict, refs: pl.DataFrame, arrays: dict[str, np.ndarray],
                  texts: pa.ChunkedArray | None = None):
         self.path = Path(path)
+        self.uri: str | None = None  # a remote index's URI; ``path`` is then its local copy
         self.texts = texts  # the reference texts, memory-mapped, when the index stores them
         self.manifest = manifest
         p = manifest["params"]
@@ -411,6 +412,11 @@ class ReferenceIndex:
 
     def __len__(self) -> int:
         return self.signatures.shape[0]
+
+    @property
+    def shown(self) -> str:
+        """The index as named to people: its path, or a remote index's URI (without options)."""
+        return storage.display(self.uri) if self.uri else str(self.path)
 
     def hasher(self) -> Hasher:
         p = self.params
@@ -454,7 +460,7 @@ class ReferenceIndex:
         m = self.manifest
         size = sum(f["bytes"] for f in m["files"].values()) + (self.path / "manifest.json").stat().st_size
         c = m["counts"]
-        return IndexSummary(str(self.path), c["refs"], c["labels"], m["params"], size, c.get("skipped", {}),
+        return IndexSummary(self.shown, c["refs"], c["labels"], m["params"], size, c.get("skipped", {}),
                             c["anchors"], c["common_anchors_dropped"], bool(m.get("stored_text")))
 
 
@@ -540,7 +546,11 @@ def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.nda
 
 
 def open_index(path, verify: bool = True) -> ReferenceIndex:
-    """Open an index directory, checking its format and (by default) every file's checksum."""
+    """Open an index directory, checking its format and (by default) every file's checksum.
+    A remote index (a URI, :mod:`contamscan.storage`) is opened from its local copy."""
+    path = storage.localize(path)
+    if storage.is_remote(path):
+        return _open_remote(path, verify)
     path = Path(path)
     mpath = path / "manifest.json"
     if not mpath.is_file():
@@ -575,6 +585,52 @@ def open_index(path, verify: bool = True) -> ReferenceIndex:
     return ReferenceIndex(path, manifest, refs, arrays, texts)
 
 
+def _open_remote(uri: str, verify: bool) -> ReferenceIndex:
+    """A remote index, downloaded once into the local cache (``storage.fetch_dir``: every file's
+    size and checksum verified as it arrives) and opened from there, memory-mapped like any
+    index, so that workers share it. Opening it again while it is unchanged reuses the copy
+    (checked as a local index is); a copy that fails its checks is downloaded again."""
+
+    def check(manifest: dict) -> None:  # before downloading anything
+        if manifest.get("format") != FORMAT:
+            raise IndexFormatError(f"{storage.display(uri)}: not a contamscan index (format {manifest.get('format')!r})")
+        if manifest.get("version") != FORMAT_VERSION:
+            raise IndexFormatError(f"{storage.display(uri)}: index format version {manifest.get('version')} is not "
+                                   f"supported by this contamscan (reads version {FORMAT_VERSION}); rebuild the index")
+
+    local, fetched = storage.fetch_dir(uri, "indexes", error=IndexFormatError, what="a contamscan index", check=check)
+    try:
+        index = open_index(local, verify=verify and not fetched)
+    except IndexFormatError as e:
+        if not fetched:  # the local copy was damaged: fetch it again
+            import shutil
+
+            shutil.rmtree(local, ignore_errors=True)
+            return _open_remote(uri, verify)
+        raise IndexFormatError(str(e).replace(str(local), storage.display(uri))) from None
+    index.uri = uri
+    return index
+
+
+def _save_remote(uri: str, write) -> ReferenceIndex:
+    """``write(directory)`` an index locally, beside the cache, upload it to ``uri`` (the
+    manifest last: ``storage.upload_dir``) and keep the local copy as the cache entry of
+    ``uri``; returns it opened."""
+    import shutil
+
+    local = storage.new_build_dir("indexes")
+    try:
+        write(local)
+        files = json.loads((local / "manifest.json").read_text())["files"]
+        storage.upload_dir(local, uri, list(files), stale=[n for n in ("texts.arrow",) if n not in files])
+        entry = storage.adopt_dir(local, uri, "indexes")
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
+    index = open_index(entry, verify=False)
+    index.uri = uri
+    return index
+
+
 def build_index(refs, out, *, text_field: str = "text", label_field: str = "model", id_field: str | None = "id",
                 params: IndexParams = IndexParams(), store_text: bool = False, strict: bool = False,
                 progress=None) -> ReferenceIndex:
@@ -585,6 +641,9 @@ def build_index(refs, out, *, text_field: str = "text", label_field: str = "mode
     ``id_field`` when the field exists, else ``<file>:<row>``. References with no words are
     skipped and counted in the manifest.
     """
+    out = storage.localize(out)
+    if storage.is_remote(out):
+        storage.check_writable(out)  # before the work, not after it
     shards, _ = discover(list(refs) if not isinstance(refs, (str, os.PathLike)) else [refs])
     if not shards:
         raise ContamscanError("no reference files found (expected .parquet, .jsonl, .json, .jsonl.gz, .jsonl.zst, .arrow)")
@@ -634,6 +693,9 @@ def build_index(refs, out, *, text_field: str = "text", label_field: str = "mode
     sigs = np.concatenate(sig_parts) if sig_parts else np.zeros((0, params.num_perm), np.uint32)
     keys = np.concatenate(key_parts) if key_parts else np.zeros(0, np.uint32)
     refs = np.concatenate(ref_parts) if ref_parts else np.zeros(0, np.int64)
+    if storage.is_remote(out):  # built here, then uploaded
+        return _save_remote(out, lambda path: save_index(path, params, table, sigs, keys, refs,
+                                                         skipped={k: n for k, n in skipped.items() if n}))
     save_index(Path(out), params, table, sigs, keys, refs, skipped={k: n for k, n in skipped.items() if n})
     return open_index(out, verify=False)
 
@@ -650,13 +712,19 @@ def merge_indexes(indexes, out, *, replace: bool = False) -> ReferenceIndex:
     for ix in ixs[1:]:
         diff = sorted(k for k in set(first) | set(ix.manifest["params"]) if first.get(k) != ix.manifest["params"].get(k))
         if diff:
-            raise ContamscanError(f"cannot merge {ixs[0].path} and {ix.path}: their parameters differ ("
+            raise ContamscanError(f"cannot merge {ixs[0].shown} and {ix.shown}: their parameters differ ("
                                   + ", ".join(f"{k}: {first.get(k)} vs {ix.manifest['params'].get(k)}" for k in diff)
                                   + "); rebuild one with the other's parameters")
-    out = Path(out)
-    inputs = {Path(ix.path).resolve() for ix in ixs}
-    if out.resolve() in inputs and not replace:
-        raise ContamscanError(f"{out} is one of the indexes being merged; write the merge elsewhere")
+    out = storage.localize(out)
+    if storage.is_remote(out):
+        storage.check_writable(out)
+        if storage.key(out) in {storage.key(ix.uri) for ix in ixs if ix.uri} and not replace:
+            raise ContamscanError(f"{storage.display(out)} is one of the indexes being merged; write the merge elsewhere")
+    else:
+        out = Path(out)
+        inputs = {Path(ix.path).resolve() for ix in ixs}
+        if out.resolve() in inputs and not replace:
+            raise ContamscanError(f"{out} is one of the indexes being merged; write the merge elsewhere")
     offsets = np.cumsum([0] + [len(ix) for ix in ixs])
     table = pl.concat([ix.refs.drop("n_anchors") for ix in ixs])
     if all(ix.texts is not None for ix in ixs):
@@ -670,6 +738,9 @@ def merge_indexes(indexes, out, *, replace: bool = False) -> ReferenceIndex:
     for ix in ixs:
         skipped.update(ix.manifest["counts"].get("skipped", {}))
     p = ixs[0].params
+    if storage.is_remote(out):  # written here, then uploaded (into one of the inputs too: `index add`)
+        return _save_remote(out, lambda path: save_index(path, p, table, sigs, keys, refs, skipped=dict(skipped),
+                                                         anchor_stop=stop))
     # into one of the inputs (`index add`): written beside it, swapped in when complete
     target = out.with_name(f".{out.name}.merging-{os.getpid()}") if out.resolve() in inputs else out
     save_index(target, p, table, sigs, keys, refs, skipped=dict(skipped), anchor_stop=stop)
@@ -691,4 +762,4 @@ def add_to_index(index, refs, **build_options) -> ReferenceIndex:
     ix = index if isinstance(index, ReferenceIndex) else open_index(index)
     with tempfile.TemporaryDirectory(prefix=".contamscan-add-", dir=Path(ix.path).parent) as tmp:
         new = build_index(refs, Path(tmp) / "new", params=ix.params, store_text=ix.texts is not None, **build_options)
-        return merge_indexes([ix, new], ix.path, replace=True)
+        return merge_indexes([ix, new], ix.uri or ix.path, replace=True)

@@ -1,5 +1,6 @@
 """A scan's output directory read back: re-render report.md and report.html from
-report.json, matches.parquet and evidence.parquet (``contamscan report OUT``)."""
+report.json, matches.parquet and evidence.parquet (``contamscan report OUT``). A remote
+output (a URI, :mod:`contamscan.storage`) is read and written in place."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import storage
 from .errors import ContamscanError
 
 
@@ -22,6 +24,9 @@ class Outputs:
 
 def read_report(path) -> dict:
     """report.json of an output directory (or the file itself)."""
+    path = storage.localize(path)
+    if storage.is_remote(path):
+        return _read_remote_report(path)
     path = Path(path)
     file = path / "report.json" if path.is_dir() else path
     try:
@@ -35,7 +40,35 @@ def read_report(path) -> dict:
     return report
 
 
-def _table(path: Path) -> pa.Table | None:
+def _read_remote_report(path: str) -> dict:
+    file = path if storage.basename(path).endswith(".json") else storage.join(path, "report.json")
+    try:
+        data = storage.read_bytes(file)
+    except ContamscanError:
+        if not storage.exists(file):
+            raise ContamscanError(f"no report.json in {storage.display(path)}: is it the output directory of a "
+                                  "finished scan?") from None
+        raise
+    try:
+        report = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ContamscanError(f"cannot read {storage.display(file)}: {err}") from None
+    if not isinstance(report, dict) or not {"totals", "shards", "index"} <= set(report):
+        raise ContamscanError(f"{storage.display(file)} is not a contamscan report")
+    return report
+
+
+def _table(path: Path | str) -> pa.Table | None:
+    if storage.is_remote(path):
+        if not storage.exists(path):
+            return None
+        f = storage.open_input_file(path)
+        try:
+            return pq.read_table(f)
+        except (OSError, pa.ArrowException) as err:
+            raise ContamscanError(f"cannot read {storage.display(path)}: {err}") from None
+        finally:
+            f.close()
     if not path.exists():
         return None
     try:
@@ -45,6 +78,10 @@ def _table(path: Path) -> pa.Table | None:
 
 
 def read_outputs(out) -> Outputs:
+    out = storage.localize(out)
+    if storage.is_remote(out):
+        return Outputs(read_report(out), _table(storage.join(out, "matches.parquet")),
+                       _table(storage.join(out, "evidence.parquet")))
     out = Path(out)
     report = read_report(out)
     return Outputs(report, _table(out / "matches.parquet"), _table(out / "evidence.parquet"))
@@ -55,6 +92,12 @@ def rerender(out) -> Outputs:
     from .report import atomic_write_bytes, render_markdown
     from .report_html import render_html
 
+    out = storage.localize(out)
+    if storage.is_remote(out):  # each object is replaced whole
+        o = read_outputs(out)
+        storage.write_bytes(storage.join(out, "report.md"), render_markdown(o.report).encode())
+        storage.write_bytes(storage.join(out, "report.html"), render_html(o.report, o.matches, o.evidence).encode())
+        return o
     out = Path(out)
     o = read_outputs(out)
     atomic_write_bytes(out / "report.md", render_markdown(o.report).encode())

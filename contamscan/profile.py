@@ -57,6 +57,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
+from . import storage
 from .errors import ContamscanError
 from .minhash import INVALID_UTF8, word_hashes
 
@@ -704,6 +705,9 @@ def build_profile(human, ai, out, *, text_field: str = "text", label_field: str 
     from .readers import Fields, check_fields, discover
 
     t0 = time.time()
+    out = storage.localize(out)
+    if storage.is_remote(out):
+        storage.check_writable(out)  # before the work, not after it
     mw = params.max_words
     for s in discover(list(ai) if not isinstance(ai, (str, os.PathLike)) else [ai])[0]:
         check_fields(s, Fields(text=text_field, label=label_field))
@@ -820,6 +824,19 @@ def build_profile(human, ai, out, *, text_field: str = "text", label_field: str 
         "skipped": {"human": h_skip, "ai": a_skip},
         "inputs": {"human": [s.relpath for s in h_files], "ai": [s.relpath for s in a_files]},
     }
+    if storage.is_remote(out):  # written here, uploaded (the manifest last), kept as the cache entry
+        import shutil
+
+        local = storage.new_build_dir("profiles")
+        try:
+            save_profile(local, manifest, words, vocab, div[sel], components, kinds, df, nd, params)
+            storage.upload_dir(local, out, list(FILES))
+            entry = storage.adopt_dir(local, out, "profiles")
+        finally:
+            shutil.rmtree(local, ignore_errors=True)
+        profile = open_profile(entry, verify=False)
+        profile.path = storage.display(out)
+        return profile
     save_profile(Path(out), manifest, words, vocab, div[sel], components, kinds, df, nd, params)
     return open_profile(out)
 
@@ -910,7 +927,18 @@ def save_profile(out: Path, manifest: dict, words, vocab, divergence, components
 
 
 def open_profile(path, verify: bool = True) -> Profile:
-    """Open a profile directory (checks the manifest and, with ``verify``, every checksum)."""
+    """Open a profile directory (checks the manifest and, with ``verify``, every checksum). A
+    remote profile (a URI) is downloaded once into the local cache, verified as it arrives."""
+    path = storage.localize(path)
+    if storage.is_remote(path):
+        def check(manifest: dict) -> None:
+            if manifest.get("format") != FORMAT:
+                raise ContamscanError(f"{storage.display(path)} is not a style profile (format {manifest.get('format')!r})")
+
+        local, fetched = storage.fetch_dir(path, "profiles", what="a style profile", check=check)
+        profile = open_profile(local, verify=verify and not fetched)
+        profile.path = storage.display(path)
+        return profile
     path = Path(path)
     try:
         manifest = json.loads((path / "manifest.json").read_text())
@@ -955,13 +983,15 @@ _CACHE: dict = {}
 
 def open_cached(path) -> Profile:
     """One opened profile per path and process (scans open it once; forked workers inherit it)."""
-    key = str(Path(path).resolve())
+    key = storage.key(path) if storage.is_remote(path) else str(Path(path).resolve())
     if key not in _CACHE:
         _CACHE[key] = open_profile(path)
     return _CACHE[key]
 
 
 def manifest_digest(path) -> str:
+    if storage.is_remote(path):
+        return xxhash.xxh3_128_hexdigest(storage.read_bytes(storage.join(path, "manifest.json")))
     return xxhash.xxh3_128_hexdigest((Path(path) / "manifest.json").read_bytes())
 
 

@@ -23,7 +23,7 @@ import mmap
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from . import storage
 from .errors import ContamscanError, FieldMissingError, ShardReadError
 
 __all__ = [
@@ -65,12 +66,13 @@ BAD_REASONS = (
 
 @dataclass(frozen=True)
 class Shard:
-    path: str  # absolute path
+    path: str  # absolute path, or the URI of a remote file (its query kept: it reopens the file)
     relpath: str  # '/'-separated path relative to the root it was found under
     format: str  # "parquet" | "jsonl" | "arrow"
     size: int  # bytes on disk
     # a piece of a Parquet shard: only these row groups, rows numbered as in the whole file
     row_groups: tuple[int, ...] | None = None
+    mtime_ns: int | None = field(default=None, compare=False)  # remote files: from the listing
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,7 @@ class _Discovery:
         self.skipped: dict[tuple[str, str], Skipped] = {}
         self.seen_files: set[str] = set()
         self.walked_dirs: set[str] = set()
+        self.remote_exclude: list[str] = []  # remote outputs, as storage.display() shows them
 
     def skip(self, path: str, reason: str) -> None:
         path = _printable(os.path.abspath(path))
@@ -284,6 +287,44 @@ class _Discovery:
         rel = _printable(rel.replace(os.sep, "/"))
         self.shards.append(Shard(os.path.abspath(p), rel, kind[0], st.st_size))
 
+    def remote(self, uri: str) -> None:
+        """A remote file, directory (prefix) or glob pattern, listed through
+        :mod:`contamscan.storage`, by the rules of local ones: relative paths from the
+        directory or the pattern's fixed part, ignored and hidden names skipped at every
+        level, unknown extensions and outputs recorded as skipped. A shard's path is the
+        file's full URI (its query kept), its relpath the decoded key below the root."""
+        i = storage.info(uri)
+        what = i.type
+        if what == storage.pafs.FileType.File:  # a file named itself: never ignored (as add() does)
+            found = [(storage.RemoteFile(uri, storage.basename(uri), int(i.size or 0), i.mtime_ns), None)]
+        elif what == storage.pafs.FileType.Directory:
+            found = [(f, 0) for f in storage.list_files(uri)]
+        elif storage.has_magic(uri):
+            found = storage.glob(uri)[1]
+            if not found:
+                raise ContamscanError(f"no files match the pattern {storage.display(uri)!r}")
+        else:
+            raise ContamscanError(f"input does not exist: {storage.display(uri)}")
+        for f, k in found:
+            names = f.rel.split("/")
+            # a file matched by a pattern itself (k = all its components) is dropped if its
+            # name is ignored; below a directory, every ignored name is (as walk() does)
+            if k is not None and any(_ignored(n) for n in (names[-1:] if k == len(names) else names[k:])):
+                continue
+            shown = storage.display(f.uri)
+            out = next((e for e in self.remote_exclude if shown == e or shown.startswith(e + "/")), None)
+            if out is not None:
+                self.skipped.setdefault((out, "inside output directory"), Skipped(out, "inside output directory"))
+                continue
+            kind = _classify(names[-1])
+            if kind is None:
+                self.skipped.setdefault((shown, "unknown extension"), Skipped(shown, "unknown extension"))
+                continue
+            if storage.key(f.uri) in self.seen_files:
+                continue
+            self.seen_files.add(storage.key(f.uri))
+            self.shards.append(Shard(f.uri, f.rel, kind[0], f.size, mtime_ns=f.mtime_ns))
+
 
 def discover(
     inputs: str | os.PathLike | Iterable[str | os.PathLike],
@@ -298,12 +339,17 @@ def discover(
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
-    ex = [os.path.realpath(os.fspath(e)) for e in exclude]
+    exclude = [storage.localize(os.fspath(e)) for e in exclude]
+    ex = [os.path.realpath(e) for e in exclude if not storage.is_remote(e)]
     disc = _Discovery(ex)
+    disc.remote_exclude = [storage.display(e) for e in exclude if storage.is_remote(e)]
     for raw in inputs:
-        inp = os.fspath(raw)
+        inp = storage.localize(os.fspath(raw))
         if not inp:
             raise ContamscanError("empty input path")
+        if storage.is_remote(inp):
+            disc.remote(inp)
+            continue
         if _MAGIC.search(inp) and not os.path.exists(inp):
             matches = sorted(glob.glob(inp, recursive=True))
             if not matches:
@@ -556,10 +602,13 @@ _PARQUET_BUFFER = 1 << 20
 
 def _open_parquet(shard: Shard) -> pq.ParquetFile:
     try:
+        if storage.is_remote(shard.path):  # the same, with larger reads: each one is a request
+            fs, path = storage.resolve(shard.path)
+            return pq.ParquetFile(path, filesystem=fs, pre_buffer=False, buffer_size=storage.READ_BUFFER)
         # no pre-buffering (it keeps the compressed file in memory) and a bounded read
         # buffer: a column chunk is streamed page by page rather than read whole
         return pq.ParquetFile(shard.path, pre_buffer=False, buffer_size=_PARQUET_BUFFER)
-    except (OSError, pa.ArrowException, ValueError) as e:
+    except (OSError, pa.ArrowException, ValueError, ContamscanError) as e:
         raise _shard_error(shard, e) from e
 
 
@@ -670,11 +719,26 @@ class _MappedFile:
             pass
 
 
+class _RemoteFile:
+    """A remote Arrow IPC file (:mod:`contamscan.storage`) with :class:`_MappedFile`'s
+    interface: read at offsets, not mapped; batches are copies, freed when dropped."""
+
+    def __init__(self, uri: str):
+        self.source = storage.open_input_file(uri)
+        self.size = self.source.size()
+
+    def end_of(self, rb: pa.RecordBatch) -> int:
+        return 0
+
+    def drop_until(self, offset: int) -> None:
+        pass
+
+
 def _open_ipc(shard: Shard):
     """(kind, reader, mapped file) for an Arrow IPC file, falling back to the stream format."""
     try:
-        mapped = _MappedFile(shard.path)
-    except (OSError, ValueError, pa.ArrowException) as e:
+        mapped = _RemoteFile(shard.path) if storage.is_remote(shard.path) else _MappedFile(shard.path)
+    except (OSError, ValueError, pa.ArrowException, ContamscanError) as e:
         raise _shard_error(shard, e) from e
     src = mapped.source
     try:
@@ -818,18 +882,20 @@ def _json_names(samples: Sequence[dict]) -> list[str]:
 
 def _open_json_stream(shard: Shard):
     """(raw file, decompressed stream); the raw file's tell() gives on-disk bytes consumed."""
-    kind = _classify(os.path.basename(shard.path))
+    kind = _classify(storage.basename(shard.path))
     comp = kind[1] if kind else None
+    remote = storage.is_remote(shard.path)
     try:
         # bytes: Arrow encodes a str path as UTF-8, which fails for a file name that is not
         # UTF-8 (a str with lone surrogates); the file system's own bytes always work
-        raw = pa.OSFile(os.fsencode(shard.path), "r")
-    except (OSError, pa.ArrowException) as e:
+        raw = storage.open_input_file(shard.path) if remote else pa.OSFile(os.fsencode(shard.path), "r")
+    except (OSError, pa.ArrowException, ContamscanError) as e:
         raise _shard_error(shard, e) from e
     if comp is None:
         return raw, raw
     try:
-        return raw, pa.CompressedInputStream(raw, comp)
+        # remote: through a large buffer (the codec reads 64 KB at a time; each remote read is a request)
+        return raw, pa.CompressedInputStream(pa.BufferedInputStream(raw, storage.READ_BUFFER) if remote else raw, comp)
     except (OSError, pa.ArrowException) as e:
         raw.close()
         raise _shard_error(shard, e) from e

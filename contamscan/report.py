@@ -42,7 +42,7 @@ class ScanReport:
     """The result of a scan: ``data`` is exactly what report.json holds."""
 
     data: dict
-    out: Path | None
+    out: Path | str | None  # a local directory, or a remote output's URI
 
     @property
     def totals(self) -> dict:
@@ -65,11 +65,23 @@ class ScanReport:
         return [s["shard"] for s in self.shards if s["status"] == "ok" and s["contamination_rate"] > rate]
 
     def matches(self) -> pa.Table:
-        return pq.read_table(self.out / "matches.parquet")
+        return _read_output(self.out, "matches.parquet")
 
     def evidence(self) -> pa.Table:
         """The top matches of every shard with document and reference excerpts (evidence.parquet)."""
-        return pq.read_table(self.out / "evidence.parquet")
+        return _read_output(self.out, "evidence.parquet")
+
+
+def _read_output(out, name: str) -> pa.Table:
+    from . import storage
+
+    if storage.is_remote(out):
+        f = storage.open_input_file(storage.join(out, name))
+        try:
+            return pq.read_table(f)
+        finally:
+            f.close()
+    return pq.read_table(Path(out) / name)
 
 
 def _top_matches(matches: pa.Table, k: int) -> list[dict]:

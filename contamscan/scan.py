@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import storage
 from .config import ScanOptions
 from .errors import ContamscanError, ShardReadError
 from .evidence import EvidenceKeeper, evidence_table
@@ -275,14 +276,26 @@ def scan_shard(shard: Shard, index: ReferenceIndex, options: ScanOptions, hasher
                                       f"{counts.flagged} records, the scan read {result.documents + result.bad_records}")
     except ContamscanError as e:  # unreadable shard, or a bad record under --strict
         for root in (options.write_clean, options.write_flagged):  # no output of a failed shard, not even an old one
-            if root is not None:
+            if root is not None and storage.is_remote(root):
+                try:
+                    storage.delete(storage.join(root, shard.relpath))
+                except ContamscanError:
+                    pass  # the store cannot be reached: the shard has failed all the same
+            elif root is not None:
                 (Path(root) / shard.relpath).unlink(missing_ok=True)
         return ShardResult(shard=shard.relpath, status="failed", error=str(e), seconds=time.perf_counter() - t0)
     return result
 
 
-def _path(p) -> Path | None:
-    return Path(p) if p is not None else None
+def _path(p) -> Path | str | None:
+    """An output root: a local Path, or a remote URI as it is (contamscan.storage)."""
+    return Path(p) if p is not None and not storage.is_remote(p) else p
+
+
+def _same_place(a, b) -> bool:
+    if storage.is_remote(a) or storage.is_remote(b):
+        return storage.is_remote(a) and storage.is_remote(b) and storage.key(a) == storage.key(b)
+    return Path(a).resolve() == Path(b).resolve()
 
 
 def _present(shard: Shard, id_field: str | None) -> str | None:
@@ -320,15 +333,37 @@ def _now() -> str:
 
 def _check_output_paths(shards, options: ScanOptions) -> None:
     """Clean/flagged outputs mirror the inputs' relative paths: they must not collide."""
-    if options.write_clean and options.write_flagged and \
-            Path(options.write_clean).resolve() == Path(options.write_flagged).resolve():
+    if options.write_clean and options.write_flagged and _same_place(options.write_clean, options.write_flagged):
         raise ContamscanError("--write-clean and --write-flagged must be different directories")
     seen = {}
     for s in shards:
         if s.relpath in seen:
-            raise ContamscanError(f"{seen[s.relpath]} and {s.path} would both be written as {s.relpath}; give their "
+            raise ContamscanError(f"{storage.display(seen[s.relpath])} and {storage.display(s.path)} would both be "
+                                  f"written as {s.relpath}; give their "
                                   "common parent directory instead of the files")
         seen[s.relpath] = s.path
+
+
+def _check_remote_fields(shards, options: ScanOptions) -> None:
+    """The text field check of every shard, as for local shards, on 16 threads: a remote check
+    costs round trips (a Parquet footer, the first lines of a JSON Lines file), and a dataset
+    can have thousands of shards. The first missing field in shard order is raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def check(s: Shard):
+        try:
+            check_fields(s, Fields(text=options.text_field))
+        except ShardReadError:
+            return None  # unreadable: the scan marks it failed and goes on
+        except ContamscanError as e:
+            return e
+        return None
+
+    with ThreadPoolExecutor(16) as pool:
+        errors = list(pool.map(check, shards))
+    for e in errors:
+        if e is not None:
+            raise e
 
 
 def plan_units(shards, options: ScanOptions) -> list[Shard]:
@@ -358,8 +393,9 @@ def _row_group_sizes(shard: Shard) -> list[int]:
     import pyarrow.parquet as pq
 
     try:
-        md = pq.read_metadata(shard.path)
-    except (OSError, pa.ArrowException, ValueError):
+        fs, path = storage.resolve(shard.path) if storage.is_remote(shard.path) else (None, shard.path)
+        md = pq.read_metadata(path, filesystem=fs)
+    except (OSError, pa.ArrowException, ValueError, ContamscanError):
         return []  # unreadable: scanned whole, and fails there with its reason
     return [md.row_group(g).total_byte_size for g in range(md.num_row_groups)]
 
@@ -402,7 +438,7 @@ def check_expectations(index: ReferenceIndex, options: ScanOptions) -> None:
                              ("num_perm", options.expect_num_perm, p.num_perm)):
         if want is not None and want != have:
             flag = name.replace("_", "-")
-            raise ContamscanError(f"the index {index.path} was built with {name} {have}, and this scan asks for "
+            raise ContamscanError(f"the index {index.shown} was built with {name} {have}, and this scan asks for "
                                   f"{want}; rebuild the index with `index build --{flag} {want}` or drop the option")
 
 
@@ -422,7 +458,8 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
     listed in it rather than raised.
     """
     from . import __version__
-    from .checkpoint import Checkpoints, OutputLock, remove_final_outputs, run_fingerprint
+    from .checkpoint import (Checkpoints, OutputLock, remove_final_outputs, remove_remote_final_outputs,
+                             run_fingerprint, upload_final_outputs)
     from .executors import run_local, run_ray
     from .report import ScanReport, build_report, write_outputs
 
@@ -431,41 +468,56 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
     if not isinstance(index, ReferenceIndex):
         index = open_index(index)
     if options.verify == "exact" and index.texts is None:
-        raise ContamscanError(f"--verify exact compares texts, and the index {index.path} does not store them; "
+        raise ContamscanError(f"--verify exact compares texts, and the index {index.shown} does not store them; "
                               "rebuild it with `contamscan index build --store-text`")
     check_expectations(index, options)
     _open_style(options)
     inputs = [dataset] if isinstance(dataset, (str, os.PathLike)) else list(dataset)
-    out = Path(out) if out is not None else None
-    outputs = [p for p in (out, options.write_clean, options.write_flagged) if p is not None]
+    # a remote output (a URI): its lock, checkpoints and final outputs are staged in a local
+    # directory keyed by the URI, and the final outputs uploaded at the end
+    if any(storage.localize(p) != p for p in (out, options.write_clean, options.write_flagged)):
+        out = storage.localize(out)
+        options = dataclasses.replace(options, write_clean=storage.localize(options.write_clean),
+                                      write_flagged=storage.localize(options.write_flagged))
+    remote_out = out if storage.is_remote(out) else None
+    for p in (remote_out, options.write_clean, options.write_flagged):
+        if storage.is_remote(p):
+            storage.check_writable(p)
+    out = (storage.staging_dir(remote_out) if remote_out else Path(out)) if out is not None else None
+    shown_out = storage.display(remote_out) if remote_out else (str(out) if out is not None else None)
+    outputs = [p for p in (remote_out, out, options.write_clean, options.write_flagged) if p is not None]
     shards, skipped = discover(inputs, exclude=outputs)  # outputs inside the dataset are never scanned
     if not shards:
         raise ContamscanError("no shards to scan (expected .parquet, .jsonl, .json, .jsonl.gz, .jsonl.zst, .arrow)")
     if options.write_clean or options.write_flagged:
         _check_output_paths(shards, options)
-    for s in shards:  # a missing text field fails before any work
-        try:
-            check_fields(s, Fields(text=options.text_field))
-        except ShardReadError:
-            pass  # unreadable: the scan marks it failed and goes on
-    lock = OutputLock(out) if out is not None else None
+    if any(storage.is_remote(s.path) for s in shards):
+        _check_remote_fields(shards, options)
+    else:
+        for s in shards:  # a missing text field fails before any work
+            try:
+                check_fields(s, Fields(text=options.text_field))
+            except ShardReadError:
+                pass  # unreadable: the scan marks it failed and goes on
+    lock = OutputLock(out, shown_out) if out is not None else None
     try:
         done, save = {}, None
         units = plan_units(shards, options)
         if out is not None:
             remove_final_outputs(out)
-            checkpoints = Checkpoints(out, run_fingerprint(units, index, options, __version__), resume)
+            if remote_out:
+                remove_remote_final_outputs(remote_out)
+            checkpoints = Checkpoints(out, run_fingerprint(units, index, options, __version__), resume, shown_out)
             done, save = checkpoints.done, checkpoints.save
         if options.write_clean or options.write_flagged:
             from .writers import remove_temporaries
 
             for root in (options.write_clean, options.write_flagged):
                 if root is not None:
-                    remove_temporaries(Path(root))
+                    remove_temporaries(_path(root))
         todo = [n for n in range(len(units)) if n not in done]
         emit("scan_started", {"shards": len(shards), "pieces": len(units), "resumed_shards": len(done),
-                              "bytes": sum(s.size for s in shards), "index": str(index.path),
-                              "out": str(out) if out is not None else None})
+                              "bytes": sum(s.size for s in shards), "index": index.shown, "out": shown_out})
         if progress is not None and hasattr(progress, "total_bytes"):
             progress.total_bytes = sum(units[n].size for n in todo)
 
@@ -501,6 +553,8 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
             add_ai_share(report, results, open_cached(options.profile))
         if out is not None:
             write_outputs(out, report, matches, evidence_table(results))
+            if remote_out:
+                upload_final_outputs(out, remote_out)
             checkpoints.clear()
     finally:
         if lock is not None:
@@ -509,4 +563,4 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
     emit("scan_finished", {"documents": t["documents"], "flagged_documents": t["flagged_documents"],
                            "contamination_rate": t["contamination_rate"], "ci95": t["ci95"],
                            "failed_shards": t["errors"]["failed_shards"]})
-    return ScanReport(report, out)
+    return ScanReport(report, remote_out or out)

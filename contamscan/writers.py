@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import storage
 from .errors import ContamscanError
 from .readers import (
     _BOM,
@@ -57,8 +58,9 @@ _DEFAULT_PARQUET_CODEC = "snappy"
 
 
 def remove_temporaries(root: Path) -> None:
-    """Temporary outputs a killed scan left under ``root`` (hidden ``.NAME.HEX.tmp`` files)."""
-    if Path(root).is_dir():
+    """Temporary outputs a killed scan left under ``root`` (hidden ``.NAME.HEX.tmp`` files).
+    A remote root has none: its outputs are staged in local temporary files."""
+    if not storage.is_remote(root) and Path(root).is_dir():
         for p in Path(root).rglob(".*.tmp"):
             p.unlink(missing_ok=True)
 
@@ -153,16 +155,30 @@ class _PendingOutput:
 
     The temporary name starts with "." so that discovery never takes a leftover (after a
     kill) for a shard; it is created with O_EXCL and mode 0666 so the umask applies as for
-    any other file."""
+    any other file.
 
-    def __init__(self, shard: Shard, root: Path):
+    Under a remote root (a URI, :mod:`contamscan.storage`), the file is written to a local
+    temporary file (in $TMPDIR) and uploaded on commit: an object store shows an upload only
+    once complete, under its final name."""
+
+    def __init__(self, shard: Shard, root: Path | str):
         rel = Path(shard.relpath)
         if rel.is_absolute() or ".." in rel.parts:
-            raise ContamscanError(f"{shard.relpath}: cannot be written under {root}")
+            raise ContamscanError(f"{shard.relpath}: cannot be written under {storage.display(root)}")
+        self.remote = storage.is_remote(root)
+        if self.remote:
+            self.final = storage.join(root, shard.relpath)
+            if storage.is_remote(shard.path) and storage.key(self.final) == storage.key(shard.path):
+                raise ContamscanError(f"{shard.relpath}: output {storage.display(self.final)} is the input itself")
+            try:
+                self.temp = Path(storage.tmp_file(".tmp"))
+            except OSError as e:
+                raise OutputWriteError(f"cannot create a temporary file for {shard.relpath}: {e.strerror or e}") from e
+            return
         self.final = Path(root) / rel
         self.temp: Path | None = None
         try:
-            if self.final.exists() and os.path.samefile(self.final, shard.path):
+            if self.final.exists() and not storage.is_remote(shard.path) and os.path.samefile(self.final, shard.path):
                 raise ContamscanError(f"{shard.relpath}: output {self.final} is the input itself")
             self.final.parent.mkdir(parents=True, exist_ok=True)
             self.temp = self._reserve_temp()
@@ -183,6 +199,13 @@ class _PendingOutput:
         return str(self.temp)
 
     def commit(self) -> None:
+        if self.remote:
+            try:
+                storage.upload(self.temp, self.final)
+            except ContamscanError as e:
+                raise OutputWriteError(str(e)) from e
+            self.discard()
+            return
         # on disk before the rename, so a crash cannot leave a complete-looking empty file
         fd = os.open(self.temp, os.O_RDONLY)
         try:
@@ -335,7 +358,7 @@ def _ipc_compression(path: str, kind: str) -> str | None:
     (Message.header -> RecordBatch.compression -> BodyCompression.codec in Arrow's
     Message.fbs).  Best effort: anything unexpected means "uncompressed"."""
     try:
-        with pa.memory_map(path, "r") as src:
+        with storage.open_input_file(path) if storage.is_remote(path) else pa.memory_map(path, "r") as src:
             if kind == "file":
                 src.seek(8)  # "ARROW1" magic and padding
             while True:
@@ -467,7 +490,7 @@ def _split_jsonl(shard: Shard, flagged_rows: np.ndarray, clean: _PendingOutput |
     """Lines go to the clean or flagged output unchanged and in input order.  Blank
     (whitespace-only) lines are not records: they go to the clean output, so no byte of the
     input is lost.  A final line without a newline stays without one."""
-    compression = _classify(os.path.basename(shard.path))[1]
+    compression = _classify(storage.basename(shard.path))[1]
     raw, stream = _open_json_stream(shard)
     sides: list = [None, None]
     try:
