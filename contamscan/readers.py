@@ -606,10 +606,20 @@ def _open_parquet(shard: Shard) -> pq.ParquetFile:
             fs, path = storage.resolve(shard.path)
             return pq.ParquetFile(path, filesystem=fs, pre_buffer=False, buffer_size=storage.READ_BUFFER)
         # no pre-buffering (it keeps the compressed file in memory) and a bounded read
-        # buffer: a column chunk is streamed page by page rather than read whole
-        return pq.ParquetFile(shard.path, pre_buffer=False, buffer_size=_PARQUET_BUFFER)
+        # buffer: a column chunk is streamed page by page rather than read whole; opened by
+        # its bytes name, which Arrow cannot take as a str when it is not valid UTF-8
+        source = pa.OSFile(os.fsencode(shard.path)) if not _is_utf8(shard.path) else shard.path
+        return pq.ParquetFile(source, pre_buffer=False, buffer_size=_PARQUET_BUFFER)
     except (OSError, pa.ArrowException, ValueError, ContamscanError) as e:
         raise _shard_error(shard, e) from e
+
+
+def _is_utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # a name of undecodable bytes (surrogate escapes)
+        return False
 
 
 def _release_memory() -> None:

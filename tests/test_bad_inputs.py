@@ -545,9 +545,6 @@ def test_file_names_that_are_not_utf8(tmp_path, index, refs, human):
     assert "caf\\xe9.jsonl" in (tmp_path / "out" / "report.md").read_text()
 
 
-@pytest.mark.xfail(strict=True, reason="readers._open_parquet passes the path as str to pq.ParquetFile, which "
-                   "encodes it as UTF-8: a file name that is not UTF-8 fails the shard ('utf-8' codec can't "
-                   "encode character '\\udce9'); opening it by os.fsencode(path) or a Python file object works")
 def test_parquet_file_name_that_is_not_utf8(tmp_path, index, refs, human):
     data = os.path.join(os.fsencode(tmp_path), b"data")
     os.makedirs(data)
