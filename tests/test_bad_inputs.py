@@ -637,3 +637,28 @@ def test_index_with_a_missing_file(tmp_path, index, human, name):
                 else f"{bad}: missing file {name}")
     assert s.stderr.startswith(f"error: {expected}")
     assert s.report is None
+
+
+@pytest.mark.parametrize("flag,value,built", [("--ngram", "3", "ngram 5"), ("--threshold", "0.8", "threshold 0.5"),
+                                              ("--num-perm", "256", "num_perm 128")])
+def test_index_with_other_parameters_than_the_scan_asks_for(tmp_path, index, human, flag, value, built):
+    write_jsonl(tmp_path / "data" / "a.jsonl", human_records(human, 2))
+    s = scan(tmp_path / "data", index, tmp_path / "out", flag, value)
+    assert s.status == EXIT_ERROR
+    assert s.stderr.startswith(f"error: the index {index} was built with {built}, and this scan asks for {value}")
+    assert f"{flag} {value}" in s.stderr  # how to rebuild it
+    assert s.report is None
+
+
+def test_index_built_with_another_normalisation(tmp_path, index, human):
+    """An index from a contamscan whose text handling differs would give other hashes."""
+    old = tmp_path / "index"
+    shutil.copytree(index, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["params"]["normalization"] = "nfkc-lower-v0"
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    write_jsonl(tmp_path / "data" / "a.jsonl", human_records(human, 2))
+    s = scan(tmp_path / "data", old, tmp_path / "out")
+    assert s.status == EXIT_ERROR
+    assert "built with normalization 'nfkc-lower-v0'" in s.stderr and "rebuild the index" in s.stderr
+    assert s.report is None

@@ -170,11 +170,3 @@ def test_gates_config_and_json_log(workspace, tmp_path):
     config.write_text("[scan]\nfail-abov = 0.1\n")
     r = CliRunner().invoke(cli, ["scan", str(root / "data"), "--config", str(config)])
     assert r.exit_code == 2 and "fail-abov" in r.output
-
-
-def test_index_built_with_other_parameters_is_refused(workspace, tmp_path):
-    root = workspace
-    r = CliRunner().invoke(cli, ["scan", str(root / "data"), "--index", str(root / "index"), "-o",
-                                 str(tmp_path / "out"), "--ngram", "3"])
-    assert r.exit_code == EXIT_ERROR and "built with ngram 5" in r.output and "--ngram 3" in r.output
-    assert not (tmp_path / "out").exists()
