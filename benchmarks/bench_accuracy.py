@@ -618,6 +618,8 @@ def run_datasketch(paths: list[Path], refs: list[Output], nbytes: int) -> System
     MinHash + MinHashLSH(threshold=0.5), flagged if a candidate's Jaccard is >= 0.5."""
     import pyarrow.parquet as pq
 
+    from contamscan.report import wilson  # the same interval as contamscan's reports
+
     lsh, sigs, labels, build_s = build_datasketch(refs)
     flags, rates = {}, {}
     log(f"datasketch: scanning {len(paths)} shards")
@@ -637,16 +639,6 @@ def run_datasketch(paths: list[Path], refs: list[Output], nbytes: int) -> System
             rates[path.name] = (flagged / n if n else 0.0, *wilson(flagged, n))
     log(f"datasketch: {len(flags)} documents flagged in {t.wall:.1f} s ({rate(nbytes, t.wall)} MB/s)")
     return SystemResult(flags, rates, t.wall, nbytes, {"index_seconds": round(build_s, 2)})
-
-
-def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    if n <= 0:
-        return (0.0, 1.0)
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (0.0 if k == 0 else max(0.0, centre - half), 1.0 if k == n else min(1.0, centre + half))
 
 
 # --------------------------------------------------------------------------- metrics

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from .errors import ContamscanError
+from .report import atomic_write_bytes, atomic_write_table
 
 STATE_DIR = ".contamscan"
 FINAL_OUTPUTS = ("report.json", "report.md", "matches.parquet", "evidence.parquet", "report.html")
@@ -87,15 +88,6 @@ def _mtime_ns(path: str) -> int:
         return -1
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def remove_stale_temporaries(directory: Path) -> None:
     """Temporary files a killed process left behind (``.NAME.tmp-PID``)."""
     if directory.is_dir():
@@ -121,19 +113,16 @@ class Checkpoints:
             self.done = self._load()
         else:
             self.clear()
-            _write_atomic(run, (json.dumps(fingerprint, indent=1) + "\n").encode())
+            atomic_write_bytes(run, (json.dumps(fingerprint, indent=1) + "\n").encode())
 
     def save(self, number: int, result) -> None:
         """Record a finished shard (its outputs are already on disk). Failed shards are not
         recorded: a resumed scan tries them again."""
         if result.status != "ok":
             return
-        matches = self.dir / f"{number:06d}.parquet"
-        tmp = matches.with_name(f".{matches.name}.tmp-{os.getpid()}")
-        pq.write_table(result.matches, tmp)
-        os.replace(tmp, matches)
+        atomic_write_table(self.dir / f"{number:06d}.parquet", result.matches)
         fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "matches"}
-        _write_atomic(self.dir / f"{number:06d}.json", json.dumps(fields).encode())
+        atomic_write_bytes(self.dir / f"{number:06d}.json", json.dumps(fields).encode())
 
     def _load(self) -> dict:
         from .scan import MATCH_SCHEMA, ShardResult

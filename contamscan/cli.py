@@ -47,6 +47,10 @@ class _Progress:
             self._bar.update(self._task, completed=self.bytes, total=self.total_bytes,
                              info=f"{self.docs:,} docs  {rate:,.1f} MB/s")
 
+    def batch(self, b) -> None:
+        """Count a Batch that was read (its records, good and bad, and its bytes on disk)."""
+        self(b.n_records, b.raw_bytes)
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
@@ -170,7 +174,7 @@ def index_build(ctx, refs, out, text_field, label_field, id_field, threshold, nu
         params = IndexParams(threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed, anchor_bits=anchor_bits)
         index = build_index(refs, out, text_field=text_field, label_field=label_field, id_field=id_field or None,
                             params=params, store_text=store_text, strict=strict,
-                            progress=lambda b: progress(len(b.texts) + len(b.bad), b.raw_bytes))
+                            progress=progress.batch)
     except ContamscanError as e:
         _fail(ctx, e)
     finally:
@@ -509,7 +513,7 @@ def profile_build(ctx, human, ai, out, text_field, label_field, family_by, famil
         profile = build_profile(list(human), list(ai), out, text_field=text_field, label_field=label_field,
                                 group_field=group_field or None, family_rules=parse_family_rules(families),
                                 family_by=family_by, params=params, strict=strict,
-                                progress=lambda b: progress(len(b.texts) + len(b.bad), b.raw_bytes))
+                                progress=progress.batch)
     except ContamscanError as e:
         _fail(ctx, e)
     finally:

@@ -25,7 +25,7 @@ def _init_worker(index, progress_queue) -> None:
 def _report_batch(batch) -> None:
     q = _worker.get("queue")
     if q is not None:
-        q.put((len(batch.texts) + len(batch.bad), batch.raw_bytes))
+        q.put((batch.n_records, batch.raw_bytes))
 
 
 def _scan_in_worker(shard, options):
@@ -42,7 +42,7 @@ def run_local(shards, index, options: ScanOptions, progress=None, on_result=None
     workers = min(options.n_workers, max(len(shards), 1))
     if workers <= 1:
         hasher = index.hasher()
-        cb = (lambda b: progress(len(b.texts) + len(b.bad), b.raw_bytes)) if progress else None
+        cb = (lambda b: progress(b.n_records, b.raw_bytes)) if progress else None
         results = []
         for i, s in enumerate(shards):
             results.append(scan_shard(s, index, options, hasher, progress=cb))

@@ -114,9 +114,10 @@ def anchor_keys32(keys: np.ndarray) -> np.ndarray:
 
 
 def build_anchor_table(keys: np.ndarray, refs: np.ndarray, max_refs: int, stop: np.ndarray | None = None):
-    """The anchor table from anchors (``keys`` uint32 from :func:`anchor_keys32`): the distinct (key, reference) pairs sorted by key, without the keys
-    shared by more than ``max_refs`` references or listed in ``stop`` (stock phrases: they
-    say little about the source and cost lookups), and its top-bits directory.
+    """The anchor table from anchors (``keys`` uint32 from :func:`anchor_keys32`): the
+    distinct (key, reference) pairs sorted by key, without the keys shared by more than
+    ``max_refs`` references or listed in ``stop`` (stock phrases: they say little about the
+    source and cost lookups), and its top-bits directory.
     Returns (keys, refs, directory, stop keys) where the stop keys are all those dropped."""
     # one 64-bit word per pair, key above reference: a plain sort orders by key then
     # reference, and equal pairs become neighbours (no index array: half the memory of argsort)
@@ -486,9 +487,9 @@ def params_dict(params: IndexParams) -> dict:
 def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.ndarray,
                anchor_keys: np.ndarray | None = None, anchor_refs: np.ndarray | None = None,
                skipped: dict[str, int] | None = None, anchor_stop: np.ndarray | None = None) -> None:
-    """Write an index directory from the references' table, signatures and anchors (64-bit
-    keys as hashed, or their stored 32-bit form; the anchors' references non-decreasing;
-    none: whole-document matches only; keys in ``anchor_stop`` are dropped). The manifest is
+    """Write an index directory from the references' table, signatures and anchors (keys in
+    their stored form, :func:`anchor_keys32`, with their references; none: whole-document
+    matches only; keys in ``anchor_stop`` are dropped). The manifest is
     written last: a directory without one (an interrupted build) is never mistaken for an index."""
     path = Path(path)
     dup = refs["ref_id"].is_duplicated()
@@ -496,16 +497,14 @@ def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.nda
         ex = refs.filter(dup)["ref_id"].unique().sort().head(3).to_list()
         raise ContamscanError(f"reference ids are not unique (e.g. {ex}); pass --id-field with a unique field")
     if anchor_keys is None:
-        anchor_keys, anchor_refs = np.zeros(0, np.uint64), np.zeros(0, np.int64)
+        anchor_keys, anchor_refs = np.zeros(0, np.uint32), np.zeros(0, np.int64)
     path.mkdir(parents=True, exist_ok=True)
     manifest_path = path / "manifest.json"
     if manifest_path.exists():
         manifest_path.unlink()
     p = params_dict(params)
     keys, order, directory = build_band_tables(sigs, p["bands"], p["rows"])
-    a_keys, a_refs, a_dir, a_stop = build_anchor_table(anchor_keys32(anchor_keys) if anchor_keys.dtype == np.uint64
-                                                       else anchor_keys, anchor_refs, params.max_anchor_refs,
-                                                       anchor_stop)
+    a_keys, a_refs, a_dir, a_stop = build_anchor_table(anchor_keys, anchor_refs, params.max_anchor_refs, anchor_stop)
     refs = refs.with_columns(pl.Series("n_anchors", np.bincount(a_refs, minlength=len(refs)), pl.Int64))
     names = ["refs.parquet", *(f"{a}.npy" for a in ARRAYS)]
     stored_text = "text" in refs.columns

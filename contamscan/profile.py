@@ -60,6 +60,7 @@ import xxhash
 from . import storage
 from .errors import ContamscanError
 from .minhash import INVALID_UTF8, word_hashes
+from .report import atomic_write_bytes, atomic_write_table
 
 FORMAT = "contamscan-style-profile"
 FORMAT_VERSION = 1
@@ -222,6 +223,15 @@ def _loglik_kernel(ids, offsets, lengths, max_windows, max_words, logit, const, 
     return tick
 
 
+@numba.njit(inline="always")
+def _density(f, i, pi):
+    """Document ``i``'s likelihood under the mixture: sum_k pi_k f_ik."""
+    den = 0.0
+    for k in range(f.shape[1]):
+        den += pi[k] * f[i, k]
+    return den
+
+
 @numba.njit(cache=True, nogil=True)
 def _em_step(f, w, pi, out, total):
     """One EM update of the mixture weights: out_k = pi_k * mean_i(w_i f_ik / sum_j pi_j f_ij)."""
@@ -231,9 +241,7 @@ def _em_step(f, w, pi, out, total):
     for i in range(n):
         if w[i] == 0:
             continue
-        den = 0.0
-        for k in range(G):
-            den += pi[k] * f[i, k]
+        den = _density(f, i, pi)
         if den <= 0.0:
             continue
         s = w[i] / den
@@ -323,9 +331,7 @@ def _em_boundary(f, w, pi, tol, max_iter, floor, rounds):
         for i in range(n):
             if w[i] == 0:
                 continue
-            den = 0.0
-            for k in range(G):
-                den += pi[k] * f[i, k]
+            den = _density(f, i, pi)
             if den <= 0.0:
                 continue
             for k in range(G):
@@ -880,41 +886,26 @@ def _resolve_words(inputs, vocab: np.ndarray, text_field: str, strict: bool) -> 
 # --------------------------------------------------------------------------- files
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _write_table(path: Path, table: pa.Table) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
-
-
 def save_profile(out: Path, manifest: dict, words, vocab, divergence, components, kinds, counts, documents,
                  params: ProfileParams) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)  # the manifest is written last: no manifest, no profile
     B, G, V = counts.shape
-    _write_table(out / "words.parquet", pa.table({
+    atomic_write_table(out / "words.parquet", pa.table({
         "word_id": pa.array(np.arange(V), pa.int32()),
         "word": pa.array(words, pa.string()),
         "hash": pa.array(vocab, pa.uint32()),
         "divergence": pa.array(divergence, pa.float64()),
     }))
     b, g, v = np.nonzero(counts)
-    _write_table(out / "counts.parquet", pa.table({
+    atomic_write_table(out / "counts.parquet", pa.table({
         "component": pa.array([components[i] for i in g], pa.string()),
         "window": pa.array(np.asarray(params.windows)[b], pa.int32()),
         "word_id": pa.array(v, pa.int32()),
         "windows_with_word": pa.array(counts[b, g, v], pa.float64()),
     }))
     bb, gg = np.meshgrid(np.arange(B), np.arange(G), indexing="ij")
-    _write_table(out / "components.parquet", pa.table({
+    atomic_write_table(out / "components.parquet", pa.table({
         "component": pa.array([components[i] for i in gg.ravel()], pa.string()),
         "kind": pa.array([kinds[i] for i in gg.ravel()], pa.string()),
         "window": pa.array(np.asarray(params.windows)[bb.ravel()], pa.int32()),
@@ -923,7 +914,7 @@ def save_profile(out: Path, manifest: dict, words, vocab, divergence, components
     manifest = {**manifest, "files": {name: {"bytes": (out / name).stat().st_size,
                                              "xxh3_128": xxhash.xxh3_128_hexdigest((out / name).read_bytes())}
                                       for name in FILES}}
-    _write_atomic(out / "manifest.json", (json.dumps(manifest, indent=1, ensure_ascii=False) + "\n").encode())
+    atomic_write_bytes(out / "manifest.json", (json.dumps(manifest, indent=1, ensure_ascii=False) + "\n").encode())
 
 
 def open_profile(path, verify: bool = True) -> Profile:

@@ -170,9 +170,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_matches(path: Path, matches: pa.Table) -> None:
+def atomic_write_table(path: Path, table: pa.Table) -> None:
+    """A Parquet file written under a temporary name and renamed when complete."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(matches, tmp, compression="zstd")
+    pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, path)
 
 
@@ -183,8 +184,8 @@ def write_outputs(out: Path, report: dict, matches: pa.Table, evidence: pa.Table
 
     out.mkdir(parents=True, exist_ok=True)
     evidence = evidence if evidence is not None else EVIDENCE_SCHEMA.empty_table()
-    write_matches(out / "matches.parquet", matches)
-    write_matches(out / "evidence.parquet", evidence)
+    atomic_write_table(out / "matches.parquet", matches)
+    atomic_write_table(out / "evidence.parquet", evidence)
     atomic_write_bytes(out / "report.md", render_markdown(report).encode())
     atomic_write_bytes(out / "report.html", render_html(report, matches, evidence).encode())
     atomic_write_bytes(out / "report.json", (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode())
