@@ -330,10 +330,10 @@ def main(argv=None):
         refs_big = pl.concat([real_refs, fake_refs])
         # anchors: the real references' own, and as many random ones per synthetic reference
         # as the real ones have on average (their lookups then cost what a real index's would)
-        per_ref = max(1, round(len(idx_small.anchor_keys) / n_real))
-        keys = np.concatenate([np.asarray(idx_small.anchor_keys),
-                               rng.integers(0, 1 << 32, size=n_fake * per_ref, dtype=np.uint32)])
-        arefs = np.concatenate([np.asarray(idx_small.anchor_refs, np.int64),
+        real_keys, real_arefs = idx_small.anchors()
+        per_ref = max(1, round(len(real_keys) / n_real))
+        keys = np.concatenate([real_keys, rng.integers(0, 1 << 32, size=n_fake * per_ref, dtype=np.uint32)])
+        arefs = np.concatenate([real_arefs,
                                 np.repeat(np.arange(n_real, n_big, dtype=np.int64), per_ref)])
         with Timer() as t:
             save_index(wd / "index-big", IndexParams(), refs_big, sigs, keys, arefs)

@@ -7,17 +7,24 @@ worker processes share one copy through the page cache):
 ``refs.parquet``      ref_id, label, source, n_shingles, n_chars, n_anchors
 ``texts.arrow``       the reference texts (with ``--store-text``): Arrow IPC, memory-mapped
 ``signatures.npy``    uint32 [refs, num_perm]
-``band_keys.npy``     uint64 [bands, refs], each band sorted
-``band_refs.npy``     int32  [bands, refs], the reference of each key
+``band_tags.npy``     uint16 [bands, refs], per band the references' band keys sorted, each kept
+                      as its tag: the 16 bits after the ``dir_bits`` top bits
+``band_refs.npy``     int32  [bands, refs], the reference of each tag
 ``band_dir.npy``      int32  [bands, 2**dir_bits + 1], where each run of top bits starts
-``anchor_keys.npy``   uint32 [pairs], the anchors (sampled shingles) of every reference: the top
-                      32 bits of their 64-bit key, sorted
+``anchor_tags.npy``   uint16 [pairs], the anchors (sampled shingles) of every reference, sorted by
+                      their stored key (the top 32 bits of the 64-bit key), each kept as its low 16 bits
 ``anchor_refs.npy``   int32  [pairs], the reference of each anchor
-``anchor_dir.npy``    int32  [2**dir_bits + 1], the top-bits directory of the anchors
+``anchor_dir.npy``    int32  [2**dir_bits + 1], where each run of the stored keys' top bits
+                      starts (dir_bits >= 16: directory and tag hold the whole key)
 ``anchor_stop.npy``   uint32 [keys], anchor keys dropped as stock phrases (kept for merges)
 
-A lookup reads the directory entry for the key's top bits and scans the few keys there, so
-its cost does not grow with the number of references.
+A lookup reads the directory entry for the key's top bits and compares the tag with the few
+tags there, so its cost does not grow with the number of references; a reference is read
+only when its tag matches. The tags are what every lookup reads, so they are small (2 bytes)
+to keep that part of a large index in the CPU caches; a false tag match is an extra
+candidate that verification drops (bands) or one stray shared anchor (anchors). The kernels
+issue a batch's reads in passes (all directory reads, then all first tags, ...): the reads
+of a pass are independent, so the CPU overlaps their cache misses.
 """
 
 from __future__ import annotations
@@ -47,9 +54,11 @@ from .readers import Fields, check_fields, discover, has_field, read_batches
 from .text import NORMALIZATION, UNICODE_VERSION
 
 FORMAT = "contamscan-index"
-FORMAT_VERSION = 2
-ARRAYS = ("signatures", "band_keys", "band_refs", "band_dir", "anchor_keys", "anchor_refs", "anchor_dir",
+FORMAT_VERSION = 3
+ARRAYS = ("signatures", "band_tags", "band_refs", "band_dir", "anchor_tags", "anchor_refs", "anchor_dir",
           "anchor_stop")
+LOW32 = np.uint64(0xFFFFFFFF)
+CHUNK = 64  # documents whose lookups are issued together: their cache lines fit in L2
 TEXTS_SCHEMA = pa.schema([("text", pa.large_string())])
 
 
@@ -81,8 +90,9 @@ def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def _dir_bits(n: int) -> int:
-    return max(0, math.ceil(math.log2(max(n, 1) / 2))) if n > 2 else 0
+def _dir_bits(n: int, per_bucket: int) -> int:
+    """Directory bits for ``n`` keys, ~``per_bucket`` keys per bucket."""
+    return max(0, math.ceil(math.log2(n / per_bucket))) if n > per_bucket else 0
 
 
 def key_directory(sorted_keys: np.ndarray, bits: int, key_bits: int = 64) -> np.ndarray:
@@ -95,14 +105,20 @@ def key_directory(sorted_keys: np.ndarray, bits: int, key_bits: int = 64) -> np.
 
 
 def build_band_tables(sigs: np.ndarray, bands: int, rows: int):
-    """Sorted band keys, their references, and the top-bits directory of every band."""
+    """The band tables of signatures (module doc): tags, references and directory."""
     n = sigs.shape[0]
     keys = band_keys(sigs, bands, rows).T.copy() if n else np.zeros((bands, 0), np.uint64)
     order = np.argsort(keys, axis=1, kind="stable")
-    sorted_keys = np.take_along_axis(keys, order, axis=1)
-    bits = _dir_bits(n)
-    directory = np.stack([key_directory(sorted_keys[b], bits) for b in range(bands)]).astype(np.int32)
-    return sorted_keys, order.astype(np.int32), directory
+    keys = np.take_along_axis(keys, order, axis=1)
+    bits = _dir_bits(n, 8)  # 8 tags (16 bytes) per bucket
+    directory = np.stack([key_directory(keys[b], bits) for b in range(bands)]).astype(np.int32)
+    return band_tag(keys, bits).astype(np.uint16), order.astype(np.int32), directory
+
+
+@numba.njit(inline="always")
+def band_tag(key, bits):
+    """A band key's tag: the 16 bits after its ``bits`` top bits, which the directory tells."""
+    return (key << np.uint64(bits)) >> np.uint64(48)
 
 
 def anchor_keys32(keys: np.ndarray) -> np.ndarray:
@@ -117,16 +133,15 @@ def build_anchor_table(keys: np.ndarray, refs: np.ndarray, max_refs: int, stop: 
     """The anchor table from anchors (``keys`` uint32 from :func:`anchor_keys32`): the
     distinct (key, reference) pairs sorted by key, without the keys shared by more than
     ``max_refs`` references or listed in ``stop`` (stock phrases: they say little about the
-    source and cost lookups), and its top-bits directory.
-    Returns (keys, refs, directory, stop keys) where the stop keys are all those dropped."""
-    # one 64-bit word per pair, key above reference: a plain sort orders by key then
-    # reference, and equal pairs become neighbours (no index array: half the memory of argsort)
+    source and cost lookups), as tags, references and directory (module doc).
+    Returns (tags, refs, directory, stop keys) where the stop keys are all those dropped."""
+    # key above reference: a plain sort orders by key then reference, equal pairs become neighbours
     pairs = (np.asarray(keys, np.uint64) << np.uint64(32)) | np.asarray(refs, np.uint64)
     pairs.sort()
     if len(pairs):
         pairs = pairs[np.append(True, pairs[1:] != pairs[:-1])]
     k = (pairs >> np.uint64(32)).astype(np.uint32)
-    r = (pairs & np.uint64(0xFFFFFFFF)).astype(np.int32)
+    r = (pairs & LOW32).astype(np.int32)
     del pairs
     new_key = np.ones(len(k), np.bool_)
     new_key[1:] = k[1:] != k[:-1]
@@ -134,12 +149,17 @@ def build_anchor_table(keys: np.ndarray, refs: np.ndarray, max_refs: int, stop: 
     count = np.diff(np.append(starts, len(k)))
     common = count > max_refs
     stop = np.union1d(k[starts[common]], stop if stop is not None else np.zeros(0, np.uint32)).astype(np.uint32)
-    drop = np.isin(k, stop)
-    k, r = k[~drop], r[~drop]
-    # ~4 keys per directory bucket
-    directory = key_directory(k, _dir_bits(len(k) // 4), key_bits=32)
+    keep = ~np.isin(k, stop)
+    k, r = k[keep], r[keep]
+    directory = key_directory(k, anchor_dir_bits(len(k)), key_bits=32)
     directory = directory.astype(np.int32) if len(k) < 2**31 else directory
-    return k, r, directory, stop
+    return (k & np.uint32(0xFFFF)).astype(np.uint16), r, directory, stop
+
+
+def anchor_dir_bits(n: int) -> int:
+    """~16 tags (32 bytes) per bucket, and at least 16 bits, so that the directory's top bits
+    and the tag's low 16 bits make the whole 32-bit key."""
+    return max(16, _dir_bits(n, 16))
 
 
 @numba.njit(inline="always")
@@ -154,61 +174,115 @@ def _append(arr, n, value):
 
 
 @numba.njit(cache=True, nogil=True)
-def _query_kernel(sigs, skip, keys, refs, directory, bits, rows, ref_sigs, label_codes, min_equal,
+def _query_kernel(sigs, skip, tags, refs, directory, bits, rows, ref_sigs, label_codes, min_equal,
                   best_ref, best_equal, n_cand, alt_ref, alt_equal):
     """For each signature: the reference with most equal slots among the LSH candidates
     (best_ref = -1 if no candidate reaches ``min_equal`` slots), the candidate count, and
-    the best candidate with another label (alt_ref = -1 if none)."""
-    bands = keys.shape[0]
+    the best candidate with another label (alt_ref = -1 if none). Candidates are exactly
+    LSH's: a tag match whose band differs is dropped. Documents go in chunks, each chunk's
+    reads in passes (module doc)."""
+    bands = tags.shape[0]
     P = sigs.shape[1]
     shift = np.uint64(64 - bits)
-    cand = np.empty(bands * 8, np.int64)
+    m = CHUNK * bands
+    bucket, lo, hi, tag = np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m, np.uint16)
+    last = max(tags.shape[1] - 1, 0)
+    pos = np.empty(m, np.int64)  # the chunk's tag matches, document after document: band << 40 | position
+    cand = np.empty(m, np.int64)
+    cand_ptr = np.empty(CHUNK + 1, np.int64)
     eqs = np.empty(bands * 8, np.int64)
-    for i in range(sigs.shape[0]):
-        best_ref[i] = -1
-        best_equal[i] = 0
-        n_cand[i] = 0
-        alt_ref[i] = -1
-        alt_equal[i] = 0
-        if skip[i]:
-            continue
+    touched = np.uint64(0)
+    for c0 in range(0, sigs.shape[0], CHUNK):
+        c1 = min(c0 + CHUNK, sigs.shape[0])
+        for i in range(c0, c1):  # the band keys' buckets and tags
+            for b in range(bands):
+                k = band_key(sigs[i], b, rows)
+                j = (i - c0) * bands + b
+                bucket[j] = np.int64(k >> shift) if bits > 0 else np.int64(0)
+                tag[j] = band_tag(k, bits)
+        # the reads, in passes of few instructions each: many reads in flight at once
+        for i in range(c1 - c0):  # directory
+            for b in range(bands):
+                j = i * bands + b
+                lo[j] = directory[b, bucket[j]]
+                hi[j] = directory[b, bucket[j] + 1]
+        for i in range(c1 - c0):  # each bucket's first tag
+            for b in range(bands):
+                touched ^= np.uint64(tags[b, min(lo[i * bands + b], last)])
         nc = 0
-        for b in range(bands):
-            k = band_key(sigs[i], b, rows)
-            t = (k >> shift) if bits > 0 else np.uint64(0)
-            for p in range(directory[b, t], directory[b, t + 1]):
-                if keys[b, p] == k:
-                    cand = _append(cand, nc, refs[b, p])
-                    nc += 1
-        if nc == 0:
-            continue
-        c = np.sort(cand[:nc])
-        nd = 0  # distinct candidates, now in c[:nd] with their equal slots in eqs[:nd]
-        best = -1
-        for q in range(nc):
-            r = c[q]
-            if q > 0 and r == c[q - 1]:
+        for i in range(c0, c1):  # the comparisons
+            cand_ptr[i - c0] = nc
+            if skip[i]:
                 continue
-            eq = 0
-            for j in range(P):
-                if sigs[i, j] == ref_sigs[r, j]:
-                    eq += 1
-            c[nd] = r
-            eqs = _append(eqs, nd, eq)
-            if best < 0 or eq > eqs[best]:  # ties keep the lowest ref index: deterministic
-                best = nd
-            nd += 1
-        n_cand[i] = nd
-        best_equal[i] = eqs[best]
-        if eqs[best] >= min_equal:
-            best_ref[i] = c[best]
-        alt = -1
-        for q in range(nd):
-            if label_codes[c[q]] != label_codes[c[best]] and (alt < 0 or eqs[q] > eqs[alt]):
-                alt = q
-        if alt >= 0:
-            alt_ref[i] = c[alt]
-            alt_equal[i] = eqs[alt]
+            for b in range(bands):
+                j = (i - c0) * bands + b
+                for p in range(lo[j], hi[j]):
+                    if tags[b, p] == tag[j]:
+                        pos = _append(pos, nc, (np.int64(b) << 40) | p)
+                        nc += 1
+        cand_ptr[c1 - c0] = nc
+        if cand.shape[0] < nc:
+            cand = np.empty(pos.shape[0], np.int64)
+        for q in range(nc):  # the references of the matches
+            cand[q] = refs[pos[q] >> 40, pos[q] & 0xFFFFFFFFFF]
+        for q in range(nc):  # their signatures, every cache line of them
+            for j in range(0, P, 16):
+                touched ^= np.uint64(ref_sigs[cand[q], j])
+        for i in range(c0, c1):
+            best_ref[i] = -1
+            best_equal[i] = 0
+            n_cand[i] = 0
+            alt_ref[i] = -1
+            alt_equal[i] = 0
+            q0, q1 = cand_ptr[i - c0], cand_ptr[i - c0 + 1]
+            if q0 == q1:
+                continue
+            c = np.sort(cand[q0:q1])
+            nd = 0  # distinct candidates, now in c[:nd] with their equal slots in eqs[:nd]
+            best = -1
+            for q in range(q1 - q0):
+                r = c[q]
+                if q > 0 and r == c[q - 1]:
+                    continue
+                eq = 0
+                for j in range(P):
+                    if sigs[i, j] == ref_sigs[r, j]:
+                        eq += 1
+                if not _shares_band(sigs[i], ref_sigs[r], bands, rows):
+                    continue  # a tag collision, not an LSH candidate
+                c[nd] = r
+                eqs = _append(eqs, nd, eq)
+                if best < 0 or eq > eqs[best]:  # ties keep the lowest ref index: deterministic
+                    best = nd
+                nd += 1
+            n_cand[i] = nd
+            if nd == 0:
+                continue
+            best_equal[i] = eqs[best]
+            if eqs[best] >= min_equal:
+                best_ref[i] = c[best]
+            alt = -1
+            for q in range(nd):
+                if label_codes[c[q]] != label_codes[c[best]] and (alt < 0 or eqs[q] > eqs[alt]):
+                    alt = q
+            if alt >= 0:
+                alt_ref[i] = c[alt]
+                alt_equal[i] = eqs[alt]
+    return touched  # meaningless; returning it keeps the touching reads from being optimised away
+
+
+@numba.njit(inline="always")
+def _shares_band(a, b, bands, rows):
+    """Whether signatures ``a`` and ``b`` agree on every row of some band."""
+    for band in range(bands):
+        same = True
+        for j in range(band * rows, (band + 1) * rows):
+            if a[j] != b[j]:
+                same = False
+                break
+        if same:
+            return True
+    return False
 
 
 @numba.njit(cache=True, nogil=True)
@@ -261,7 +335,7 @@ def _drop_repeats(hits, nh, a_key, lo):
 
 
 @numba.njit(cache=True, nogil=True)
-def _anchor_kernel(doc_ptr, a_key, keys, refs, directory, bits, label_codes, min_hits, miss_penalty,
+def _anchor_kernel(doc_ptr, a_key, tags, refs, directory, bits, label_codes, min_hits, miss_penalty,
                    best_ref, seg_score, seg_hits, seg_first, seg_last, total_hits, alt_ref, alt_score):
     """Partial matches from anchors. Document ``d`` has anchors ``a_key[doc_ptr[d]:doc_ptr[d + 1]]``
     in word order. For each reference sharing anchors with it, the best run is the stretch
@@ -284,13 +358,20 @@ def _anchor_kernel(doc_ptr, a_key, keys, refs, directory, bits, label_codes, min
         p_lo[j] = directory[t]
         p_hi[j] = directory[t + 1]
     hits = np.empty(256, np.int64)  # (reference << 32) | anchor ordinal in the document
+    at = np.empty(256, np.int64)  # where in the table each of the document's tag matches is
     g_ref = np.empty(64, np.int64)  # per reference: its best run and total
     g_score = np.empty(64, np.float64)
     g_hits = np.empty(64, np.int64)
     g_first = np.empty(64, np.int64)
     g_last = np.empty(64, np.int64)
     g_tot = np.empty(64, np.int64)
-    for d in range(doc_ptr.shape[0] - 1):
+    n_docs = doc_ptr.shape[0] - 1
+    touched = np.uint64(0)
+    for d in range(n_docs):
+        if d % CHUNK == 0:  # the next chunk's first tags, in one pass (module doc)
+            for j in range(doc_ptr[d], doc_ptr[min(d + CHUNK, n_docs)]):
+                if p_lo[j] < p_hi[j]:
+                    touched ^= np.uint64(tags[p_lo[j]] ^ tags[p_hi[j] - 1])
         best_ref[d] = -1
         seg_score[d] = 0.0
         seg_hits[d] = 0
@@ -305,16 +386,20 @@ def _anchor_kernel(doc_ptr, a_key, keys, refs, directory, bits, label_codes, min
         nh = 0
         for j in range(lo, hi):
             if nh + p_hi[j] - p_lo[j] > hits.shape[0]:  # room for every key of the bucket
-                bigger = np.empty(2 * hits.shape[0] + p_hi[j] - p_lo[j], np.int64)
-                bigger[:nh] = hits[:nh]
-                hits = bigger
-            top = np.uint32(a_key[j] >> np.uint64(32))  # the stored form of the key
+                n = 2 * hits.shape[0] + p_hi[j] - p_lo[j]
+                bigger, bigger_at = np.empty(n, np.int64), np.empty(n, np.int64)
+                bigger[:nh], bigger_at[:nh] = hits[:nh], at[:nh]
+                hits, at = bigger, bigger_at
+            tag = np.uint16((a_key[j] >> np.uint64(32)) & np.uint64(0xFFFF))  # the stored key's low bits
             for p in range(p_lo[j], p_hi[j]):
-                if keys[p] == top:
-                    hits[nh] = (np.int64(refs[p]) << 32) | (j - lo)
+                if tags[p] == tag:
+                    at[nh] = p
+                    hits[nh] = j - lo
                     nh += 1
         if nh < min_hits:
             continue
+        for q in range(nh):  # the references, in a pass of their own (module doc)
+            hits[q] |= np.int64(refs[at[q]]) << 32
         nh = _drop_repeats(hits, nh, a_key, lo)
         h = np.sort(hits[:nh])
         if nh > g_ref.shape[0]:  # room for a group per hit
@@ -353,6 +438,7 @@ def _anchor_kernel(doc_ptr, a_key, keys, refs, directory, bits, label_codes, min
         if alt >= 0:
             alt_ref[d] = g_ref[alt]
             alt_score[d] = g_score[alt]
+    return touched  # meaningless; returning it keeps the touching reads from being optimised away
 
 
 @dataclass(frozen=True)
@@ -393,11 +479,11 @@ class ReferenceIndex:
         self.bands, self.rows = p["bands"], p["rows"]
         self.refs = refs
         self.signatures = arrays["signatures"]
-        self.band_keys = arrays["band_keys"]
+        self.band_tags = arrays["band_tags"]
         self.band_refs = arrays["band_refs"]
         self.band_dir = arrays["band_dir"]
         self.dir_bits = int(round(math.log2(self.band_dir.shape[1] - 1)))
-        self.anchor_keys = arrays["anchor_keys"]
+        self.anchor_tags = arrays["anchor_tags"]
         self.anchor_refs = arrays["anchor_refs"]
         self.anchor_dir = arrays["anchor_dir"]
         self.anchor_dir_bits = int(round(math.log2(self.anchor_dir.shape[0] - 1)))
@@ -429,7 +515,7 @@ class ReferenceIndex:
         skip = np.zeros(n, np.bool_) if skip is None else skip
         best_ref, best_equal, n_cand, alt_ref, alt_equal = (np.empty(n, np.int64) for _ in range(5))
         if len(self):
-            _query_kernel(sigs, skip, self.band_keys, self.band_refs, self.band_dir, self.dir_bits,
+            _query_kernel(sigs, skip, self.band_tags, self.band_refs, self.band_dir, self.dir_bits,
                           self.rows, self.signatures, self.label_codes, self.min_equal,
                           best_ref, best_equal, n_cand, alt_ref, alt_equal)
         else:
@@ -442,7 +528,7 @@ class ReferenceIndex:
         doc_ptr = np.searchsorted(anchors.doc, np.arange(n_docs + 1), side="left").astype(np.int64)
         out = [np.empty(n_docs, np.float64 if name.endswith("score") else np.int64)
                for name in PartialResult.__dataclass_fields__]
-        _anchor_kernel(doc_ptr, anchors.key, self.anchor_keys, self.anchor_refs, self.anchor_dir,
+        _anchor_kernel(doc_ptr, anchors.key, self.anchor_tags, self.anchor_refs, self.anchor_dir,
                        self.anchor_dir_bits, self.label_codes, min_hits, float(miss_penalty), *out)
         return PartialResult(*out)
 
@@ -450,12 +536,20 @@ class ReferenceIndex:
         """LSH candidates of one signature (reference row numbers), before verification."""
         out = set()
         for b in range(self.bands):
-            k = band_key(sig, b, self.rows)
+            k = np.uint64(band_key(sig, b, self.rows))
             t = int(k >> np.uint64(64 - self.dir_bits)) if self.dir_bits else 0
             lo, hi = self.band_dir[b, t], self.band_dir[b, t + 1]
-            hits = np.nonzero(self.band_keys[b, lo:hi] == k)[0]
-            out.update(int(r) for r in self.band_refs[b, lo + hits])
+            same_tag = self.band_refs[b, lo:hi][self.band_tags[b, lo:hi] == band_tag(k, self.dir_bits)]
+            out.update(int(r) for r in same_tag if band_key(self.signatures[r], b, self.rows) == k)
         return out
+
+    def anchors(self) -> tuple[np.ndarray, np.ndarray]:
+        """The anchor table as (stored keys uint32, references int64) arrays, in memory: each
+        key is its directory bucket's top bits and its tag's low bits."""
+        bits = self.anchor_dir_bits
+        bucket = np.repeat(np.arange(len(self.anchor_dir) - 1, dtype=np.uint32), np.diff(self.anchor_dir))
+        low = np.asarray(self.anchor_tags).astype(np.uint32) & np.uint32((1 << (32 - bits)) - 1)
+        return (bucket << np.uint32(32 - bits)) | low, np.asarray(self.anchor_refs, np.int64)
 
     def summary(self) -> IndexSummary:
         m = self.manifest
@@ -502,9 +596,12 @@ def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.nda
     manifest_path = path / "manifest.json"
     if manifest_path.exists():
         manifest_path.unlink()
+    for old in path.glob("*.npy"):  # arrays of an index of another format, built here before
+        if old.stem not in ARRAYS:
+            old.unlink()
     p = params_dict(params)
-    keys, order, directory = build_band_tables(sigs, p["bands"], p["rows"])
-    a_keys, a_refs, a_dir, a_stop = build_anchor_table(anchor_keys, anchor_refs, params.max_anchor_refs, anchor_stop)
+    tags, order, directory = build_band_tables(sigs, p["bands"], p["rows"])
+    a_tags, a_refs, a_dir, a_stop = build_anchor_table(anchor_keys, anchor_refs, params.max_anchor_refs, anchor_stop)
     refs = refs.with_columns(pl.Series("n_anchors", np.bincount(a_refs, minlength=len(refs)), pl.Int64))
     names = ["refs.parquet", *(f"{a}.npy" for a in ARRAYS)]
     stored_text = "text" in refs.columns
@@ -520,7 +617,7 @@ def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.nda
     tmp = path / "refs.parquet.tmp"
     pq.write_table(refs.to_arrow(), tmp, compression="zstd")
     os.replace(tmp, path / "refs.parquet")
-    for name, arr in zip(ARRAYS, (sigs, keys, order, directory, a_keys, a_refs, a_dir, a_stop)):
+    for name, arr in zip(ARRAYS, (sigs, tags, order, directory, a_tags, a_refs, a_dir, a_stop)):
         _atomic_save_npy(path / f"{name}.npy", np.ascontiguousarray(arr))
     files = {}
     for name in names:
@@ -534,7 +631,7 @@ def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.nda
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "params": p,
         "counts": {"refs": int(sigs.shape[0]), "labels": dict(sorted(labels.items())),
-                   "anchors": int(len(a_keys)), "common_anchors_dropped": int(len(a_stop)),
+                   "anchors": int(len(a_refs)), "common_anchors_dropped": int(len(a_stop)),
                    "skipped": dict(skipped or {})},
         "stored_text": stored_text,
         "files": files,
@@ -730,8 +827,10 @@ def merge_indexes(indexes, out, *, replace: bool = False) -> ReferenceIndex:
         table = table.with_columns(pl.Series("text", pa.chunked_array([c for ix in ixs for c in ix.texts.chunks],
                                                                      pa.large_string())))
     sigs = np.concatenate([np.asarray(ix.signatures) for ix in ixs])
-    keys = np.concatenate([np.asarray(ix.anchor_keys) for ix in ixs])
-    refs = np.concatenate([np.asarray(ix.anchor_refs, np.int64) + off for ix, off in zip(ixs, offsets)])
+    anchors = [ix.anchors() for ix in ixs]
+    keys = np.concatenate([k for k, _ in anchors])
+    refs = np.concatenate([r + off for (_, r), off in zip(anchors, offsets)])
+    del anchors
     stop = np.unique(np.concatenate([np.asarray(ix.anchor_stop) for ix in ixs]))
     skipped = Counter()
     for ix in ixs:

@@ -184,7 +184,7 @@ def scan_batch(tally: _ShardTally, batch, index: ReferenceIndex, hasher: Hasher,
     # partial: a dense run of anchors shared with one reference
     part = None
     partial = np.zeros(len(whole), np.bool_)
-    if sigs.anchors is not None and len(index.anchor_keys):
+    if sigs.anchors is not None and len(index.anchor_refs):
         part = index.partial(sigs.anchors, len(whole), math.ceil(options.min_anchors), options.miss_penalty)
         first, last = np.maximum(part.seg_first, 0), np.maximum(part.seg_last, 0)
         words = sigs.anchors.word[last] - sigs.anchors.word[first] + hasher.ngram if len(sigs.anchors) else 0

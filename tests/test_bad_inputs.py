@@ -625,7 +625,7 @@ def test_index_with_a_tampered_file(tmp_path, index, human):
     assert s.report is None
 
 
-@pytest.mark.parametrize("name", ["band_refs.npy", "refs.parquet", "manifest.json"])
+@pytest.mark.parametrize("name", ["band_tags.npy", "refs.parquet", "manifest.json"])
 def test_index_with_a_missing_file(tmp_path, index, human, name):
     bad = tmp_path / "index"
     shutil.copytree(index, bad)

@@ -6,7 +6,7 @@ from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from contamscan.index import build_band_tables, save_index, open_index
 from contamscan.config import IndexParams
-from contamscan.lsh import optimal_bands
+from contamscan.lsh import band_keys, optimal_bands
 from contamscan.minhash import Hasher, from_datasketch, jaccard, permutations, to_datasketch
 from contamscan.text import shingle_hash, shingles
 
@@ -96,9 +96,44 @@ def test_lsh_candidates_equal_datasketch(ai_table, tmp_path):
                 assert max(jaccard(s, ref_sigs[c]) for c in cands) < threshold
 
 
-def test_band_directory_covers_every_key():
+def test_tag_collisions_are_not_candidates(tmp_path):
+    """Band tables keep 16-bit tags of the keys: random signatures whose band key shares a
+    reference's tag (and bucket) but not its band must not become candidates."""
+    import polars as pl
+
+    rng = np.random.default_rng(7)
+    ref_sigs = rng.integers(0, 2**32, size=(8, 128), dtype=np.uint32)  # 8 refs: one bucket per band
+    table = pl.DataFrame({"ref_id": [f"r{i}" for i in range(8)], "label": ["m"] * 8, "source": ["x"] * 8,
+                          "n_shingles": [1] * 8, "n_chars": [1] * 8})
+    save_index(tmp_path / "ix", IndexParams(), table, ref_sigs)
+    index = open_index(tmp_path / "ix")
+    assert index.dir_bits == 0
+    ref_tags = {(b, int(k >> np.uint64(48))) for b in range(index.bands) for k in band_keys(ref_sigs, 25, 5)[:, b]}
+    queries = rng.integers(0, 2**32, size=(20000, 128), dtype=np.uint32)
+    q_keys = band_keys(queries, 25, 5)
+    colliding = [i for i in range(len(queries))
+                 if any((b, int(q_keys[i, b] >> np.uint64(48))) in ref_tags for b in range(index.bands))]
+    assert len(colliding) >= 3  # ~20000 * 25 * 8 / 65536 expected
+    res = index.query(queries[colliding])
+    assert (res.n_candidates == 0).all() and (res.best_ref == -1).all()
+    assert all(index.candidates(queries[i]) == set() for i in colliding)
+    # and a reference itself is still its own candidate
+    assert (index.query(ref_sigs).best_ref == np.arange(8)).all()
+
+
+def test_band_tables_find_every_reference_in_its_bucket():
     sigs = np.random.default_rng(1).integers(0, 2**32, size=(5000, 128), dtype=np.uint32)
-    keys, refs, directory = build_band_tables(sigs, 25, 5)
-    assert (np.diff(keys.astype(np.float64), axis=1) >= 0).all()
-    assert sorted(refs[0].tolist()) == list(range(5000))
+    tags, refs, directory = build_band_tables(sigs, 25, 5)
+    bits = int(np.log2(directory.shape[1] - 1))
     assert directory[:, 0].tolist() == [0] * 25 and directory[:, -1].tolist() == [5000] * 25
+    assert (np.diff(directory, axis=1) >= 0).all()
+    keys = band_keys(sigs, 25, 5)
+    for b in (0, 7, 24):
+        assert sorted(refs[b].tolist()) == list(range(5000))  # every reference once per band
+        # each reference sits in its key's top-bits bucket, tagged with the key's next 16 bits
+        bucket = np.repeat(np.arange(directory.shape[1] - 1), np.diff(directory[b]))
+        k = keys[refs[b], b]
+        assert (k >> np.uint64(64 - bits) == bucket.astype(np.uint64)).all()
+        assert (tags[b] == (k << np.uint64(bits)) >> np.uint64(48)).all()
+
+
