@@ -59,6 +59,7 @@ ARRAYS = ("signatures", "band_tags", "band_refs", "band_dir", "anchor_tags", "an
           "anchor_stop")
 LOW32 = np.uint64(0xFFFFFFFF)
 CHUNK = 64  # documents whose lookups are issued together: their cache lines fit in L2
+TOUCH_ABOVE = 8 << 20  # bytes of tags from which the kernels touch a chunk's lines first
 TEXTS_SCHEMA = pa.schema([("text", pa.large_string())])
 
 
@@ -174,7 +175,7 @@ def _append(arr, n, value):
 
 
 @numba.njit(cache=True, nogil=True)
-def _query_kernel(sigs, skip, tags, refs, directory, bits, rows, ref_sigs, label_codes, min_equal,
+def _query_kernel(sigs, skip, tags, refs, directory, bits, rows, ref_sigs, label_codes, min_equal, touch,
                   best_ref, best_equal, n_cand, alt_ref, alt_equal):
     """For each signature: the reference with most equal slots among the LSH candidates
     (best_ref = -1 if no candidate reaches ``min_equal`` slots), the candidate count, and
@@ -206,9 +207,10 @@ def _query_kernel(sigs, skip, tags, refs, directory, bits, rows, ref_sigs, label
                 j = i * bands + b
                 lo[j] = directory[b, bucket[j]]
                 hi[j] = directory[b, bucket[j] + 1]
-        for i in range(c1 - c0):  # each bucket's first tag
-            for b in range(bands):
-                touched ^= np.uint64(tags[b, min(lo[i * bands + b], last)])
+        if touch:
+            for i in range(c1 - c0):  # each bucket's first tag
+                for b in range(bands):
+                    touched ^= np.uint64(tags[b, min(lo[i * bands + b], last)])
         nc = 0
         for i in range(c0, c1):  # the comparisons
             cand_ptr[i - c0] = nc
@@ -216,18 +218,20 @@ def _query_kernel(sigs, skip, tags, refs, directory, bits, rows, ref_sigs, label
                 continue
             for b in range(bands):
                 j = (i - c0) * bands + b
-                for p in range(lo[j], hi[j]):
-                    if tags[b, p] == tag[j]:
-                        pos = _append(pos, nc, (np.int64(b) << 40) | p)
-                        nc += 1
+                p = _first_tag(tags[b], lo[j], hi[j], tag[j])
+                while p < hi[j] and tags[b, p] == tag[j]:
+                    pos = _append(pos, nc, (np.int64(b) << 40) | p)
+                    nc += 1
+                    p += 1
         cand_ptr[c1 - c0] = nc
         if cand.shape[0] < nc:
             cand = np.empty(pos.shape[0], np.int64)
         for q in range(nc):  # the references of the matches
             cand[q] = refs[pos[q] >> 40, pos[q] & 0xFFFFFFFFFF]
-        for q in range(nc):  # their signatures, every cache line of them
-            for j in range(0, P, 16):
-                touched ^= np.uint64(ref_sigs[cand[q], j])
+        if touch:
+            for q in range(nc):  # their signatures, every cache line of them
+                for j in range(0, P, 16):
+                    touched ^= np.uint64(ref_sigs[cand[q], j])
         for i in range(c0, c1):
             best_ref[i] = -1
             best_equal[i] = 0
@@ -269,6 +273,14 @@ def _query_kernel(sigs, skip, tags, refs, directory, bits, rows, ref_sigs, label
                 alt_ref[i] = c[alt]
                 alt_equal[i] = eqs[alt]
     return touched  # meaningless; returning it keeps the touching reads from being optimised away
+
+
+@numba.njit(inline="always")
+def _first_tag(tags, lo, hi, tag):
+    """Where ``tag`` is or would be among ``tags[lo:hi]``: a bucket's tags are in order."""
+    while lo < hi and tags[lo] < tag:
+        lo += 1
+    return lo
 
 
 @numba.njit(inline="always")
@@ -335,7 +347,7 @@ def _drop_repeats(hits, nh, a_key, lo):
 
 
 @numba.njit(cache=True, nogil=True)
-def _anchor_kernel(doc_ptr, a_key, tags, refs, directory, bits, label_codes, min_hits, miss_penalty,
+def _anchor_kernel(doc_ptr, a_key, tags, refs, directory, bits, label_codes, min_hits, miss_penalty, touch,
                    best_ref, seg_score, seg_hits, seg_first, seg_last, total_hits, alt_ref, alt_score):
     """Partial matches from anchors. Document ``d`` has anchors ``a_key[doc_ptr[d]:doc_ptr[d + 1]]``
     in word order. For each reference sharing anchors with it, the best run is the stretch
@@ -368,7 +380,7 @@ def _anchor_kernel(doc_ptr, a_key, tags, refs, directory, bits, label_codes, min
     n_docs = doc_ptr.shape[0] - 1
     touched = np.uint64(0)
     for d in range(n_docs):
-        if d % CHUNK == 0:  # the next chunk's first tags, in one pass (module doc)
+        if touch and d % CHUNK == 0:  # the next chunk's first tags, in one pass (module doc)
             for j in range(doc_ptr[d], doc_ptr[min(d + CHUNK, n_docs)]):
                 if p_lo[j] < p_hi[j]:
                     touched ^= np.uint64(tags[p_lo[j]] ^ tags[p_hi[j] - 1])
@@ -391,11 +403,12 @@ def _anchor_kernel(doc_ptr, a_key, tags, refs, directory, bits, label_codes, min
                 bigger[:nh], bigger_at[:nh] = hits[:nh], at[:nh]
                 hits, at = bigger, bigger_at
             tag = np.uint16((a_key[j] >> np.uint64(32)) & np.uint64(0xFFFF))  # the stored key's low bits
-            for p in range(p_lo[j], p_hi[j]):
-                if tags[p] == tag:
-                    at[nh] = p
-                    hits[nh] = j - lo
-                    nh += 1
+            p = _first_tag(tags, p_lo[j], p_hi[j], tag)
+            while p < p_hi[j] and tags[p] == tag:
+                at[nh] = p
+                hits[nh] = j - lo
+                nh += 1
+                p += 1
         if nh < min_hits:
             continue
         for q in range(nh):  # the references, in a pass of their own (module doc)
@@ -494,6 +507,8 @@ class ReferenceIndex:
         self.label_codes = codes.astype(np.int32)
         self.ref_shingles = refs["n_shingles"].to_numpy()
         self.ref_anchors = refs["n_anchors"].to_numpy()
+        # touch passes (module doc) pay off only when the tables do not fit in the CPU caches
+        self._touch = self.band_tags.nbytes + self.anchor_tags.nbytes > TOUCH_ABOVE
         # slots that must agree for a flag: similarity = equal / num_perm >= threshold
         self.min_equal = math.ceil(self.params.threshold * self.params.num_perm - 1e-9)
 
@@ -516,7 +531,7 @@ class ReferenceIndex:
         best_ref, best_equal, n_cand, alt_ref, alt_equal = (np.empty(n, np.int64) for _ in range(5))
         if len(self):
             _query_kernel(sigs, skip, self.band_tags, self.band_refs, self.band_dir, self.dir_bits,
-                          self.rows, self.signatures, self.label_codes, self.min_equal,
+                          self.rows, self.signatures, self.label_codes, self.min_equal, self._touch,
                           best_ref, best_equal, n_cand, alt_ref, alt_equal)
         else:
             best_ref[:], best_equal[:], n_cand[:], alt_ref[:], alt_equal[:] = -1, 0, 0, -1, 0
@@ -529,7 +544,7 @@ class ReferenceIndex:
         out = [np.empty(n_docs, np.float64 if name.endswith("score") else np.int64)
                for name in PartialResult.__dataclass_fields__]
         _anchor_kernel(doc_ptr, anchors.key, self.anchor_tags, self.anchor_refs, self.anchor_dir,
-                       self.anchor_dir_bits, self.label_codes, min_hits, float(miss_penalty), *out)
+                       self.anchor_dir_bits, self.label_codes, min_hits, float(miss_penalty), self._touch, *out)
         return PartialResult(*out)
 
     def candidates(self, sig: np.ndarray) -> set[int]:
