@@ -369,101 +369,89 @@ def _anchor_kernel(doc_ptr, a_key, tags, refs, directory, bits, label_codes, min
         t = (a_key[j] >> shift) if bits > 0 else np.uint64(0)
         p_lo[j] = directory[t]
         p_hi[j] = directory[t + 1]
-    hits = np.empty(4096, np.int64)  # a chunk's tag matches: (reference << 32) | anchor ordinal in the document
-    at = np.empty(4096, np.int64)  # where in the table each match is
-    hit_ptr = np.empty(CHUNK + 1, np.int64)  # document d's matches: hits[hit_ptr[d - c0]:hit_ptr[d - c0 + 1]]
+    hits = np.empty(256, np.int64)  # (reference << 32) | anchor ordinal in the document
+    at = np.empty(256, np.int64)  # where in the table each of the document's tag matches is
+    g_ref = np.empty(64, np.int64)  # per reference: its best run and total
+    g_score = np.empty(64, np.float64)
+    g_hits = np.empty(64, np.int64)
+    g_first = np.empty(64, np.int64)
+    g_last = np.empty(64, np.int64)
+    g_tot = np.empty(64, np.int64)
     n_docs = doc_ptr.shape[0] - 1
     touched = np.uint64(0)
-    for c0 in range(0, n_docs, CHUNK):
-        c1 = min(c0 + CHUNK, n_docs)
-        if touch:  # the chunk's first tags, in one pass (module doc)
-            for j in range(doc_ptr[c0], doc_ptr[c1]):
+    for d in range(n_docs):
+        if touch and d % CHUNK == 0:  # the next chunk's first tags, in one pass (module doc)
+            for j in range(doc_ptr[d], doc_ptr[min(d + CHUNK, n_docs)]):
                 if p_lo[j] < p_hi[j]:
                     touched ^= np.uint64(tags[p_lo[j]] ^ tags[p_hi[j] - 1])
+        best_ref[d] = -1
+        seg_score[d] = 0.0
+        seg_hits[d] = 0
+        seg_first[d] = -1
+        seg_last[d] = -1
+        total_hits[d] = 0
+        alt_ref[d] = -1
+        alt_score[d] = 0.0
+        lo, hi = doc_ptr[d], doc_ptr[d + 1]
+        if hi - lo < min_hits:
+            continue
         nh = 0
-        for d in range(c0, c1):  # the comparisons
-            hit_ptr[d - c0] = nh
-            lo, hi = doc_ptr[d], doc_ptr[d + 1]
-            if hi - lo < min_hits:
-                continue
-            for j in range(lo, hi):
-                if nh + p_hi[j] - p_lo[j] > hits.shape[0]:  # room for every key of the bucket
-                    n = 2 * hits.shape[0] + p_hi[j] - p_lo[j]
-                    bigger, bigger_at = np.empty(n, np.int64), np.empty(n, np.int64)
-                    bigger[:nh], bigger_at[:nh] = hits[:nh], at[:nh]
-                    hits, at = bigger, bigger_at
-                tag = np.uint16((a_key[j] >> np.uint64(32)) & np.uint64(0xFFFF))  # the stored key's low bits
-                p = _first_tag(tags, p_lo[j], p_hi[j], tag)
-                while p < p_hi[j] and tags[p] == tag:
-                    at[nh] = p
-                    hits[nh] = j - lo
-                    nh += 1
-                    p += 1
-            if nh - hit_ptr[d - c0] < min_hits:
-                nh = hit_ptr[d - c0]  # too few to matter: not even their references are read
-        hit_ptr[c1 - c0] = nh
+        for j in range(lo, hi):
+            if nh + p_hi[j] - p_lo[j] > hits.shape[0]:  # room for every key of the bucket
+                n = 2 * hits.shape[0] + p_hi[j] - p_lo[j]
+                bigger, bigger_at = np.empty(n, np.int64), np.empty(n, np.int64)
+                bigger[:nh], bigger_at[:nh] = hits[:nh], at[:nh]
+                hits, at = bigger, bigger_at
+            tag = np.uint16((a_key[j] >> np.uint64(32)) & np.uint64(0xFFFF))  # the stored key's low bits
+            p = _first_tag(tags, p_lo[j], p_hi[j], tag)
+            while p < p_hi[j] and tags[p] == tag:
+                at[nh] = p
+                hits[nh] = j - lo
+                nh += 1
+                p += 1
+        if nh < min_hits:
+            continue
         for q in range(nh):  # the references, in a pass of their own (module doc)
             hits[q] |= np.int64(refs[at[q]]) << 32
-        for d in range(c0, c1):
-            _partial_of_document(d, hits[hit_ptr[d - c0]:hit_ptr[d - c0 + 1]], doc_ptr[d], a_key, label_codes,
-                                 min_hits, miss_penalty, best_ref, seg_score, seg_hits, seg_first, seg_last,
-                                 total_hits, alt_ref, alt_score)
+        nh = _drop_repeats(hits, nh, a_key, lo)
+        h = np.sort(hits[:nh])
+        if nh > g_ref.shape[0]:  # room for a group per hit
+            g_ref, g_hits, g_tot = np.empty(2 * nh, np.int64), np.empty(2 * nh, np.int64), np.empty(2 * nh, np.int64)
+            g_first, g_last = np.empty(2 * nh, np.int64), np.empty(2 * nh, np.int64)
+            g_score = np.empty(2 * nh, np.float64)
+        ng = 0
+        q = 0
+        while q < nh:
+            r = h[q] >> 32
+            q0 = q
+            while q < nh and (h[q] >> 32) == r:
+                q += 1
+            tot = q - q0
+            if tot >= min_hits:
+                best, best_hits, bf, bl = best_run(h, q0, q, miss_penalty)
+                g_ref[ng], g_score[ng], g_hits[ng], g_tot[ng] = r, best, best_hits, tot
+                g_first[ng], g_last[ng] = lo + bf, lo + bl
+                ng += 1
+        if ng == 0:
+            continue
+        b = 0
+        for g in range(1, ng):  # in reference order: strict > keeps the lowest index
+            if g_score[g] > g_score[b] or (g_score[g] == g_score[b] and g_tot[g] > g_tot[b]):
+                b = g
+        best_ref[d] = g_ref[b]
+        seg_score[d] = g_score[b]
+        seg_hits[d] = g_hits[b]
+        seg_first[d] = g_first[b]
+        seg_last[d] = g_last[b]
+        total_hits[d] = g_tot[b]
+        alt = -1
+        for g in range(ng):
+            if label_codes[g_ref[g]] != label_codes[g_ref[b]] and (alt < 0 or g_score[g] > g_score[alt]):
+                alt = g
+        if alt >= 0:
+            alt_ref[d] = g_ref[alt]
+            alt_score[d] = g_score[alt]
     return touched  # meaningless; returning it keeps the touching reads from being optimised away
-
-
-@numba.njit(cache=True, nogil=True)
-def _partial_of_document(d, hits, lo, a_key, label_codes, min_hits, miss_penalty,
-                         best_ref, seg_score, seg_hits, seg_first, seg_last, total_hits, alt_ref, alt_score):
-    """Document ``d``'s outputs of :func:`_anchor_kernel` from its ``hits`` ((reference << 32)
-    | anchor ordinal; its anchors start at ``lo``)."""
-    best_ref[d] = -1
-    seg_score[d] = 0.0
-    seg_hits[d] = 0
-    seg_first[d] = -1
-    seg_last[d] = -1
-    total_hits[d] = 0
-    alt_ref[d] = -1
-    alt_score[d] = 0.0
-    nh = hits.shape[0]
-    if nh < min_hits:
-        return
-    nh = _drop_repeats(hits, nh, a_key, lo)
-    h = np.sort(hits[:nh])
-    groups = np.empty((5, nh), np.int64)  # per reference with hits: its best run and total
-    g_ref, g_hits, g_tot, g_first, g_last = groups[0], groups[1], groups[2], groups[3], groups[4]
-    g_score = np.empty(nh, np.float64)
-    ng = 0
-    q = 0
-    while q < nh:
-        r = h[q] >> 32
-        q0 = q
-        while q < nh and (h[q] >> 32) == r:
-            q += 1
-        tot = q - q0
-        if tot >= min_hits:
-            best, best_hits, bf, bl = best_run(h, q0, q, miss_penalty)
-            g_ref[ng], g_score[ng], g_hits[ng], g_tot[ng] = r, best, best_hits, tot
-            g_first[ng], g_last[ng] = lo + bf, lo + bl
-            ng += 1
-    if ng == 0:
-        return
-    b = 0
-    for g in range(1, ng):  # in reference order: strict > keeps the lowest index
-        if g_score[g] > g_score[b] or (g_score[g] == g_score[b] and g_tot[g] > g_tot[b]):
-            b = g
-    best_ref[d] = g_ref[b]
-    seg_score[d] = g_score[b]
-    seg_hits[d] = g_hits[b]
-    seg_first[d] = g_first[b]
-    seg_last[d] = g_last[b]
-    total_hits[d] = g_tot[b]
-    alt = -1
-    for g in range(ng):
-        if label_codes[g_ref[g]] != label_codes[g_ref[b]] and (alt < 0 or g_score[g] > g_score[alt]):
-            alt = g
-    if alt >= 0:
-        alt_ref[d] = g_ref[alt]
-        alt_score[d] = g_score[alt]
 
 
 @dataclass(frozen=True)
