@@ -23,8 +23,9 @@ tags there, so its cost does not grow with the number of references; a reference
 only when its tag matches. The tags are what every lookup reads, so they are small (2 bytes)
 to keep that part of a large index in the CPU caches; a false tag match is an extra
 candidate that verification drops (bands) or one stray shared anchor (anchors). The kernels
-issue a batch's reads in passes (all directory reads, then all first tags, ...): the reads
-of a pass are independent, so the CPU overlaps their cache misses.
+issue a chunk's reads in passes (all directory reads, then, for tables larger than the CPU
+caches, all first tags, ...): the reads of a pass are independent, so the CPU overlaps their
+cache misses.
 """
 
 from __future__ import annotations
