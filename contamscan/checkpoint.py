@@ -27,7 +27,6 @@ import json
 import os
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import xxhash
 
 from .errors import ContamscanError
@@ -120,21 +119,27 @@ class Checkpoints:
         recorded: a resumed scan tries them again."""
         if result.status != "ok":
             return
-        atomic_write_table(self.dir / f"{number:06d}.parquet", result.matches)
+        atomic_write_table(self.matches_file(number), result.matches)
         fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "matches"}
         atomic_write_bytes(self.dir / f"{number:06d}.json", json.dumps(fields).encode())
 
+    def matches_file(self, number: int) -> Path:
+        """Where a finished shard's matches are (the scan copies them into matches.parquet)."""
+        return self.dir / f"{number:06d}.parquet"
+
     def _load(self) -> dict:
-        from .scan import MATCH_SCHEMA, ShardResult
+        """The finished shards, without their matches: those stay in their files."""
+        from .scan import ShardResult
 
         done = {}
         for f in sorted(self.dir.glob("[0-9]*.json")):
             fields = json.loads(f.read_text())
-            matches = pq.read_table(f.with_suffix(".parquet")).cast(MATCH_SCHEMA)
+            if not f.with_suffix(".parquet").is_file():
+                continue  # an interrupted save: scanned again
             fields["similarity_histogram"] = tuple(fields["similarity_histogram"])
             fields["bad_examples"] = tuple(fields["bad_examples"])
             fields["evidence"] = tuple(fields.get("evidence", ()))
-            done[int(f.stem)] = ShardResult(**fields, matches=matches)
+            done[int(f.stem)] = ShardResult(**fields)
         return done
 
     def clear(self) -> None:

@@ -36,7 +36,8 @@ def _scan_in_worker(shard, options):
 
 def run_local(shards, index, options: ScanOptions, progress=None, on_result=None) -> list:
     """Scan ``shards`` with ``options.n_workers`` processes (in this process when 1).
-    ``on_result(i, result)`` is called in this process as each shard finishes (checkpoints)."""
+    ``on_result(i, result)`` is called in this process as each shard finishes (checkpoints);
+    what it returns is kept in place of the result (the scan keeps it without its matches)."""
     from .scan import scan_shard
 
     workers = min(options.n_workers, max(len(shards), 1))
@@ -47,7 +48,7 @@ def run_local(shards, index, options: ScanOptions, progress=None, on_result=None
         for i, s in enumerate(shards):
             results.append(scan_shard(s, index, options, hasher, progress=cb))
             if on_result:
-                on_result(i, results[-1])
+                results[-1] = on_result(i, results[-1])
         return results
 
     # fork: workers inherit the opened index (its arrays are memory-mapped, so the pages
@@ -66,7 +67,7 @@ def run_local(shards, index, options: ScanOptions, progress=None, on_result=None
                 i = pending.pop(f)
                 results[i] = f.result()
                 if on_result:
-                    on_result(i, results[i])
+                    results[i] = on_result(i, results[i])
             _drain(q, progress)
     _drain(q, progress)
     return results
@@ -123,7 +124,7 @@ def run_ray(shards, index, options: ScanOptions, progress=None, on_result=None, 
                 if progress:
                     progress(results[i].documents + results[i].bad_records, shards[i].size)
                 if on_result:
-                    on_result(i, results[i])
+                    results[i] = on_result(i, results[i])
         return results
     finally:
         if started_here:

@@ -5,6 +5,7 @@ output (a URI, :mod:`contamscan.storage`) is read and written in place."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from .errors import ContamscanError
 @dataclass(frozen=True)
 class Outputs:
     report: dict
-    matches: pa.Table | None  # None: the file is missing
+    kinds: Counter | None  # flagged documents per (label, kind) in matches.parquet; None: the file is missing
     evidence: pa.Table | None
 
 
@@ -77,14 +78,31 @@ def _table(path: Path | str) -> pa.Table | None:
         raise ContamscanError(f"cannot read {path}: {err}") from None
 
 
+def _kinds(path: Path | str) -> Counter | None:
+    """:func:`contamscan.report_html.match_kinds` of a matches.parquet, read batch by batch."""
+    from .report_html import match_kinds
+
+    remote = storage.is_remote(path)
+    if not (storage.exists(path) if remote else Path(path).exists()):
+        return None
+    f = storage.open_input_file(path) if remote else None
+    try:
+        return match_kinds(pq.ParquetFile(f if remote else path).iter_batches(columns=["label", "kind", "row"]))
+    except (OSError, pa.ArrowException) as err:
+        raise ContamscanError(f"cannot read {storage.display(path) if remote else path}: {err}") from None
+    finally:
+        if f is not None:
+            f.close()
+
+
 def read_outputs(out) -> Outputs:
     out = storage.localize(out)
     if storage.is_remote(out):
-        return Outputs(read_report(out), _table(storage.join(out, "matches.parquet")),
+        return Outputs(read_report(out), _kinds(storage.join(out, "matches.parquet")),
                        _table(storage.join(out, "evidence.parquet")))
     out = Path(out)
     report = read_report(out)
-    return Outputs(report, _table(out / "matches.parquet"), _table(out / "evidence.parquet"))
+    return Outputs(report, _kinds(out / "matches.parquet"), _table(out / "evidence.parquet"))
 
 
 def rerender(out) -> Outputs:
@@ -96,12 +114,12 @@ def rerender(out) -> Outputs:
     if storage.is_remote(out):  # each object is replaced whole
         o = read_outputs(out)
         storage.write_bytes(storage.join(out, "report.md"), render_markdown(o.report).encode())
-        storage.write_bytes(storage.join(out, "report.html"), render_html(o.report, o.matches, o.evidence).encode())
+        storage.write_bytes(storage.join(out, "report.html"), render_html(o.report, o.kinds, o.evidence).encode())
         return o
     out = Path(out)
     o = read_outputs(out)
     atomic_write_bytes(out / "report.md", render_markdown(o.report).encode())
-    atomic_write_bytes(out / "report.html", render_html(o.report, o.matches, o.evidence).encode())
+    atomic_write_bytes(out / "report.html", render_html(o.report, o.kinds, o.evidence).encode())
     return o
 
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 Z95 = 1.959963984540054
@@ -84,14 +83,12 @@ def _read_output(out, name: str) -> pa.Table:
     return pq.read_table(Path(out) / name)
 
 
-def _top_matches(matches: pa.Table, k: int) -> list[dict]:
-    if matches.num_rows == 0 or k <= 0:
-        return []
-    # the order of contamscan.evidence.match_order: how much of the reference is in the document first
-    order = pc.sort_indices(matches, [("containment", "descending"), ("similarity", "descending"),
-                                      ("row", "ascending")])[:k]
-    rows = matches.take(order).select(["row", "doc_id", "ref_id", "label", "similarity", "containment"]).to_pylist()
-    return [{**r, "similarity": round(r["similarity"], 6), "containment": round(r["containment"], 6)} for r in rows]
+def _top_matches(evidence, k: int) -> list[dict]:
+    """A shard's strongest matches, from its evidence rows (the same ``k`` matches, kept in the
+    order of contamscan.evidence.match_order as the shard streamed by)."""
+    return [{"row": e["row"], "doc_id": e["doc_id"], "ref_id": e["ref_id"], "label": e["label"],
+             "similarity": round(e["similarity"], 6), "containment": round(e["containment"], 6)}
+            for e in evidence[:k]]
 
 
 def shard_entry(r, top_k: int) -> dict:
@@ -109,7 +106,7 @@ def shard_entry(r, top_k: int) -> dict:
         "byte_rate": _rate(r.flagged_bytes, r.bytes),
         "by_label": dict(r.by_label),
         "similarity_histogram": list(r.similarity_histogram),
-        "top_matches": _top_matches(r.matches, top_k),
+        "top_matches": _top_matches(r.evidence, top_k),
         "errors": {"bad_records": r.bad_records, "by_reason": dict(r.bad_by_reason),
                    "examples": list(r.bad_examples)},
     }
@@ -177,17 +174,27 @@ def atomic_write_table(path: Path, table: pa.Table) -> None:
     os.replace(tmp, path)
 
 
-def write_outputs(out: Path, report: dict, matches: pa.Table, evidence: pa.Table | None = None) -> None:
-    """report.json, matches.parquet, evidence.parquet, report.md and report.html, each written atomically."""
+def write_outputs(out: Path, report: dict, matches, evidence: pa.Table | None = None) -> None:
+    """report.json, matches.parquet, evidence.parquet, report.md and report.html, each written
+    atomically. ``matches``: a table, or the Parquet files of the shards' matches in order,
+    copied one at a time (a scan's matches are never all in memory)."""
     from .evidence import EVIDENCE_SCHEMA
-    from .report_html import render_html
+    from .report_html import match_kinds, render_html
+    from .scan import MATCH_SCHEMA
 
     out.mkdir(parents=True, exist_ok=True)
     evidence = evidence if evidence is not None else EVIDENCE_SCHEMA.empty_table()
-    atomic_write_table(out / "matches.parquet", matches)
+    parts = [matches] if isinstance(matches, pa.Table) else (pq.read_table(f).cast(MATCH_SCHEMA) for f in matches)
+    kinds = Counter()
+    tmp = out / "matches.parquet.tmp"
+    with pq.ParquetWriter(tmp, MATCH_SCHEMA, compression="zstd") as w:
+        for t in parts:
+            w.write_table(t)
+            kinds += match_kinds([t])
+    os.replace(tmp, out / "matches.parquet")
     atomic_write_table(out / "evidence.parquet", evidence)
     atomic_write_bytes(out / "report.md", render_markdown(report).encode())
-    atomic_write_bytes(out / "report.html", render_html(report, matches, evidence).encode())
+    atomic_write_bytes(out / "report.html", render_html(report, kinds, evidence).encode())
     atomic_write_bytes(out / "report.json", (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode())
 
 

@@ -21,6 +21,7 @@ import base64
 import hashlib
 import math
 from bisect import bisect_right
+from collections import Counter
 from html import escape
 
 import pyarrow as pa
@@ -77,16 +78,26 @@ def _svg(width: int, height: int, label: str, body: list[str]) -> str:
             f'aria-label="{e(label)}" xmlns="http://www.w3.org/2000/svg">' + "".join(body) + "</svg>")
 
 
-def model_chart(report: dict, matches: pa.Table | None, colours: dict) -> str:
-    """Flagged documents per model: a bar each, solid for whole-document copies, light for passages."""
+def match_kinds(tables) -> Counter:
+    """Flagged documents per (label, kind) in matches tables (or record batches), one at a
+    time: what the model chart needs of matches.parquet, in bounded memory."""
+    kinds = Counter()
+    for t in tables:
+        if t.num_rows:
+            t = pa.Table.from_batches([t]) if isinstance(t, pa.RecordBatch) else t
+            for g in t.group_by(["label", "kind"]).aggregate([("row", "count")]).to_pylist():
+                kinds[(g["label"], g["kind"])] += g["row_count"]
+    return kinds
+
+
+def model_chart(report: dict, kinds: Counter | None, colours: dict) -> str:
+    """Flagged documents per model: a bar each, solid for whole-document copies, light for
+    passages (``kinds``: :func:`match_kinds` of matches.parquet; None if it is missing)."""
     t = report["totals"]
     items = list(t["by_label"].items())
     if not items:
         return '<p class="empty">No document was flagged.</p>'
-    kinds: dict[tuple[str, str], int] = {}
-    if matches is not None and matches.num_rows:
-        grouped = matches.group_by(["label", "kind"]).aggregate([("row", "count")]).to_pylist()
-        kinds = {(g["label"], g["kind"]): g["row_count"] for g in grouped}
+    kinds = kinds or {}
     rows = [(label, n, kinds.get((label, "whole"), 0), kinds.get((label, "partial"), 0)) for label, n in items]
     if not all(w + p == n for _, n, w, p in rows):  # matches.parquet missing or not this report's
         rows = [(label, n, n, 0) for label, n, _, _ in rows]
@@ -532,8 +543,9 @@ def _style_section(report: dict) -> str:
     return html_section(report)
 
 
-def render_html(report: dict, matches: pa.Table | None = None, evidence: pa.Table | None = None) -> str:
-    """The page for report.json's ``report``, with matches.parquet and evidence.parquet's tables."""
+def render_html(report: dict, kinds: Counter | None = None, evidence: pa.Table | None = None) -> str:
+    """The page for report.json's ``report``, with the flagged documents per (label, kind) of
+    matches.parquet (:func:`match_kinds`) and evidence.parquet's table."""
     t = report["totals"]
     idx = report["index"]
     p = idx["params"]
@@ -559,7 +571,7 @@ def render_html(report: dict, matches: pa.Table | None = None, evidence: pa.Tabl
         '<a href="#shards">Shards</a><a href="#similarity">Similarity</a><a href="#evidence">Evidence</a></nav>'
         '</header>',
         f'<section id="totals"><h2>Dataset</h2>{_cards(report)}</section>',
-        f'<section id="models"><h2>Flagged documents by model</h2>{model_chart(report, matches, colours)}</section>',
+        f'<section id="models"><h2>Flagged documents by model</h2>{model_chart(report, kinds, colours)}</section>',
         f'<section id="rates"><h2>Contamination rate per shard</h2>'
         f'<p class="note">Flagged documents / documents, with the 95% Wilson score interval; the dashed line is '
         f'the dataset\'s rate.</p>{rate_chart(report)}</section>',
@@ -578,4 +590,4 @@ def render_html(report: dict, matches: pa.Table | None = None, evidence: pa.Tabl
     return "\n".join(parts)
 
 
-__all__ = ["render_html", "marked"]
+__all__ = ["render_html", "marked", "match_kinds"]

@@ -521,7 +521,7 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
         if progress is not None and hasattr(progress, "total_bytes"):
             progress.total_bytes = sum(units[n].size for n in todo)
 
-        def finished(i: int, result: ShardResult) -> None:
+        def finished(i: int, result: ShardResult) -> ShardResult:
             if save:
                 save(todo[i], result)
             piece = units[todo[i]].row_groups
@@ -529,6 +529,9 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
                                     "documents": result.documents, "flagged_documents": result.flagged_documents,
                                     "bad_records": result.bad_records, "seconds": round(result.seconds, 3),
                                     **({"row_groups": [piece[0], piece[-1]]} if piece else {})})
+            # its matches are in its checkpoint now (and needed only there): memory stays
+            # flat however many documents the dataset flags
+            return dataclasses.replace(result, matches=MATCH_SCHEMA.empty_table())
 
         if options.executor == "ray":
             new = run_ray([units[n] for n in todo], index, options, progress, finished, options.ray_address)
@@ -541,7 +544,6 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
                 results.append([])
             results[-1].append(done[n])
         results = [parts[0] if len(parts) == 1 else merge_pieces(parts, options.top_matches) for parts in results]
-        matches = pa.concat_tables([r.matches for r in results]) if results else MATCH_SCHEMA.empty_table()
         rules = {"verify": options.verify, "min_anchors": options.min_anchors, "miss_penalty": options.miss_penalty,
                  "min_words": options.min_words}
         report = build_report(results, index_summary=index.summary(), started_at=started, finished_at=_now(),
@@ -552,6 +554,8 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
 
             add_ai_share(report, results, open_cached(options.profile))
         if out is not None:
+            ok = {r.shard for r in results if r.status == "ok"}  # a shard with a failed piece has no matches
+            matches = [checkpoints.matches_file(n) for n in range(len(units)) if done[n].shard in ok]
             write_outputs(out, report, matches, evidence_table(results))
             if remote_out:
                 upload_final_outputs(out, remote_out)

@@ -150,3 +150,37 @@ def test_large_shards_in_pieces_give_the_same_report(setup, tmp_path, ai_table):
     assert pieces.matches().equals(whole.matches())
     assert pq.read_table(tmp_path / "pieces" / "evidence.parquet").equals(
         pq.read_table(tmp_path / "whole" / "evidence.parquet"))
+
+
+def test_matches_stay_on_disk_and_top_matches_are_the_strongest(setup, tmp_path, ai_table, monkeypatch):
+    """The scan keeps each finished shard's result without its matches (they are in its
+    checkpoint until matches.parquet is written), so memory does not grow with the flagged
+    documents of a dataset; report.json's top matches are still each shard's strongest."""
+    from contamscan import executors
+
+    root, index, refs = setup
+    data = tmp_path / "data"
+    data.mkdir()
+    texts = refs["text"].to_pylist()
+    for k in range(3):  # copies and human-like unrelated text (other models' outputs)
+        rows = texts[40 * k:40 * k + 30] + ai_table["text"].to_pylist()[600 + 20 * k:620 + 20 * k]
+        pq.write_table(pa.table({"id": [f"{k}-{i}" for i in range(len(rows))], "text": rows}), data / f"p{k}.parquet")
+    kept = []
+    real_run_local = executors.run_local
+
+    def spy(*args, **kwargs):
+        results = real_run_local(*args, **kwargs)
+        kept.extend(results)
+        return results
+
+    monkeypatch.setattr(executors, "run_local", spy)  # scan() imports it when it runs
+    report = scan([str(data)], index, tmp_path / "out", ScanOptions(workers=1, top_matches=5))
+    assert len(kept) == 3 and all(r.matches.num_rows == 0 for r in kept)
+    assert all(r.flagged_documents >= 30 for r in kept)
+    matches = report.matches()
+    assert matches.num_rows == report.totals["flagged_documents"] >= 90
+    assert matches.column("shard").to_pylist() == sorted(matches.column("shard").to_pylist())
+    for s in report.shards:
+        m = matches.filter(pa.compute.equal(matches["shard"], s["shard"])).to_pylist()
+        m.sort(key=lambda r: (-r["containment"], -r["similarity"], r["row"]))
+        assert [(t["row"], t["ref_id"]) for t in s["top_matches"]] == [(r["row"], r["ref_id"]) for r in m[:5]]
