@@ -249,12 +249,12 @@ def _query_kernel(sigs, skip, tags, refs, directory, bits, rows, ref_sigs, label
                 r = c[q]
                 if q > 0 and r == c[q - 1]:
                     continue
+                if not _shares_band(sigs[i], ref_sigs[r], bands, rows):
+                    continue  # a tag collision, not an LSH candidate
                 eq = 0
                 for j in range(P):
                     if sigs[i, j] == ref_sigs[r, j]:
                         eq += 1
-                if not _shares_band(sigs[i], ref_sigs[r], bands, rows):
-                    continue  # a tag collision, not an LSH candidate
                 c[nd] = r
                 eqs = _append(eqs, nd, eq)
                 if best < 0 or eq > eqs[best]:  # ties keep the lowest ref index: deterministic
@@ -266,14 +266,22 @@ def _query_kernel(sigs, skip, tags, refs, directory, bits, rows, ref_sigs, label
             best_equal[i] = eqs[best]
             if eqs[best] >= min_equal:
                 best_ref[i] = c[best]
-            alt = -1
-            for q in range(nd):
-                if label_codes[c[q]] != label_codes[c[best]] and (alt < 0 or eqs[q] > eqs[alt]):
-                    alt = q
+            alt = _best_other_label(c, eqs, nd, best, label_codes)
             if alt >= 0:
                 alt_ref[i] = c[alt]
                 alt_equal[i] = eqs[alt]
     return touched  # meaningless; returning it keeps the touching reads from being optimised away
+
+
+@numba.njit(inline="always")
+def _best_other_label(refs, scores, n, best, label_codes):
+    """Among ``refs[:n]``, the one scoring most whose label is not ``refs[best]``'s (the first
+    of equals); -1 if none."""
+    alt = -1
+    for q in range(n):
+        if label_codes[refs[q]] != label_codes[refs[best]] and (alt < 0 or scores[q] > scores[alt]):
+            alt = q
+    return alt
 
 
 @numba.njit(inline="always")
@@ -445,10 +453,7 @@ def _anchor_kernel(doc_ptr, a_key, tags, refs, directory, bits, label_codes, min
         seg_first[d] = g_first[b]
         seg_last[d] = g_last[b]
         total_hits[d] = g_tot[b]
-        alt = -1
-        for g in range(ng):
-            if label_codes[g_ref[g]] != label_codes[g_ref[b]] and (alt < 0 or g_score[g] > g_score[alt]):
-                alt = g
+        alt = _best_other_label(g_ref, g_score, ng, b, label_codes)
         if alt >= 0:
             alt_ref[d] = g_ref[alt]
             alt_score[d] = g_score[alt]

@@ -59,13 +59,14 @@ def _read_remote_report(path: str) -> dict:
     return report
 
 
-def _table(path: Path | str) -> pa.Table | None:
+def _read_parquet(path: Path | str, read):
+    """``read`` applied to a Parquet file (local or remote); None if there is no such file."""
     if storage.is_remote(path):
         if not storage.exists(path):
             return None
         f = storage.open_input_file(path)
         try:
-            return pq.read_table(f)
+            return read(f)
         except (OSError, pa.ArrowException) as err:
             raise ContamscanError(f"cannot read {storage.display(path)}: {err}") from None
         finally:
@@ -73,26 +74,20 @@ def _table(path: Path | str) -> pa.Table | None:
     if not path.exists():
         return None
     try:
-        return pq.read_table(path)
+        return read(path)
     except (OSError, pa.ArrowException) as err:
         raise ContamscanError(f"cannot read {path}: {err}") from None
+
+
+def _table(path: Path | str) -> pa.Table | None:
+    return _read_parquet(path, pq.read_table)
 
 
 def _kinds(path: Path | str) -> Counter | None:
     """:func:`contamscan.report_html.match_kinds` of a matches.parquet, read batch by batch."""
     from .report_html import match_kinds
 
-    remote = storage.is_remote(path)
-    if not (storage.exists(path) if remote else Path(path).exists()):
-        return None
-    f = storage.open_input_file(path) if remote else None
-    try:
-        return match_kinds(pq.ParquetFile(f if remote else path).iter_batches(columns=["label", "kind", "row"]))
-    except (OSError, pa.ArrowException) as err:
-        raise ContamscanError(f"cannot read {storage.display(path) if remote else path}: {err}") from None
-    finally:
-        if f is not None:
-            f.close()
+    return _read_parquet(path, lambda f: match_kinds(pq.ParquetFile(f).iter_batches(columns=["label", "kind", "row"])))
 
 
 def read_outputs(out) -> Outputs:

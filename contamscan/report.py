@@ -167,31 +167,38 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def atomic_write_table(path: Path, table: pa.Table) -> None:
-    """A Parquet file written under a temporary name and renamed when complete."""
+def atomic_write_table(path: Path, tables, schema: pa.Schema | None = None) -> None:
+    """A Parquet file written under a temporary name and renamed when complete: ``tables`` is
+    a table, or tables of ``schema`` written one after another as they come."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp, compression="zstd")
+    if isinstance(tables, pa.Table):
+        pq.write_table(tables, tmp, compression="zstd")
+    else:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
+            for t in tables:
+                w.write_table(t)
     os.replace(tmp, path)
 
 
-def write_outputs(out: Path, report: dict, matches, evidence: pa.Table | None = None) -> None:
+def write_outputs(out: Path, report: dict, match_files, evidence: pa.Table | None = None) -> None:
     """report.json, matches.parquet, evidence.parquet, report.md and report.html, each written
-    atomically. ``matches``: a table, or the Parquet files of the shards' matches in order,
-    copied one at a time (a scan's matches are never all in memory)."""
+    atomically. matches.parquet is ``match_files`` (the shards' matches, in order) copied one
+    at a time: a scan's matches are never all in memory."""
     from .evidence import EVIDENCE_SCHEMA
     from .report_html import match_kinds, render_html
     from .scan import MATCH_SCHEMA
 
     out.mkdir(parents=True, exist_ok=True)
     evidence = evidence if evidence is not None else EVIDENCE_SCHEMA.empty_table()
-    parts = [matches] if isinstance(matches, pa.Table) else (pq.read_table(f).cast(MATCH_SCHEMA) for f in matches)
     kinds = Counter()
-    tmp = out / "matches.parquet.tmp"
-    with pq.ParquetWriter(tmp, MATCH_SCHEMA, compression="zstd") as w:
-        for t in parts:
-            w.write_table(t)
-            kinds += match_kinds([t])
-    os.replace(tmp, out / "matches.parquet")
+
+    def matches():
+        for f in match_files:
+            t = pq.read_table(f).cast(MATCH_SCHEMA)
+            kinds.update(match_kinds([t]))  # for the model chart, as the tables go by
+            yield t
+
+    atomic_write_table(out / "matches.parquet", matches(), MATCH_SCHEMA)
     atomic_write_table(out / "evidence.parquet", evidence)
     atomic_write_bytes(out / "report.md", render_markdown(report).encode())
     atomic_write_bytes(out / "report.html", render_html(report, kinds, evidence).encode())
