@@ -1,11 +1,65 @@
-"""Parameters, with their defaults and validation in one place."""
+"""Parameters, with their defaults, help and validation in one place.
+
+Each option is a field of a frozen dataclass whose metadata (:func:`option`) holds its help
+text and how the command line spells it; ``contamscan.cli.options`` generates the click
+options from these fields, so a new option is one field here (and the code that uses it).
+Metadata also says whether an option changes a scan's results (``results``: part of what
+``--resume`` checks) and whether it is a match rule recorded in report.json (``rule``).
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field, fields
 
 from .errors import ContamscanError
+
+
+def option(default, help: str, *, flag: str | None = None, unit: int = 1, choices: tuple | None = None,
+           cli: bool = True, results: bool = False, rule: bool = False, multiple: bool = False,
+           path: bool = False, empty_is_none: bool = False):
+    """A dataclass field with the metadata the CLI and the scan read.
+
+    Args:
+        default: the default value.
+        help: one line for ``--help``.
+        flag: the command-line flag, if not ``--`` + the name with dashes.
+        unit: the flag takes the value in this unit (``--batch-mb`` for ``batch_bytes``: 2**20).
+        choices: the accepted values.
+        cli: False for options of the Python API only.
+        results: the option changes what a scan finds (a resumed scan must have the same).
+        rule: a match rule, recorded in report.json's ``match_rules``.
+        multiple: the flag may be repeated (a tuple of values).
+        path: the value is a path or URI.
+        empty_is_none: an empty string on the command line means None.
+    """
+    return field(default=default, metadata={"help": help, "flag": flag, "unit": unit, "choices": choices,
+                                            "cli": cli, "results": results, "rule": rule, "multiple": multiple,
+                                            "path": path, "empty_is_none": empty_is_none})
+
+
+def flag_of(f) -> str:
+    """The command-line flag of a dataclass field made by :func:`option`."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def replace_options(options, overrides: dict):
+    """``options`` with the fields given in ``overrides`` replaced (an unknown name is a TypeError,
+    as for a function's keyword arguments)."""
+    if not overrides:
+        return options
+    names = {f.name for f in fields(options)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(unknown)}; {type(options).__name__} has "
+                        f"{', '.join(sorted(names))}")
+    return dataclasses.replace(options, **overrides)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ContamscanError(message)
 
 
 @dataclass(frozen=True)
@@ -16,80 +70,94 @@ class IndexParams:
     signatures are comparable.
     """
 
-    threshold: float = 0.5  # estimated Jaccard similarity at which a document is flagged
-    num_perm: int = 128
-    ngram: int = 5  # words per shingle
-    seed: int = 1  # datasketch's default seed: signatures interoperate as they are
-    # partial matches: one shingle in 2**anchor_bits is an anchor (0: whole documents only)
-    anchor_bits: int = 4
-    max_anchor_refs: int = 64  # anchors shared by more references are stock phrases: dropped
+    threshold: float = option(0.5, "Estimated Jaccard similarity at which a document is flagged; sets the LSH bands.")
+    num_perm: int = option(128, "MinHash permutations.")
+    ngram: int = option(5, "Words per shingle.")
+    seed: int = option(1, "Permutation seed (datasketch's default is 1).")
+    anchor_bits: int = option(4, "Partial matches: one shingle in 2**N is an anchor; 0 = whole-document matches only.")
+    max_anchor_refs: int = option(64, "Anchors shared by more references are stock phrases: dropped.", cli=False)
 
     def __post_init__(self):
-        if not 0.0 < self.threshold < 1.0:
-            raise ContamscanError(f"--threshold must be between 0 and 1 (exclusive), got {self.threshold}")
-        if not 16 <= self.num_perm <= 1024:
-            raise ContamscanError(f"--num-perm must be between 16 and 1024, got {self.num_perm}")
-        if not 1 <= self.ngram <= 32:
-            raise ContamscanError(f"--ngram must be between 1 and 32, got {self.ngram}")
-        if not 0 <= self.seed < 2**32:
-            raise ContamscanError(f"seed must be a 32-bit unsigned integer, got {self.seed}")
-        if not 0 <= self.anchor_bits <= 8:
-            raise ContamscanError(f"--anchor-bits must be between 0 and 8, got {self.anchor_bits}")
-        if self.max_anchor_refs < 1:
-            raise ContamscanError(f"max_anchor_refs must be positive, got {self.max_anchor_refs}")
+        _check(0.0 < self.threshold < 1.0, f"`threshold` must be between 0 and 1 (exclusive), got {self.threshold}")
+        _check(16 <= self.num_perm <= 1024, f"`num_perm` must be between 16 and 1024, got {self.num_perm}")
+        _check(1 <= self.ngram <= 32, f"`ngram` must be between 1 and 32, got {self.ngram}")
+        _check(0 <= self.seed < 2**32, f"`seed` must be a 32-bit unsigned integer, got {self.seed}")
+        _check(0 <= self.anchor_bits <= 8, f"`anchor_bits` must be between 0 and 8, got {self.anchor_bits}")
+        _check(self.max_anchor_refs >= 1, f"`max_anchor_refs` must be positive, got {self.max_anchor_refs}")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How reference records are read when an index is built (or added to)."""
+
+    text_field: str = option("text", "Field holding the text; a dotted path reaches nested fields.")
+    label_field: str = option("model", "Field naming the model that wrote the text.")
+    id_field: str | None = option("id", "Field with a unique reference id; where absent, ids are FILE:ROW.",
+                                  empty_is_none=True)
+    store_text: bool = option(False, "Keep reference texts in the index (for `scan --verify exact` and evidence "
+                                     "in reports).")
+    strict: bool = option(False, "Fail on the first bad record instead of counting and skipping it.")
 
 
 @dataclass(frozen=True)
 class ScanOptions:
     """Everything a scan needs besides its inputs, its index and its output directory."""
 
-    text_field: str = "text"
-    id_field: str | None = "id"  # used when present in a shard; None: never
-    workers: int = 0  # 0: one per core
-    executor: str = "local"  # "local": a process pool on this machine; "ray": tasks on a Ray cluster
+    text_field: str = option("text", "Field holding the text; a dotted path reaches nested fields.", results=True)
+    id_field: str | None = option("id", "Field copied into matches as doc_id, where present.", results=True,
+                                  empty_is_none=True)
+    workers: int = option(0, "Worker processes; 0 = one per core.")
+    executor: str = option("local", "local: a process pool here; ray: tasks on a Ray cluster "
+                                    "(pip install 'contamscan[ray]').", choices=("local", "ray"))
+    ray_address: str | None = option(None, "Ray cluster address (e.g. 10.0.0.5:6379); default: a local cluster.")
     # a Parquet shard larger than this is scanned as pieces of whole row groups, in parallel
     # (not with clean/flagged outputs or a profile, which need the whole shard in one task)
-    piece_bytes: int = 256 << 20
-    ray_address: str | None = None  # the Ray cluster (None: start a local one)
-    strict: bool = False  # a bad record fails the shard instead of being counted
-    batch_bytes: int = 16 << 20  # text per batch: bounds memory per worker
-    top_matches: int = 10  # per shard, in report.json
+    piece_bytes: int = option(256 << 20, "A Parquet shard larger than this is scanned as pieces of whole row groups, "
+                                         "in parallel.", flag="--piece-mb", unit=1 << 20)
+    strict: bool = option(False, "A bad record fails its shard instead of being counted and skipped.", results=True)
+    batch_bytes: int = option(16 << 20, "Text per batch, in MB (bounds memory per worker).", flag="--batch-mb",
+                              unit=1 << 20)
+    top_matches: int = option(10, "Strongest matches kept per shard in report.json.", cli=False)
+    # "estimate": similarity and containment estimated from signatures and anchors;
+    # "exact": flags re-checked on the exact shingle sets (needs an index with stored text)
+    verify: str = option("estimate", "exact: re-check every flag on the exact shingle sets (needs "
+                                     "`index build --store-text`).", choices=("estimate", "exact"), results=True,
+                         rule=True)
     # partial matches (indexes with anchors): a document is flagged when one reference
     # shares a run of anchors with it that scores at least `min_anchors` (+1 per shared
     # anchor, -`miss_penalty` per unshared one inside the run) and spans `min_words` words
-    min_anchors: float = 5.0
-    miss_penalty: float = 0.5
-    min_words: int = 50
-    # "estimate": similarity and containment estimated from signatures and anchors;
-    # "exact": flags re-checked on the exact shingle sets (needs an index with stored text)
-    verify: str = "estimate"
+    min_anchors: float = option(5.0, "Partial matches: score a run of shared anchors must reach (+1 shared, "
+                                     "-0.5 unshared).", results=True, rule=True)
+    miss_penalty: float = option(0.5, "Partial matches: what an unshared anchor inside a run costs.", cli=False,
+                                 results=True, rule=True)
+    min_words: int = option(50, "Partial matches: words a matched passage must span.", results=True, rule=True)
     # copies of the input shards without / with only the flagged documents (same relative
     # paths, formats and schemas); None: not written
-    write_clean: str | None = None
-    write_flagged: str | None = None
+    write_clean: str | None = option(None, "Write each shard without its flagged documents to DIR (same relative "
+                                           "path, format and schema).", path=True, results=True)
+    write_flagged: str | None = option(None, "Write each shard's flagged documents only to DIR (same relative path, "
+                                             "format and schema).", path=True, results=True)
     # what the scan expects of its index (None: anything); a mismatch fails before any work
-    expect_threshold: float | None = None
-    expect_ngram: int | None = None
-    expect_num_perm: int | None = None
+    expect_threshold: float | None = option(None, "Fail unless the index was built with this threshold.",
+                                            flag="--threshold")
+    expect_ngram: int | None = option(None, "Fail unless the index was built with this ngram.", flag="--ngram")
+    expect_num_perm: int | None = option(None, "Fail unless the index was built with this num_perm.",
+                                         flag="--num-perm")
     # a style profile (`contamscan profile build`): each shard also gets the estimated share
     # of AI-written documents and the model family it resembles; None: not estimated
-    profile: str | None = None
+    profile: str | None = option(None, "Style profile from `profile build`: also estimate each shard's share of "
+                                       "AI-written documents (alpha, with a 95% interval) and the model family it "
+                                       "resembles.", path=True, results=True)
 
     def __post_init__(self):
-        if self.executor not in ("local", "ray"):
-            raise ContamscanError(f"--executor must be 'local' or 'ray', got {self.executor!r}")
-        if self.workers < 0:
-            raise ContamscanError(f"--workers must be >= 0, got {self.workers}")
-        if self.batch_bytes < 1 << 16:
-            raise ContamscanError("batch size must be at least 64 KiB")
-        if self.min_anchors < 2:
-            raise ContamscanError(f"--min-anchors must be at least 2, got {self.min_anchors}")
-        if self.miss_penalty < 0:
-            raise ContamscanError(f"miss_penalty must be >= 0, got {self.miss_penalty}")
-        if self.verify not in ("estimate", "exact"):
-            raise ContamscanError(f"--verify must be 'estimate' or 'exact', got {self.verify!r}")
-        if self.min_words < 1:
-            raise ContamscanError(f"min_words must be positive, got {self.min_words}")
+        _check(self.executor in ("local", "ray"), f"`executor` must be 'local' or 'ray', got {self.executor!r}")
+        _check(self.workers >= 0, f"`workers` must be >= 0, got {self.workers}")
+        _check(self.batch_bytes >= 1 << 16, "`batch_bytes` must be at least 64 KiB")
+        _check(self.piece_bytes >= 1, f"`piece_bytes` must be positive, got {self.piece_bytes}")
+        _check(self.min_anchors >= 2, f"`min_anchors` must be at least 2, got {self.min_anchors}")
+        _check(self.miss_penalty >= 0, f"`miss_penalty` must be >= 0, got {self.miss_penalty}")
+        _check(self.verify in ("estimate", "exact"), f"`verify` must be 'estimate' or 'exact', got {self.verify!r}")
+        _check(self.min_words >= 1, f"`min_words` must be positive, got {self.min_words}")
 
     @property
     def n_workers(self) -> int:
@@ -97,6 +165,61 @@ class ScanOptions:
 
     def result_fields(self) -> dict:
         """The options a scan's results depend on (not workers, batch size or display)."""
-        keep = ("text_field", "id_field", "strict", "min_anchors", "miss_penalty", "min_words", "verify",
-                "write_clean", "write_flagged", "profile")
-        return {k: getattr(self, k) for k in keep}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["results"]}
+
+    def match_rules(self) -> dict:
+        """The match rules, as report.json records them."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["rule"]}
+
+
+@dataclass(frozen=True)
+class ProfileParams:
+    """How a style profile is built (recorded in its manifest; scans use the profile's)."""
+
+    windows: tuple = option((16, 32, 64), "Window lengths in words; a document uses the longest it holds.", cli=False)
+    max_windows: int = option(16, "Windows per document, spread over its first max_windows * max(windows) words.",
+                              cli=False)
+    vocab_size: int = option(4000, "Words chosen for human-vs-AI divergence (plus 100 per AI family).")
+    label_words: int = option(100, "Per AI label, words that set it apart from the other labels.", cli=False)
+    min_docs: int = option(10, "A candidate word occurs in at least this many profile documents.", cli=False)
+    smoothing: float = option(10.0, "Pseudo-windows of the pooled rate added to each component's counts.", cli=False)
+    clusters: int = option(2, "Human components per group, refined by classification EM.")
+    min_cluster_docs: int = option(20, "A group is split only when each part would have this many documents.",
+                                   cli=False)
+    cluster_iterations: int = option(30, "Classification EM iterations for the human components.", cli=False)
+    seed: int = option(0, "Seed of the human sub-components' start.", cli=False)
+
+    def __post_init__(self):
+        w = tuple(int(x) for x in self.windows)
+        _check(bool(w) and list(w) == sorted(set(w)) and w[0] >= 1,
+               f"`windows` must be increasing positive word counts, got {self.windows}")
+        object.__setattr__(self, "windows", w)
+        _check(1 <= self.max_windows <= 16, f"`max_windows` must be between 1 and 16, got {self.max_windows}")
+        _check(self.vocab_size >= 1 and self.label_words >= 0 and self.min_docs >= 1,
+               "`vocab_size` and `min_docs` must be positive, `label_words` >= 0")
+        _check(self.smoothing > 0, f"`smoothing` must be positive, got {self.smoothing}")
+        _check(self.clusters >= 1, f"`clusters` must be at least 1, got {self.clusters}")
+
+    @property
+    def max_words(self) -> int:
+        return self.max_windows * self.windows[-1]
+
+
+@dataclass(frozen=True)
+class ProfileBuildOptions:
+    """How the human and AI records of a style profile are read and grouped."""
+
+    text_field: str = option("text", "Field holding the text.")
+    label_field: str = option("model", "(AI) field naming the model.")
+    family_by: str = option("org", "AI components: org = one per organisation prefix (openai/o3 -> openai; "
+                                   "claude-sonnet-4 -> claude); label = one per model label.", choices=("org", "label"))
+    families: tuple = option((), "Put labels matching the globs in family NAME (repeatable; checked before "
+                                 "--family-by).", flag="--family", multiple=True)
+    group_field: str | None = option("source", "(human) field grouping the baseline (each group gets its own "
+                                               "components); files without it are one group each.",
+                                     empty_is_none=True)
+    strict: bool = option(False, "Fail on the first bad record instead of counting and skipping it.")
+
+    def __post_init__(self):
+        _check(self.family_by in ("org", "label"), f"`family_by` must be 'org' or 'label', got {self.family_by!r}")
+        object.__setattr__(self, "families", tuple(self.families))

@@ -54,7 +54,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
 import random
 import re
 import textwrap
@@ -64,6 +63,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
+
+from .io import Location
 
 __all__ = ["DemoWorkspace", "make_demo_workspace", "MODELS", "SHARDS"]
 
@@ -524,11 +525,7 @@ def _reformat_text(rng: random.Random, text: str) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    Location.of(str(path)).write_atomic(data)
 
 
 def _jsonl_bytes(lines: list[str]) -> bytes:

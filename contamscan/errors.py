@@ -1,12 +1,24 @@
-"""Exceptions that mean "the user asked for something that cannot be done".
+"""Errors that mean "the user asked for something that cannot be done".
 
-The CLI prints these as one clear message without a traceback (``--debug`` shows it);
-anything else is a bug and keeps its traceback.
+Each class carries the exit status the command line gives it (``exit_code``) and the name
+of the event a JSON log records (``event``), so one handler in the CLI turns any of them
+into a message and a status. Messages name options by their Python names in backquotes
+(`text_field`); the CLI shows its own spelling of the same option (`--text-field`).
+Anything that is not a ContamscanError is a bug and keeps its traceback.
 """
+
+from __future__ import annotations
 
 
 class ContamscanError(Exception):
-    """Base class for user-facing errors (bad arguments, bad input, bad index)."""
+    """Base class for user-facing errors (bad arguments, bad input, bad index): exit status 1."""
+
+    exit_code = 1
+    event = "error"
+
+    def fields(self) -> dict:
+        """What a JSON log line of this error holds besides its event name."""
+        return {"message": str(self)}
 
 
 class FieldMissingError(ContamscanError):
@@ -18,9 +30,60 @@ class FieldMissingError(ContamscanError):
         super().__init__(f"field {field!r} not found in {path}; fields present: {shown}")
 
 
+class FieldTypeError(ContamscanError):
+    """The text field exists but is not a string column (Parquet / Arrow)."""
+
+    def __init__(self, field: str, path: str, found: str):
+        self.field, self.path, self.found = field, path, found
+        super().__init__(f"field {field!r} in {path} is not a string column (type found: {found})")
+
+
 class ShardReadError(ContamscanError):
     """A shard cannot be read at all (corrupt Parquet, truncated gzip/zstd, unreadable file)."""
 
 
 class IndexFormatError(ContamscanError):
     """An index directory is missing, tampered with, or incompatible with the request."""
+
+
+class ProfileFormatError(ContamscanError):
+    """A style profile directory is missing, tampered with, or of another format version."""
+
+
+class StorageError(ContamscanError):
+    """A path or URI cannot be resolved, listed, read or written."""
+
+
+class OutputWriteError(ContamscanError):
+    """An output file cannot be written (disk full, permission denied, ...)."""
+
+
+class FailedShardsError(ContamscanError):
+    """The scan finished, but some shards could not be read: exit status 3."""
+
+    exit_code = 3
+    event = "failed_shards"
+
+    def __init__(self, shards: list[str]):
+        self.shards = list(shards)
+        super().__init__(f"{len(self.shards)} shard(s) could not be read; see report.json")
+
+    def fields(self) -> dict:
+        return {"shards": self.shards}
+
+
+class GateError(ContamscanError):
+    """The contamination rate of the dataset, or of a shard, is above its gate: exit status 4."""
+
+    exit_code = 4
+    event = "gate"
+
+    def __init__(self, message: str, *, rate: float, fail_above: float | None, fail_above_shard: float | None,
+                 shards_above: list[str]):
+        self.rate, self.fail_above, self.fail_above_shard = rate, fail_above, fail_above_shard
+        self.shards_above = list(shards_above)
+        super().__init__(message)
+
+    def fields(self) -> dict:
+        return {"contamination_rate": self.rate, "fail_above": self.fail_above,
+                "fail_above_shard": self.fail_above_shard, "shards_above": self.shards_above}

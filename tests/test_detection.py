@@ -11,8 +11,8 @@ import pytest
 from contamscan.config import IndexParams, ScanOptions
 from contamscan.errors import ContamscanError
 from contamscan.index import build_index
-from contamscan.scan import scan
-from contamscan.text import words
+from contamscan import scan
+from contamscan.sketch.text import words
 
 from conftest import HUMAN
 
@@ -139,5 +139,5 @@ def test_exact_check_against_stored_text(tmp_path, refs, human, index):
 def test_exact_check_needs_stored_text(tmp_path, refs):
     pq.write_table(pa.Table.from_pylist(refs[:5]), tmp_path / "refs.parquet")
     ix = build_index([str(tmp_path / "refs.parquet")], tmp_path / "ix", params=IndexParams())
-    with pytest.raises(ContamscanError, match="--store-text"):
+    with pytest.raises(ContamscanError, match="`store_text`"):  # the library names its own option
         _scan(tmp_path, [("x", "some text")], ix, verify="exact")

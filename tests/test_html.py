@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from contamscan.config import ScanOptions
-from contamscan.evidence import NOT_STORED
+from contamscan.report.evidence import NOT_STORED
 from contamscan.index import build_index
-from contamscan.report_html import MAX_EVIDENCE, marked, render_html
-from contamscan.scan import scan
+from contamscan.report.render.html import MAX_EVIDENCE, marked, render_html
+from contamscan import scan
 
 import _reportdata as rd
 

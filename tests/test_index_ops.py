@@ -8,7 +8,8 @@ from click.testing import CliRunner
 from contamscan.cli import cli
 from contamscan.config import IndexParams
 from contamscan.errors import ContamscanError
-from contamscan.index import ARRAYS, add_to_index, build_index, merge_indexes, open_index
+from contamscan.index.format import ARRAYS
+from contamscan.index import add_to_index, build_index, merge_indexes, open_index
 
 
 def _same_index(a, b):

@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
-from contamscan.index import build_band_tables, save_index, open_index
+from contamscan.index import open_index
+from contamscan.index.format import build_band_tables, save_index
 from contamscan.config import IndexParams
-from contamscan.lsh import band_keys, optimal_bands
-from contamscan.minhash import Hasher, from_datasketch, jaccard, permutations, to_datasketch
-from contamscan.text import shingle_hash, shingles
+from contamscan.sketch.lsh import band_keys, optimal_bands
+from contamscan.sketch.interop import from_datasketch, to_datasketch
+from contamscan.sketch.minhash import Hasher, jaccard, permutations
+from contamscan.sketch.text import shingle_hash, shingles
 
 
 def datasketch_minhash(text, num_perm=128, seed=1, ngram=5):

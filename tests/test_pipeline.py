@@ -13,12 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from contamscan.checkpoint import OutputLock
+from contamscan.scanner.checkpoint import OutputLock
 from contamscan.cli import EXIT_ERROR, EXIT_GATE, EXIT_OK, cli
 from contamscan.config import ScanOptions
 from contamscan.errors import ContamscanError
 from contamscan.index import build_index
-from contamscan.scan import scan
+from contamscan import scan
 from conftest import HUMAN
 
 N_SHARDS = 10

@@ -13,17 +13,12 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from contamscan import readers as R
+from contamscan.formats import jsonl as R
 from contamscan.errors import ContamscanError, FieldMissingError, ShardReadError
-from contamscan.readers import (
-    BadRecord,
-    Fields,
-    FieldTypeError,
-    Shard,
-    check_fields,
-    discover,
-    read_batches,
-)
+from contamscan.discover import discover
+from contamscan.errors import FieldTypeError
+from contamscan.formats import check_fields, has_field, read_batches
+from contamscan.model import BAD_REASONS, BadRecord, Fields, Shard
 
 ESSAYS = "/work/shared/data/human/essays.parquet"
 
@@ -309,7 +304,7 @@ def test_every_bad_record_reason(tmp_path, essays):
     assert details[4] == "number" and details[5] == "list" and details[6] == "object"
     assert details[7] == "boolean" and details[9] == "list" and details[10] == "string"
     assert got["n_records"] == len(lines)
-    assert set(R.BAD_REASONS) == {b.reason for b in got["bad"]}
+    assert set(BAD_REASONS) == {b.reason for b in got["bad"]}
 
     with pytest.raises(ContamscanError, match=r"bad\.jsonl: line 2: malformed_json"):
         collect(shard, Fields(), strict=True)
@@ -392,7 +387,7 @@ def test_large_jsonl_streams_with_stable_rows(tmp_path, essays):
     seen = sorted(got["rows"] + [b.row for b in got["bad"]])
     assert seen == list(range(n_nonblank))
     # the fast path and the reference per-line path agree exactly
-    slow = list(R._read_jsonl(shard, Fields(id="id"), 64 << 10, False, _force_slow=True))
+    slow = list(R.read(shard, Fields(id="id"), 64 << 10, False, _force_slow=True))
     fast = list(read_batches(shard, Fields(id="id"), batch_bytes=64 << 10))
     assert _flatten(fast) == _flatten(slow)
 
@@ -455,7 +450,7 @@ def test_fast_path_matches_reference_on_mutations(tmp_path, essays):
     for fields in (Fields(id="id"), Fields(text="text", label="meta.m")):
         for bb in (4 << 10, 1 << 20):
             fast = _flatten(read_batches(shard, fields, batch_bytes=bb))
-            slow = _flatten(R._read_jsonl(shard, fields, bb, False, _force_slow=True))
+            slow = _flatten(R.read(shard, fields, bb, False, _force_slow=True))
             assert fast == slow
 
 
@@ -594,7 +589,7 @@ def test_fast_path_suspect_lines_are_rechecked(tmp_path, essays, monkeypatch):
         fast = _flatten(read_batches(shard, Fields(id="id"), batch_bytes=50_000))
         # pyarrow path taken (all but the first block, which learns that ids are ints)
         assert len(used) > 2 and sum(r is not None for r in used) == len(used) - 1
-        slow = _flatten(R._read_jsonl(shard, Fields(id="id"), 50_000, False, _force_slow=True))
+        slow = _flatten(R.read(shard, Fields(id="id"), 50_000, False, _force_slow=True))
         assert fast == slow
         reasons = sorted({b.reason for batch in fast for b in batch[4]})
         assert reasons == ["malformed_json", "text_missing", "text_null"]
@@ -607,6 +602,6 @@ def test_has_field(tmp_path, essays):
     feather.write_feather(pa.Table.from_pylist(recs), tmp_path / "h.arrow")
     for name in ("h.jsonl", "h.parquet", "h.arrow"):
         shard = shard_for(tmp_path / name)
-        assert R.has_field(shard, "id") and R.has_field(shard, "meta.m")
-        assert not R.has_field(shard, "doc_id") and not R.has_field(shard, "meta.z")
-    assert not R.has_field(shard_for(touch(tmp_path / "e.jsonl", b"")), "id")
+        assert has_field(shard, "id") and has_field(shard, "meta.m")
+        assert not has_field(shard, "doc_id") and not has_field(shard, "meta.z")
+    assert not has_field(shard_for(touch(tmp_path / "e.jsonl", b"")), "id")

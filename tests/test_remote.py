@@ -20,14 +20,14 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from contamscan import storage
-from contamscan.checkpoint import OutputLock
+from contamscan.io import OutputDir, cache, location as storage
+from contamscan.scanner.checkpoint import OutputLock
 from contamscan.cli import EXIT_ERROR, EXIT_FAILED_SHARDS, EXIT_OK, cli
 from contamscan.config import ScanOptions
 from contamscan.errors import ContamscanError, IndexFormatError
 from contamscan.index import add_to_index, build_index, merge_indexes, open_index
-from contamscan.readers import discover
-from contamscan.scan import scan
+from contamscan.discover import discover
+from contamscan import scan
 from conftest import HUMAN
 
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install -e '.[dev]')")
@@ -231,19 +231,19 @@ def test_index_build_and_scan_on_s3_equal_the_local_ones(data, s3, local_scan):
         assert s3.get(f"clean/{rel}") == (local_scan / "clean" / rel).read_bytes(), rel
     assert pq.read_metadata(pa.BufferReader(s3.get("clean/part-00.parquet"))).num_rows == 200
     # nothing left behind on this machine: no staged outputs, no checkpoints, no temporaries
-    staging = storage.staging_dir(s3.uri("run"))
+    staging = OutputDir(s3.uri("run")).work
     assert sorted(p.name for p in staging.rglob("*") if p.is_file()) == ["URI", "lock"]
 
 
 def test_remote_index_is_cached_and_checked(data, s3, local_scan, monkeypatch):
     uri = s3.uri("cached.index")
     built = build_index([s3.uri("refs")], uri)
-    assert built.uri == uri and built.summary().path == f"s3://{BUCKET}/cached.index"
-    assert built.path.parent == storage.cache_root() / "indexes"
+    assert built.location.path == uri and built.summary().path == f"s3://{BUCKET}/cached.index"
+    assert built.path.parent == cache.cache_root() / "indexes"
     # the builder's own copy is the cache: opening it again downloads nothing
     calls = []
-    real = storage.download
-    monkeypatch.setattr(storage, "download", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = cache.download
+    monkeypatch.setattr(cache, "download", lambda *a, **k: calls.append(a) or real(*a, **k))
     again = open_index(uri)
     assert again.path == built.path and calls == []
     # a fresh machine (an empty cache) downloads it once, verifying every file
@@ -278,7 +278,7 @@ def test_index_add_and_merge_on_s3(data, s3, ai_table, tmp_path):
     more = tmp_path / "more.parquet"
     pq.write_table(ai_table.select(["id", "model", "text"]).slice(100, 20), more)
     added = add_to_index(a, [str(more)])
-    assert len(added) == 80 and len(open_index(a)) == 80 and added.uri == a
+    assert len(added) == 80 and len(open_index(a)) == 80 and added.location.path == a
 
 
 def test_corrupt_remote_shard_fails_alone(data, s3, local_scan):
@@ -342,7 +342,7 @@ def test_resume_into_a_remote_output(data, s3, local_scan):
         scan([s3.uri("data")], local_scan / "refs.index", out, ScanOptions(workers=1), events=interrupt)
     assert s3.keys("resumed") == []  # the previous report went when the scan started; no partial one
     # a second scan into the same output, while one runs, fails at once (a lock of this machine)
-    lock = OutputLock(storage.staging_dir(out))
+    lock = OutputLock(OutputDir(out).work)
     try:
         with pytest.raises(ContamscanError, match=f"another scan is writing to s3://{BUCKET}/resumed "):
             scan([s3.uri("data")], local_scan / "refs.index", out, ScanOptions(workers=1), resume=True)
@@ -379,13 +379,13 @@ def test_report_command_reads_and_rewrites_remote_outputs(data, s3, local_scan):
 
 
 def test_profile_on_s3(data, s3, tmp_path):
-    from contamscan.profile import build_profile, open_profile
+    from contamscan.style import build_profile, open_profile
 
     human = tmp_path / "human.parquet"
     pq.write_table(pl.read_parquet(HUMAN).select(["id", "source", "text"]).head(600).to_arrow(), human)
     built = build_profile([str(human)], [s3.uri("refs")], s3.uri("style.profile"))
     assert str(built.path) == f"s3://{BUCKET}/style.profile" and "manifest.json" in s3.keys("style.profile")
-    shutil.rmtree(storage.cache_root() / "profiles")
+    shutil.rmtree(cache.cache_root() / "profiles")
     opened = open_profile(s3.uri("style.profile"))
     assert opened.words == built.words and (opened.counts == built.counts).all()
 

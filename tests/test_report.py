@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from contamscan.report import wilson
+from contamscan.report.stats import wilson
 
 
 def test_wilson_known_values():

@@ -15,14 +15,16 @@ import pytest
 from click.testing import CliRunner
 
 from contamscan.cli import EXIT_OK, EXIT_USAGE, cli
-from contamscan.compare import compare_reports, diff_ci
+from contamscan.report.compare import compare_reports
+from contamscan.report.stats import diff_ci
 from contamscan.config import ScanOptions
-from contamscan.evidence import EXCERPT_CHARS, match_order
+from contamscan.model import match_order
+from contamscan.report.evidence import EXCERPT_CHARS
 from contamscan.index import build_index, open_index
-from contamscan.readers import discover
-from contamscan.scan import scan
-from contamscan.terminal import MAX_MODEL_BARS
-from contamscan.text import shingles, words
+from contamscan.discover import discover
+from contamscan import scan
+from contamscan.report.render.terminal import MAX_MODEL_BARS
+from contamscan.sketch.text import shingles, words
 
 import _reportdata as rd
 
@@ -43,7 +45,8 @@ def scans(tmp_path_factory, ai_table):
 
 def _documents(data) -> dict:
     """(shard, row) -> text of every document of a dataset, read as the scan reads it."""
-    from contamscan.readers import Fields, read_batches
+    from contamscan.formats import read_batches
+    from contamscan.model import Fields
 
     shards, _ = discover([str(data)])
     docs = {}

@@ -11,7 +11,7 @@ import pytest
 from contamscan.config import IndexParams, ScanOptions
 from contamscan.errors import ContamscanError, FieldMissingError, IndexFormatError
 from contamscan.index import build_index, open_index
-from contamscan.scan import scan
+from contamscan import scan
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ def test_matches_stay_on_disk_and_top_matches_are_the_strongest(setup, tmp_path,
     """The scan keeps each finished shard's result without its matches (they are in its
     checkpoint until matches.parquet is written), so memory does not grow with the flagged
     documents of a dataset; report.json's top matches are still each shard's strongest."""
-    from contamscan import executors
+    from contamscan.scanner import executors
 
     root, index, refs = setup
     data = tmp_path / "data"
@@ -166,14 +166,14 @@ def test_matches_stay_on_disk_and_top_matches_are_the_strongest(setup, tmp_path,
         rows = texts[40 * k:40 * k + 30] + ai_table["text"].to_pylist()[600 + 20 * k:620 + 20 * k]
         pq.write_table(pa.table({"id": [f"{k}-{i}" for i in range(len(rows))], "text": rows}), data / f"p{k}.parquet")
     kept = []
-    real_run_local = executors.run_local
+    real_run = executors.LocalExecutor.run
 
-    def spy(*args, **kwargs):
-        results = real_run_local(*args, **kwargs)
+    def spy(self, *args, **kwargs):
+        results = real_run(self, *args, **kwargs)
         kept.extend(results)
         return results
 
-    monkeypatch.setattr(executors, "run_local", spy)  # scan() imports it when it runs
+    monkeypatch.setattr(executors.LocalExecutor, "run", spy)
     report = scan([str(data)], index, tmp_path / "out", ScanOptions(workers=1, top_matches=5))
     assert len(kept) == 3 and all(r.matches.num_rows == 0 for r in kept)
     assert all(r.flagged_documents >= 30 for r in kept)

@@ -3,8 +3,8 @@ import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contamscan.minhash import Hasher, xxh32
-from contamscan.text import normalize, shingle_hash, shingles, words
+from contamscan.sketch.minhash import Hasher, xxh32
+from contamscan.sketch.text import normalize, shingle_hash, shingles, words
 
 
 def test_normalize_rules():

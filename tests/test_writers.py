@@ -11,10 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from contamscan import writers as W
+from contamscan.formats import arrow_ipc, jsonl, parquet
 from contamscan.errors import ContamscanError, ShardReadError
-from contamscan.readers import _BOM, Fields, Shard, discover, read_batches
-from contamscan.writers import SplitCounts, split_shard
+from contamscan.discover import discover
+from contamscan.formats import read_batches
+from contamscan.formats.jsonl import _BOM
+from contamscan.model import Fields, Shard
+from contamscan.formats import SplitCounts, split_shard
 
 AI = Path("/work/shared/data/ai/slop_score.parquet")
 ESSAYS = Path("/work/shared/data/human/essays.parquet")
@@ -132,8 +135,8 @@ def test_parquet_split_keeps_schema_codec_and_row_groups(tmp_path, ai_rows, code
 
 
 def test_parquet_row_groups_flush_early_when_large(tmp_path, ai_rows, monkeypatch):
-    monkeypatch.setattr(W, "_BATCH_BYTES", 16 << 10)
-    monkeypatch.setattr(W, "_GROUP_BYTES", 64 << 10)  # ~10 real outputs
+    monkeypatch.setattr(parquet, "_BATCH_BYTES", 16 << 10)
+    monkeypatch.setattr(parquet, "_GROUP_BYTES", 64 << 10)  # ~10 real outputs
     pq.write_table(ai_rows, tmp_path / "in.parquet", row_group_size=120)
     counts, clean, _ = split(shard_at(tmp_path, "in.parquet"), [3], tmp_path)
     md = pq.ParquetFile(clean).metadata
@@ -181,7 +184,7 @@ def test_arrow_split_keeps_flavour_schema_and_compression(tmp_path, ai_rows, kin
         assert reader.schema.equals(table.schema, check_metadata=True)
         assert reader.read_all().equals(want)
         assert all(m is not None and m[b"batch"] for m in batch_meta)
-        assert W._ipc_compression(str(out), kind) == compression
+        assert arrow_ipc._ipc_compression(str(out), kind) == compression
         assert read_all(out)["texts"] == want["text"].to_pylist()
     assert files_under(tmp_path / "clean", tmp_path / "flagged") == ["data.arrow"] * 2
 
@@ -266,7 +269,7 @@ def test_jsonl_split_is_byte_exact(tmp_path, essays, name, flagged):
 
 def test_jsonl_small_blocks_and_long_lines(tmp_path, essays, monkeypatch):
     """Lines longer than a read block, and blocks ending mid-line, change nothing."""
-    monkeypatch.setattr(W, "_JSONL_BLOCK", 97)
+    monkeypatch.setattr(jsonl, "_JSONL_BLOCK", 97)
     data, lines = nasty_jsonl(essays)
     write_compressed(tmp_path / "in.jsonl.gz", data)
     counts, clean, flagged_out = split(shard_at(tmp_path, "in.jsonl.gz"), [5, 12], tmp_path)
@@ -319,7 +322,7 @@ def test_one_side_only(tmp_path, ai_rows):
 
 
 def test_truncated_gzip_raises_and_leaves_no_output(tmp_path, essays, monkeypatch):
-    monkeypatch.setattr(W, "_JSONL_BLOCK", 4096)  # some blocks are written before the error
+    monkeypatch.setattr(jsonl, "_JSONL_BLOCK", 4096)  # some blocks are written before the error
     data = b"".join(json.dumps(e).encode() + b"\n" for e in essays)
     (tmp_path / "in").mkdir()
     write_compressed(tmp_path / "in" / "t.jsonl.gz", data)

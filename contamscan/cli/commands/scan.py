@@ -1,0 +1,59 @@
+"""``contamscan scan``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ...config import ScanOptions
+from ...errors import ContamscanError
+from ...report.render.terminal import print_summary
+from ...scanner.run import scan
+from ..options import config_option, dataclass_from, dataclass_options
+from ..progress import ProgressBar, log
+
+
+@click.command("scan")
+@config_option
+@click.argument("dataset", nargs=-1, required=True)
+@click.option("--index", "index_path", required=True, type=click.Path(), help="Index directory from `index build`.")
+@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
+              help="Output directory for report.json, report.html, report.md, matches.parquet and evidence.parquet "
+                   "(never scanned).")
+@click.option("--fail-above", type=float, default=None,
+              help="Exit with status 4 when the dataset's contamination rate is above RATE (a fraction, e.g. 0.01).")
+@click.option("--fail-above-shard", type=float, default=None,
+              help="Exit with status 4 when any shard's contamination rate is above RATE.")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted scan into the same output directory (same inputs, index and options).")
+@dataclass_options(ScanOptions)
+@click.pass_context
+def scan_cmd(ctx, dataset, index_path, out, fail_above, fail_above_shard, resume, **params):
+    """Scan DATASET files, directories (recursively) or globs against an index.
+
+    Any path (DATASET, --index, -o, --write-clean, --write-flagged, --profile) can be a URI:
+    s3://bucket/crawl/, gs://, hdfs://, abfs://, with options in the query string
+    (?endpoint_override=HOST:PORT&scheme=http); see "Remote paths" in the README."""
+    for name, rate in (("fail_above", fail_above), ("fail_above_shard", fail_above_shard)):
+        if rate is not None and not 0 <= rate <= 1:
+            raise ContamscanError(f"`{name}` must be a fraction between 0 and 1, got {rate}")
+    options = dataclass_from(ScanOptions, params)
+    json_log = ctx.find_root().params.get("log_format") == "json"
+
+    def events(name: str, fields: dict) -> None:
+        text = None
+        if name == "shard_finished" and not sys.stderr.isatty():  # a log, not a terminal: a line per shard
+            text = (f"{fields['shard']}: {fields['status']}, {fields['documents']:,} documents, "
+                    f"{fields['flagged_documents']:,} flagged" + (f" ({fields['error']})" if fields["error"] else ""))
+        log(ctx, name, fields, text)
+
+    progress = ProgressBar("scanning")
+    try:
+        report = scan(list(dataset), index_path, out, options, progress=None if json_log else progress,
+                      resume=resume, events=events)
+    finally:
+        progress.close()
+    if not json_log:
+        print_summary(report.data, out)
+    report.check(fail_above, fail_above_shard)  # a FailedShardsError or a GateError ends the command

@@ -1,0 +1,62 @@
+"""The command line: click only. Each command parses its options, calls the Python API and
+renders the result; one handler turns every :class:`~contamscan.errors.ContamscanError` into
+a message (options spelled as flags) and the exit status the error carries.
+
+Exit status: 0 success; 1 error (bad arguments, bad input, bad index); 2 usage error;
+3 the scan finished but some shards could not be read; 4 the contamination rate is above
+``--fail-above``.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import ContamscanError, FailedShardsError, GateError
+from ..version import __version__
+from .commands.demo import demo_cmd
+from .commands.index import index_group
+from .commands.profile import profile_group
+from .commands.report import report_cmd
+from .commands.scan import scan_cmd
+from .options import spelled
+from .progress import log
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, ContamscanError.exit_code, 2
+EXIT_FAILED_SHARDS, EXIT_GATE = FailedShardsError.exit_code, GateError.exit_code
+
+
+class Cli(click.Group):
+    """The root group: errors of any command end here, as one message and their exit status."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ContamscanError as e:
+            if ctx.params.get("debug"):
+                raise
+            message = spelled(str(e))
+            fields = {k: spelled(v) if k == "message" else v for k, v in e.fields().items()}
+            log(ctx, e.event, fields, message if isinstance(e, GateError) else f"error: {message}")
+            ctx.exit(e.exit_code)
+
+
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="contamscan")
+@click.option("--debug", is_flag=True, help="Show the full traceback of errors.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: events (scan started, each shard finished, scan finished, errors) as JSON lines on stderr.")
+def cli(debug, log_format):
+    """Find near-copies of known AI model outputs in training data.
+
+    Build an index from reference texts (outputs of named models), then scan a dataset of
+    Parquet / JSON Lines / Arrow shards against it. Exit status: 0 ok, 1 error, 2 usage,
+    3 some shards failed, 4 rate above --fail-above.
+    """
+
+
+for _command in (index_group, scan_cmd, report_cmd, demo_cmd, profile_group):
+    cli.add_command(_command)
+
+
+def main():
+    cli(prog_name="contamscan")

@@ -1,0 +1,125 @@
+"""Find input shards: directories (recursively), files and glob patterns, local or remote,
+become a deterministic, de-duplicated list of :class:`~contamscan.model.Shard` plus the paths
+skipped and why.
+
+Rules, the same for every kind of path (a :class:`~contamscan.io.Location` walks and lists):
+hidden names and the bookkeeping files of Spark/Hadoop/Arrow writers (``_SUCCESS``,
+``_metadata``, ``.crc``) are ignored at every level below a directory; a file named itself
+is never ignored; files of unknown extensions are skipped and recorded; anything at or under
+an excluded directory (the scan's own outputs) is skipped, the topmost such path recorded
+once; each real file is taken once, however many links lead to it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Sequence
+
+from .errors import ContamscanError
+from .formats import classify
+from .io import Found, Location
+from .model import Shard, Skipped
+
+__all__ = ["discover"]
+
+# bookkeeping files written by Spark/Hadoop/Arrow dataset writers: ignored silently
+_IGNORED_NAMES = frozenset({"_SUCCESS", "_metadata", "_common_metadata", "_temporary"})
+_IGNORED_PREFIXES = ("_committed_", "_started_")
+
+
+def _ignored(name: str) -> bool:
+    return (
+        name.startswith(".")
+        or name in _IGNORED_NAMES
+        or name.startswith(_IGNORED_PREFIXES)
+        or name.lower().endswith(".crc")
+    )
+
+
+class _Discovery:
+    def __init__(self, exclude: Sequence[Location]):
+        self.exclude = list(exclude)
+        self.shards: list[Shard] = []
+        self.skipped: dict[tuple[str, str], Skipped] = {}
+        self.seen_files: set[str] = set()
+        self.walked_dirs: set[str] = set()
+
+    def skip(self, loc: Location, reason: str) -> None:
+        path = loc.absolute().shown
+        self.skipped.setdefault((path, reason), Skipped(path, reason))
+
+    def excluded(self, loc: Location) -> bool:
+        return any(loc.within(e) for e in self.exclude)
+
+    def add(self, loc: Location, relbase: Location | None, from_glob: bool) -> None:
+        if loc.is_dir():
+            if self.excluded(loc):
+                self.skip(loc, "inside output directory")
+                return
+            if loc.key in self.walked_dirs:
+                return
+            self.walked_dirs.add(loc.key)
+            for found in loc.walk(_ignored, self.excluded):
+                self.file(found, relbase if relbase is not None else loc)
+        elif not (from_glob and _ignored(loc.name)):
+            self.file(loc.stat_file(), relbase)
+
+    def file(self, found: Found, relbase: Location | None) -> None:
+        loc = found.location
+        if found.skipped is not None:
+            self.skip(loc, found.skipped)
+            return
+        kind = classify(loc.name)
+        if kind is None:
+            self.skip(loc, "unknown extension")
+            return
+        if self.excluded(loc):
+            self.skip(loc, "inside output directory")
+            return
+        if loc.key in self.seen_files:
+            return
+        self.seen_files.add(loc.key)
+        rel = loc.name if relbase is None else loc.relative_to(relbase)
+        self.shards.append(Shard(loc.absolute().path, Location(rel).shown, kind[0], found.size, mtime_ns=found.mtime_ns))
+
+
+def discover(inputs: str | os.PathLike | Iterable[str | os.PathLike],
+             exclude: Iterable[str | os.PathLike | Location] = ()) -> tuple[list[Shard], list[Skipped]]:
+    """Expand directories, files and glob patterns (paths or URIs) into shards.
+
+    Args:
+        inputs: one or more directories, files or glob patterns.
+        exclude: directories whose contents are never returned (a scan's outputs).
+
+    Returns:
+        ``(shards, skipped)``: shards sorted by (relpath, path), each real file once; skipped
+        sorted by path.
+
+    Raises:
+        ContamscanError: a path that does not exist, or a glob matching nothing.
+
+    Example:
+        >>> shards, skipped = discover(["crawl/"])  # doctest: +SKIP
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    disc = _Discovery([Location.of(e) for e in exclude])
+    for raw in inputs:
+        loc = Location.of(raw)
+        if not loc.path:
+            raise ContamscanError("empty input path")
+        if loc.has_magic() and not loc.exists():
+            base, matches = loc.glob()
+            if not matches:
+                raise ContamscanError(f"no files match the pattern {loc.shown!r}")
+            for m in matches:
+                disc.add(m, base, from_glob=True)
+        elif loc.exists():
+            disc.add(loc, None, from_glob=False)
+        elif loc.is_broken_link():
+            raise ContamscanError(f"input is a broken symbolic link: {loc.shown}")
+        else:
+            raise ContamscanError(f"input does not exist: {loc.shown}")
+    shards = sorted(disc.shards, key=lambda s: (s.relpath, s.path))
+    skipped = sorted(disc.skipped.values(), key=lambda s: (s.path, s.reason))
+    return shards, skipped

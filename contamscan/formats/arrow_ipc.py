@@ -1,0 +1,209 @@
+"""Arrow IPC (file and stream): read record batches in place from a memory map, and split
+into clean/flagged copies that keep schema, metadata, flavour and body compression."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import ContamscanError, ShardReadError
+from ..io import Location
+from ..model import Batch, Fields, Shard
+from .base import (SplitCounts, arrow_plan, close_all, close_quietly, convert_arrow, flag_mask, guarded,
+                   resolve_arrow, route_batch, shard_error)
+
+
+def open_ipc(shard: Shard):
+    """(kind, reader, mapped file) for an Arrow IPC file, falling back to the stream format."""
+    try:
+        mapped = Location.of(shard.path).open_mapped()
+    except (OSError, ValueError, pa.ArrowException, ContamscanError) as e:
+        raise shard_error(shard, e) from e
+    src = mapped.source
+    try:
+        return "file", pa.ipc.open_file(src), mapped
+    except (pa.ArrowException, OSError):
+        pass
+    try:
+        src.seek(0)
+        return "stream", pa.ipc.open_stream(src), mapped
+    except (pa.ArrowException, OSError) as e:
+        src.close()
+        raise ShardReadError(f"{shard.relpath}: not a valid Arrow IPC file or stream ({e})") from e
+
+
+def read(shard: Shard, fields: Fields, batch_bytes: int, strict: bool) -> Iterator[Batch]:
+    """Record batches read in place from a memory map (no copy), cut into batches of about
+    ``batch_bytes``; once a record batch has been handed out whole, its pages are dropped
+    from RSS, so resident memory is bounded by a record batch, not by the file."""
+    kind, reader, mapped = open_ipc(shard)
+    src = mapped.source
+    try:
+        plan = arrow_plan(reader.schema, fields, shard.relpath)
+        size = shard.size
+        row0 = 0
+        reported = 0
+
+        def slices(rb, share: int):
+            nonlocal row0, reported
+            n = rb.num_rows
+            if n == 0:
+                return
+            nbytes = rb.column(plan.text[0]).nbytes
+            parts = max(1, -(-nbytes // max(1, batch_bytes)))
+            step = -(-n // parts)
+            base = reported
+            for start in range(0, n, step):
+                part = rb.slice(start, step)
+                end = min(n, start + step)
+                upto = base + share * end // n
+                batch = convert_arrow(part, plan, row0, shard, strict, upto - reported)
+                reported = upto
+                row0 += part.num_rows
+                yield batch
+
+        if kind == "file":
+            nb = reader.num_record_batches
+            for i in range(nb):
+                try:
+                    rb = reader.get_batch(i)
+                except (pa.ArrowException, OSError) as e:
+                    raise shard_error(shard, e) from e
+                share = size * (i + 1) // nb - size * i // nb
+                yield from slices(rb, share)
+                mapped.drop_until(mapped.end_of(rb))
+                del rb
+        else:
+            last = 0
+            while True:
+                try:
+                    rb = reader.read_next_batch()
+                except StopIteration:
+                    break
+                except (pa.ArrowException, OSError) as e:
+                    raise shard_error(shard, e) from e
+                pos = src.tell()
+                yield from slices(rb, pos - last)
+                last = pos
+                mapped.drop_until(pos)
+                del rb
+        if reported < size and row0 > 0:
+            # trailing footer / end-of-stream marker: account for it in a final empty batch
+            yield Batch(
+                pa.array([], pa.large_string()),
+                pa.array([], pa.large_string()) if plan.id else None,
+                pa.array([], pa.large_string()) if plan.label else None,
+                np.zeros(0, np.int64), (), 0, size - reported,
+            )
+    finally:
+        src.close()
+
+
+def check(shard: Shard, fields: Fields) -> None:
+    kind, reader, mapped = open_ipc(shard)
+    try:
+        arrow_plan(reader.schema, fields, shard.relpath)
+    finally:
+        mapped.source.close()
+
+
+def has_field(shard: Shard, name: str) -> bool:
+    kind, reader, mapped = open_ipc(shard)
+    try:
+        return resolve_arrow(reader.schema, name) is not None
+    finally:
+        mapped.source.close()
+
+
+# --------------------------------------------------------------------------- splitting
+
+def _flatbuffer_field(buf: bytes, table: int, index: int) -> int | None:
+    """Absolute position of field ``index`` of the flatbuffer table at ``table``, or None
+    if the field is absent (holds its default)."""
+    vtable = table - int.from_bytes(buf[table:table + 4], "little", signed=True)
+    slot = 4 + 2 * index
+    if slot >= int.from_bytes(buf[vtable:vtable + 2], "little"):
+        return None
+    offset = int.from_bytes(buf[vtable + slot:vtable + slot + 2], "little")
+    return table + offset if offset else None
+
+
+def _ipc_compression(path: str, kind: str) -> str | None:
+    """Body compression ("lz4" / "zstd") of the first record batch, or None.
+
+    pyarrow does not expose it, so it is read from the batch's message header
+    (Message.header -> RecordBatch.compression -> BodyCompression.codec in Arrow's
+    Message.fbs).  Best effort: anything unexpected means "uncompressed"."""
+    try:
+        with Location.of(path).open_random() as src:
+            if kind == "file":
+                src.seek(8)  # "ARROW1" magic and padding
+            while True:
+                message = pa.ipc.read_message(src)
+                if message.type == "record batch":
+                    break
+            buf = message.metadata.to_pybytes()
+        root = int.from_bytes(buf[:4], "little")
+        header = _flatbuffer_field(buf, root, 2)  # Message.header
+        header += int.from_bytes(buf[header:header + 4], "little")
+        compression = _flatbuffer_field(buf, header, 3)  # RecordBatch.compression
+        if compression is None:
+            return None
+        compression += int.from_bytes(buf[compression:compression + 4], "little")
+        codec = _flatbuffer_field(buf, compression, 0)  # BodyCompression.codec
+        return "zstd" if codec is not None and buf[codec] == 1 else "lz4"
+    except Exception:  # noqa: BLE001 - detection only; the split itself reports real errors
+        return None
+
+
+def _ipc_batches(shard: Shard, kind: str, reader) -> Iterator[tuple[pa.RecordBatch, object]]:
+    """(batch, its custom metadata) in file order, for either IPC flavour."""
+    if kind == "file":
+        for i in range(reader.num_record_batches):
+            yield reader.get_batch_with_custom_metadata(i)
+    else:
+        while True:
+            try:
+                yield reader.read_next_batch_with_custom_metadata()
+            except StopIteration:
+                return
+
+
+def _drop_read_pages(mapped, kind: str, source, batch: pa.RecordBatch) -> None:
+    """Let the pages of the input map read so far leave RSS, as readers._read_arrow does
+    (RSS would otherwise grow to the file's size); batches are written out at once, so
+    nothing still needs them."""
+    if not hasattr(mapped, "drop_until"):  # a plain NativeFile from an older open_ipc
+        return
+    mapped.drop_until(mapped.end_of(batch) if kind == "file" else source.tell())
+
+
+def split(shard: Shard, flagged_rows: np.ndarray, clean: str | None, flagged: str | None) -> SplitCounts:
+    kind, reader, mapped = open_ipc(shard)
+    source = getattr(mapped, "source", mapped)  # readers' map wrapper, or a plain NativeFile
+    sides: list = [None, None]
+    try:
+        options = pa.ipc.IpcWriteOptions(compression=_ipc_compression(shard.path, kind))
+        for i, out in enumerate((clean, flagged)):
+            if out is None:
+                continue
+            if kind == "file":
+                sides[i] = pa.ipc.new_file(out, reader.schema, options=options,
+                                           metadata=reader.metadata)
+            else:
+                sides[i] = pa.ipc.new_stream(out, reader.schema, options=options)
+        row0 = n_flagged = 0
+        for batch, custom in guarded(shard, _ipc_batches(shard, kind, reader)):
+            mask = flag_mask(flagged_rows, row0, batch.num_rows)
+            route_batch(batch, mask, sides,
+                         lambda side, part: side.write_batch(part, custom_metadata=custom))
+            row0 += batch.num_rows
+            n_flagged += int(mask.sum())
+            _drop_read_pages(mapped, kind, source, batch)
+        close_all(sides)
+    finally:
+        close_quietly(sides)
+        source.close()
+    return SplitCounts(row0 - n_flagged, n_flagged)

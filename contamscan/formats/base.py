@@ -1,0 +1,297 @@
+"""What every format module shares: field paths in Arrow schemas, the conversion of Arrow
+columns into a :class:`~contamscan.model.Batch`, error wrapping, and the pieces of the
+clean/flagged splitters (which records go where, output writers closed on success or
+failure).
+
+A format module (``parquet``, ``arrow_ipc``, ``jsonl``) holds, side by side, its reader
+(``read``, ``check``, ``has_field``) and its splitter (``split``); :mod:`contamscan.formats`
+dispatches to them by :attr:`Shard.format`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import ContamscanError, FieldMissingError, FieldTypeError, ShardReadError
+from ..model import Batch, BadRecord, Fields, Shard
+
+# errors pyarrow raises for an unreadable input
+READ_ERRORS = (OSError, pa.ArrowException, ValueError)
+
+# (suffix, format, compression); longest suffixes first
+EXTENSIONS: tuple[tuple[str, str, str | None], ...] = (
+    (".jsonl.gz", "jsonl", "gzip"),
+    (".json.gz", "jsonl", "gzip"),
+    (".jsonl.zst", "jsonl", "zstd"),
+    (".json.zst", "jsonl", "zstd"),
+    (".parquet", "parquet", None),
+    (".jsonl", "jsonl", None),
+    (".json", "jsonl", None),
+    (".arrow", "arrow", None),
+    (".feather", "arrow", None),
+    (".ipc", "arrow", None),
+)
+
+
+def classify(name: str) -> tuple[str, str | None] | None:
+    low = name.lower()
+    for suffix, fmt, comp in EXTENSIONS:
+        if low.endswith(suffix) and len(low) > len(suffix):
+            return fmt, comp
+    return None
+
+
+def shard_error(shard: Shard, exc: BaseException) -> ShardReadError:
+    msg = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        msg = exc.strerror
+    msg = msg.splitlines()[0] if msg else msg
+    return ShardReadError(f"{shard.relpath}: {msg}")
+
+
+def requested(fields: Fields) -> list[tuple[str, str]]:
+    """(role, name) for every requested field; role in text/id/label."""
+    out = [("text", fields.text)]
+    if fields.id is not None:
+        out.append(("id", fields.id))
+    if fields.label is not None:
+        out.append(("label", fields.label))
+    return out
+
+
+def is_string_type(t: pa.DataType) -> bool:
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return True
+    is_view = getattr(pa.types, "is_string_view", None)
+    if is_view is not None and is_view(t):
+        return True
+    if pa.types.is_dictionary(t):
+        return is_string_type(t.value_type)
+    return False
+
+
+def arrow_names(schema: pa.Schema) -> list[str]:
+    out: list[str] = []
+
+    def rec(prefix: str, t: pa.DataType, depth: int) -> None:
+        if pa.types.is_struct(t) and depth < 4:
+            for i in range(t.num_fields):
+                f = t.field(i)
+                name = f"{prefix}.{f.name}"
+                out.append(name)
+                rec(name, f.type, depth + 1)
+
+    for f in schema:
+        out.append(f.name)
+        rec(f.name, f.type, 1)
+    return out
+
+
+def resolve_arrow(schema: pa.Schema, name: str) -> tuple[list[str], pa.DataType] | None:
+    """Path of components for a (possibly dotted) field name, and its type."""
+    i = schema.get_field_index(name)
+    if i >= 0:
+        return [name], schema.field(i).type
+    parts = name.split(".")
+    i = schema.get_field_index(parts[0])
+    if i < 0 or len(parts) == 1:
+        return None
+    t = schema.field(i).type
+    for p in parts[1:]:
+        if not pa.types.is_struct(t):
+            return None
+        j = t.get_field_index(p)
+        if j < 0:
+            return None
+        t = t.field(j).type
+    return parts, t
+
+
+@dataclass
+class ArrowPlan:
+    columns: list[str]  # top-level columns to read
+    text: list[str]
+    id: list[str] | None
+    label: list[str] | None
+
+
+def arrow_plan(schema: pa.Schema, fields: Fields, relpath: str) -> ArrowPlan:
+    resolved: dict[str, list[str]] = {}
+    for role, name in requested(fields):
+        r = resolve_arrow(schema, name)
+        if r is None:
+            raise FieldMissingError(name, relpath, arrow_names(schema))
+        path, t = r
+        if role == "text" and not is_string_type(t):
+            raise FieldTypeError(name, relpath, str(t))
+        resolved[role] = path
+    cols: list[str] = []
+    for path in resolved.values():
+        if path[0] not in cols:
+            cols.append(path[0])
+    return ArrowPlan(cols, resolved["text"], resolved.get("id"), resolved.get("label"))
+
+
+def extract(container, path: list[str]):
+    """Column at ``path`` of a RecordBatch/Table, walking struct children (null-propagating)."""
+    arr = container.column(path[0])
+    for p in path[1:]:
+        arr = pc.struct_field(arr, p)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr
+
+
+def to_large_string(arr: pa.Array) -> pa.Array:
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if pa.types.is_large_string(arr.type):
+        return arr
+    try:
+        return pc.cast(arr, pa.large_string())
+    except (pa.ArrowException, ValueError, TypeError):
+        vals = [None if v is None else scalar_str(v) for v in arr.to_pylist()]
+        return safe_large_strings(vals)
+
+
+def scalar_str(v) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return json.dumps(v)
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    try:
+        return json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=str)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def safe_large_strings(vals: list) -> pa.Array:
+    try:
+        return pa.array(vals, type=pa.large_string())
+    except (pa.ArrowException, UnicodeEncodeError, ValueError):
+        fixed = [
+            None if v is None else v.encode("utf-8", "replace").decode("utf-8") for v in vals
+        ]
+        return pa.array(fixed, type=pa.large_string())
+
+
+def raise_strict(shard: Shard, b: BadRecord) -> None:
+    where = f"line {b.line}" if b.line is not None else f"row {b.row}"
+    raise ContamscanError(f"{shard.relpath}: {where}: {b.reason} ({b.detail})")
+
+
+def convert_arrow(container, plan: ArrowPlan, row0: int, shard: Shard, strict: bool,
+                   raw_bytes: int) -> Batch:
+    text = to_large_string(extract(container, plan.text))
+    n = len(text)
+    ids = to_large_string(extract(container, plan.id)) if plan.id else None
+    labels = to_large_string(extract(container, plan.label)) if plan.label else None
+    if text.null_count == 0:
+        rows = np.arange(row0, row0 + n, dtype=np.int64)
+        bad: tuple[BadRecord, ...] = ()
+    else:
+        valid = text.is_valid()
+        mask = valid.to_numpy(zero_copy_only=False)
+        bad = tuple(
+            BadRecord(int(row0 + i), None, "text_null", "null")
+            for i in np.flatnonzero(~mask)
+        )
+        if strict:
+            raise_strict(shard, bad[0])
+        text = text.filter(valid)
+        ids = ids.filter(valid) if ids is not None else None
+        labels = labels.filter(valid) if labels is not None else None
+        rows = (row0 + np.flatnonzero(mask)).astype(np.int64)
+    return Batch(text, ids, labels, rows, bad, n, raw_bytes)
+
+
+def rows_per_batch(rows: int, text_bytes: int, batch_bytes: int) -> int:
+    """Rows per batch that cut ``rows`` rows holding ``text_bytes`` into equal batches of
+    at most about ``batch_bytes`` (no small tail batch)."""
+    if rows <= 0:
+        return 1
+    parts = max(1, -(-max(text_bytes, 1) // max(1, batch_bytes)))
+    return int(min(max(1, -(-rows // parts)), 1 << 22))
+
+
+def release_memory() -> None:
+    """Hand the free memory Arrow's allocator keeps cached back to the system.
+
+    Arrow's pool (mimalloc by default, or jemalloc) keeps freed pages for reuse. With a
+    scan's allocation pattern (tens of MB per batch, sizes that differ from batch to batch)
+    the cached memory gets larger than what is in use, and the more batches a shard has,
+    the higher the peak it reaches: peak RSS then grows with the shard although the data in
+    use does not. Called between runs of row groups (Parquet) or blocks (JSON Lines), i.e.
+    every ~16-32 MB of text; the cost, the page faults of getting memory back, is lost in
+    the noise (~0.1 s per GB of text)."""
+    try:
+        pa.default_memory_pool().release_unused()
+    except (AttributeError, NotImplementedError, pa.ArrowException):  # pragma: no cover
+        pass
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+@dataclass(frozen=True)
+class SplitCounts:
+    clean: int  # records written to the clean output
+    flagged: int  # records written to the flagged output
+
+
+def flag_mask(flagged_rows: np.ndarray, row0: int, n: int) -> np.ndarray:
+    """Which of records row0 .. row0 + n - 1 are flagged."""
+    lo, hi = np.searchsorted(flagged_rows, [row0, row0 + n])
+    mask = np.zeros(n, dtype=bool)
+    mask[flagged_rows[lo:hi] - row0] = True
+    return mask
+
+
+def guarded(shard: Shard, items: Iterator):
+    """Iterate over an input reader, turning its failures into ShardReadError (write
+    failures, raised between items, stay OSError)."""
+    while True:
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        except READ_ERRORS as e:
+            raise shard_error(shard, e) from e
+        yield item
+
+
+def close_all(sides) -> None:
+    """Finish the output writers (Parquet footer, IPC footer / end marker, compressed
+    stream trailer); a failure here is a failed split."""
+    for i, side in enumerate(sides):
+        if side is not None:
+            sides[i] = None
+            side.close()
+
+
+def close_quietly(sides) -> None:
+    """Release the writers left open by a failed split without masking its error (their
+    files are discarded)."""
+    for side in sides:
+        if side is not None:
+            try:
+                side.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def route_batch(batch, mask: np.ndarray, sides, write) -> None:
+    """Send the unflagged rows of ``batch`` to sides[0] and the flagged ones to sides[1]."""
+    for side, keep in zip(sides, (~mask, mask)):
+        if side is not None and keep.any():
+            write(side, batch if keep.all() else batch.filter(pa.array(keep)))

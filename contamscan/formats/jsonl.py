@@ -1,0 +1,619 @@
+"""JSON Lines (plain, gzip, zstd): streamed in blocks of whole lines, parsed by pyarrow when a
+block passes cheap structural checks and line by line otherwise, with every bad line counted;
+split into clean/flagged copies whose lines are the input's, byte for byte.
+
+The two parsing paths give identical results: the fast one (``pyarrow.json`` on a whole
+block) is used when the block passes cheap structural checks, the reference per-line path
+(``json.loads``) for blocks the fast path cannot vouch for and for individual suspect lines
+(null/missing text, tokens pyarrow accepts but JSON forbids).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.json as pajson
+
+from ..errors import ContamscanError, FieldMissingError
+from ..io import Location
+from ..model import Batch, BadRecord, Fields, Shard
+from .base import (READ_ERRORS, SplitCounts, classify, close_all, close_quietly, extract, flag_mask, raise_strict,
+                   release_memory, requested, safe_large_strings, scalar_str, shard_error, to_large_string)
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+_JSON_WS = b" \t\r"
+
+
+def _json_type(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "list"
+    if isinstance(v, dict):
+        return "object"
+    return type(v).__name__
+
+
+_MISSING = object()
+
+
+def _walk(obj: dict, path: tuple[str, ...]):
+    """Value at path, or _MISSING."""
+    cur = obj
+    for p in path:
+        if not isinstance(cur, dict):
+            return _MISSING
+        cur = cur.get(p, _MISSING)
+        if cur is _MISSING:
+            return _MISSING
+    return cur
+
+
+def _json_resolve(name: str, samples: Sequence[dict]) -> tuple[str, ...]:
+    if "." not in name or any(name in s for s in samples):
+        return (name,)
+    return tuple(name.split("."))
+
+
+def _json_names(samples: Sequence[dict]) -> list[str]:
+    seen: dict[str, None] = {}
+
+    def rec(prefix: str, d: dict, depth: int) -> None:
+        for k, v in d.items():
+            name = f"{prefix}.{k}" if prefix else k
+            seen.setdefault(name, None)
+            if isinstance(v, dict) and depth < 4:
+                rec(name, v, depth + 1)
+
+    for s in samples:
+        rec("", s, 1)
+    return list(seen)
+
+
+def _open_json_stream(shard: Shard):
+    """(raw file, decompressed stream); the raw file's tell() gives on-disk bytes consumed."""
+    kind = classify(Location.of(shard.path).name)
+    comp = kind[1] if kind else None
+    loc = Location.of(shard.path)
+    try:
+        raw = loc.open_random()
+    except (OSError, pa.ArrowException, ContamscanError) as e:
+        raise shard_error(shard, e) from e
+    if comp is None:
+        return raw, raw
+    try:
+        # the codec reads 64 KB at a time: through a buffer (each remote read is a request)
+        return raw, pa.CompressedInputStream(pa.BufferedInputStream(raw, loc.read_buffer), comp)
+    except (OSError, pa.ArrowException) as e:
+        raw.close()
+        raise shard_error(shard, e) from e
+
+
+def _json_blocks(shard: Shard, block_bytes: int) -> Iterator[tuple[bytes, int]]:
+    """Yield (data, raw_bytes): data is whole lines ending in b"\\n" (BOM stripped)."""
+    raw, stream = _open_json_stream(shard)
+    try:
+        pending: list[bytes] = []  # pieces of an incomplete line
+        first = True
+        reported = 0
+        while True:
+            try:
+                chunk = stream.read(block_bytes)
+            except (OSError, pa.ArrowException) as e:
+                raise shard_error(shard, e) from e
+            if first and chunk:
+                while len(chunk) < 3 and chunk:  # make sure a BOM is not split
+                    try:
+                        more = stream.read(block_bytes)
+                    except (OSError, pa.ArrowException) as e:
+                        raise shard_error(shard, e) from e
+                    if not more:
+                        break
+                    chunk += more
+                if chunk.startswith(_BOM):
+                    chunk = chunk[3:]
+                first = False
+            if not chunk:
+                pos = raw.tell()
+                tail = b"".join(pending)
+                if tail or pos > reported:
+                    yield (tail + b"\n" if tail else b""), pos - reported
+                return
+            cut = chunk.rfind(b"\n")
+            if cut < 0:
+                pending.append(chunk)
+                continue
+            pos = raw.tell()
+            if pending:
+                pending.append(chunk[: cut + 1])
+                data = b"".join(pending)
+            else:
+                data = chunk[: cut + 1]
+            rest = chunk[cut + 1:]
+            pending = [rest] if rest else []
+            yield data, pos - reported
+            reported = pos
+    finally:
+        try:
+            stream.close()
+        finally:
+            if raw is not stream:
+                raw.close()
+
+
+def _sample_objects(data: bytes, limit: int = 100) -> list[dict]:
+    out = []
+    for line in data.split(b"\n"):
+        if len(out) >= limit:
+            break
+        if not line.strip(_JSON_WS):
+            continue
+        try:
+            obj = json.loads(line.decode("utf-8"))
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(obj, dict):
+            out.append(obj)
+    return out
+
+
+class _JsonPlan:
+    def __init__(self, fields: Fields, samples: Sequence[dict]):
+        self.text = _json_resolve(fields.text, samples)
+        self.id = _json_resolve(fields.id, samples) if fields.id is not None else None
+        self.label = _json_resolve(fields.label, samples) if fields.label is not None else None
+        # arrow type tried for id / label on the fast path; adapted from what the data holds
+        self.id_type: pa.DataType = pa.string()
+        self.label_type: pa.DataType = pa.string()
+        self._schema_key = None
+        self._schema = None
+
+    def schema(self) -> pa.Schema | None:
+        key = (self.id_type, self.label_type)
+        if key == self._schema_key:
+            return self._schema
+        tree: dict = {}
+        conflict = False
+
+        def put(path: tuple[str, ...], t: pa.DataType) -> None:
+            nonlocal conflict
+            node = tree
+            for p in path[:-1]:
+                nxt = node.setdefault(p, {})
+                if not isinstance(nxt, dict):
+                    conflict = True
+                    return
+                node = nxt
+            if path[-1] in node:
+                conflict = True  # e.g. id and text are the same field
+                return
+            node[path[-1]] = t
+
+        put(self.text, pa.string())
+        if self.id is not None:
+            put(self.id, self.id_type)
+        if self.label is not None:
+            put(self.label, self.label_type)
+
+        def build(node: dict) -> list[pa.Field]:
+            return [
+                pa.field(k, pa.struct(build(v)) if isinstance(v, dict) else v)
+                for k, v in node.items()
+            ]
+
+        self._schema = None if conflict else pa.schema(build(tree))
+        self._schema_key = key
+        return self._schema
+
+    def learn(self, id_vals: list, label_vals: list) -> None:
+        """Pick the arrow type for id/label from values the slow path saw."""
+        self.id_type = self._learn(id_vals, self.id_type)
+        self.label_type = self._learn(label_vals, self.label_type)
+
+    @staticmethod
+    def _learn(vals: list, current: pa.DataType) -> pa.DataType:
+        kinds = set()
+        for v in vals:
+            if v is None:
+                continue
+            if isinstance(v, str):
+                kinds.add("s")
+            elif isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63:
+                kinds.add("i")
+            else:
+                kinds.add("?")
+            if len(kinds) > 1:
+                break
+        if kinds == {"s"}:
+            return pa.string()
+        if kinds == {"i"}:
+            return pa.int64()
+        return current
+
+
+def _slow_line(line: bytes, plan: _JsonPlan):
+    """Parse one line: (True, text, id, label) or (False, reason, detail, None)."""
+    try:
+        s = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return False, "invalid_utf8", f"invalid UTF-8 byte 0x{line[e.start]:02x} at byte {e.start + 1}", None
+    try:
+        obj = json.loads(s)
+    except (ValueError, RecursionError) as e:
+        return False, "malformed_json", str(e)[:200] or type(e).__name__, None
+    if not isinstance(obj, dict):
+        return False, "not_an_object", _json_type(obj), None
+    v = _walk(obj, plan.text)
+    if v is _MISSING:
+        return False, "text_missing", f"no field {'.'.join(plan.text)!r}", None
+    if v is None:
+        return False, "text_null", "null", None
+    if not isinstance(v, str):
+        return False, "text_not_string", _json_type(v), None
+    idv = _walk(obj, plan.id) if plan.id is not None else None
+    lab = _walk(obj, plan.label) if plan.label is not None else None
+    return True, v, (None if idv is _MISSING else idv), (None if lab is _MISSING else lab)
+
+
+def _has_surrogate(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
+
+
+class _Parts:
+    """Good/bad records of one block, as columns; rows relative to the block."""
+
+    def __init__(self):
+        self.rows: list[int] = []
+        self.texts: list[str] = []
+        self.ids: list = []
+        self.labels: list = []
+        self.bad: list[BadRecord] = []
+
+
+def _slow_records(lines: Iterable[tuple[int, int, bytes]], plan: _JsonPlan) -> _Parts:
+    """lines: (row_in_shard, line_no_in_shard, bytes)."""
+    out = _Parts()
+    for row, line_no, line in lines:
+        ok, a, b, c = _slow_line(line, plan)
+        if ok:
+            if _has_surrogate(a):
+                out.bad.append(BadRecord(row, line_no, "invalid_utf8", "lone surrogate escape in text"))
+                continue
+            out.rows.append(row)
+            out.texts.append(a)
+            out.ids.append(b)
+            out.labels.append(c)
+        else:
+            out.bad.append(BadRecord(row, line_no, a, b))
+    return out
+
+
+def _strs(vals: list) -> pa.Array:
+    return safe_large_strings([None if v is None else scalar_str(v) for v in vals])
+
+
+def _fast_shape(data: bytes):
+    """Newline positions if every line starts with '{' and ends with '}' (optionally
+    followed by '\\r'), else None.  Such a block has no blank lines, and pyarrow's row i is
+    line i: a '{' at a line start can only begin a new top-level value, so pyarrow reading
+    as many rows as there are lines means one object per line (pyarrow would otherwise
+    accept several objects on a line, or an object spanning lines)."""
+    if not data.startswith(b"{"):
+        return None
+    arr = np.frombuffer(data, dtype=np.uint8)
+    nl = np.flatnonzero(arr == 10)
+    if len(nl) == 0 or nl[-1] != len(data) - 1 or nl[0] < 1:
+        return None
+    ends = arr[nl - 1]
+    cr = ends == 13
+    if cr.any():
+        at = nl[cr] - 2
+        if (at < 0).any():
+            return None
+        ends = ends.copy()
+        ends[cr] = arr[at]
+    if not (ends == 125).all() or not (arr[nl[:-1] + 1] == 123).all():
+        return None
+    return nl
+
+
+def _valid_utf8(data: bytes) -> bool:
+    arr = pa.LargeStringArray.from_buffers(
+        1, pa.py_buffer(np.array([0, len(data)], dtype=np.int64)), pa.py_buffer(data)
+    )
+    try:
+        arr.validate(full=True)
+        return True
+    except pa.ArrowInvalid:
+        return False
+
+
+def _suspect_lines(data: bytes, newlines: np.ndarray) -> set[int]:
+    """Lines that may hold ``Inf`` / ``-Inf`` / ``-NaN`` as a value: pyarrow's JSON parser
+    accepts them, json.loads (and the JSON grammar) does not.  Such lines are re-parsed by
+    the reference path.  Over-approximates (e.g. ": Info" inside a string) on purpose."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    if len(arr) < 4:
+        return set()
+    head = arr[:-2]
+    c = np.flatnonzero(head == 73)  # 'I'
+    inf = c[(arr[c + 1] == 110) & (arr[c + 2] == 102)]  # "Inf"
+    c = np.flatnonzero(head == 78)  # 'N'
+    c = c[c > 0]
+    nan = c[(arr[c + 1] == 97) & (arr[c + 2] == 78) & (arr[c - 1] == 45)]  # "-NaN"
+    hits: list[int] = []
+    for i in np.concatenate((inf, nan - 1)).tolist():
+        j = i - 1
+        while j >= 0 and data[j] in b" \t\r-":
+            j -= 1
+        if j >= 0 and data[j] in b":[,":
+            hits.append(i)
+    if not hits:
+        return set()
+    return set(np.searchsorted(newlines, np.array(hits), side="left").tolist())
+
+
+def _fast_block(data: bytes, newlines: np.ndarray, plan: _JsonPlan, row0: int, line0: int):
+    """Parse a block with pyarrow.json; None if the block must take the slow path.
+
+    Only called when _fast_shape(data) gave ``newlines``: line k of the block is record row0 + k.
+    Returns (texts, ids, labels, rows, bad) with suspect lines re-parsed by the slow path.
+    """
+    schema = plan.schema()
+    if schema is None or not _valid_utf8(data):
+        return None
+    n = len(newlines)
+    longest = int(max(newlines[0] + 1, np.diff(newlines).max() if n > 1 else 0))
+    try:
+        table = pajson.read_json(
+            pa.BufferReader(data),
+            read_options=pajson.ReadOptions(
+                use_threads=False, block_size=min(max(4 << 20, 2 * longest + 2), 2**31 - 1)
+            ),
+            parse_options=pajson.ParseOptions(
+                explicit_schema=schema, unexpected_field_behavior="ignore",
+                newlines_in_values=False,
+            ),
+        )
+    except (pa.ArrowException, ValueError, UnicodeDecodeError, OverflowError):
+        return None
+    if table.num_rows != n:
+        return None
+    text = extract(table, list(plan.text))
+    ids = extract(table, list(plan.id)) if plan.id is not None else None
+    labels = extract(table, list(plan.label)) if plan.label is not None else None
+    suspects = _suspect_lines(data, newlines)
+    if text.null_count:
+        suspects.update(np.flatnonzero(text.is_null().to_numpy(zero_copy_only=False)).tolist())
+    text = to_large_string(text)
+    ids = to_large_string(ids) if ids is not None else None
+    labels = to_large_string(labels) if labels is not None else None
+    if not suspects:
+        return text, ids, labels, np.arange(row0, row0 + n, dtype=np.int64), []
+    # re-parse the suspect lines with the reference parser
+    order = sorted(suspects)
+    starts = np.concatenate(([0], newlines[:-1] + 1))
+    slow = _slow_records(
+        ((row0 + k, line0 + k + 1, data[starts[k]: newlines[k]]) for k in order), plan
+    )
+    keep = np.ones(n, dtype=bool)
+    keep[order] = False
+    keep_arr = pa.array(keep)
+    rows = np.concatenate(
+        (row0 + np.flatnonzero(keep), np.array(slow.rows, dtype=np.int64))
+    ).astype(np.int64)
+    perm = pa.array(np.argsort(rows, kind="stable"))
+    texts = pa.concat_arrays([text.filter(keep_arr), safe_large_strings(slow.texts)]).take(perm)
+    if ids is not None:
+        ids = pa.concat_arrays([ids.filter(keep_arr), _strs(slow.ids)]).take(perm)
+    if labels is not None:
+        labels = pa.concat_arrays([labels.filter(keep_arr), _strs(slow.labels)]).take(perm)
+    return texts, ids, labels, np.sort(rows, kind="stable"), slow.bad
+
+
+def _slow_block(data: bytes, plan: _JsonPlan, row0: int, line0: int):
+    """Reference path: returns (texts, ids, labels, rows, bad, n_records)."""
+    def lines():
+        row = row0
+        for k, line in enumerate(data.split(b"\n")[:-1]):
+            if not line.strip(_JSON_WS):
+                continue
+            yield row, line0 + k + 1, line
+            row += 1
+
+    items = list(lines())
+    parts = _slow_records(items, plan)
+    if plan.id is not None or plan.label is not None:
+        plan.learn(parts.ids, parts.labels)
+    texts = safe_large_strings(parts.texts)
+    ids = _strs(parts.ids) if plan.id is not None else None
+    labels = _strs(parts.labels) if plan.label is not None else None
+    return texts, ids, labels, np.array(parts.rows, dtype=np.int64), parts.bad, len(items)
+
+
+def read(shard: Shard, fields: Fields, batch_bytes: int, strict: bool,
+                _force_slow: bool = False) -> Iterator[Batch]:
+    plan: _JsonPlan | None = None
+    row0 = 0
+    line0 = 0
+    for data, raw_bytes in _json_blocks(shard, max(1, batch_bytes)):
+        if plan is None:
+            samples = _sample_objects(data) if any(
+                "." in f for _, f in requested(fields)) else []
+            plan = _JsonPlan(fields, samples)
+        res = None
+        newlines = None if _force_slow else _fast_shape(data)
+        if newlines is not None:
+            res = _fast_block(data, newlines, plan, row0, line0)
+        if res is not None:
+            texts, ids, labels, rows, bad = res
+            n_records = n_lines = len(newlines)
+        else:
+            texts, ids, labels, rows, bad, n_records = _slow_block(data, plan, row0, line0)
+            n_lines = data.count(b"\n")
+        bad.sort(key=lambda b: b.row)
+        if strict and bad:
+            raise_strict(shard, bad[0])
+        line0 += n_lines
+        row0 += n_records
+        if n_records == 0 and raw_bytes == 0:
+            continue
+        yield Batch(texts, ids, labels, rows, tuple(bad), n_records, raw_bytes)
+        release_memory()  # see release_memory
+
+
+def _jsonl_samples(shard: Shard, limit: int = 100, budget: int = 64 << 20) -> list[dict]:
+    """The first ``limit`` valid JSON objects of a JSON Lines shard (reading <= budget bytes)."""
+    samples: list[dict] = []
+    seen = 0
+    gen = _json_blocks(shard, 1 << 20)
+    try:
+        for data, _ in gen:
+            samples.extend(_sample_objects(data, limit - len(samples)))
+            seen += len(data)
+            if len(samples) >= limit or seen >= budget:
+                break
+    finally:
+        gen.close()
+    return samples
+
+
+def has_field(shard: Shard, name: str) -> bool:
+    samples = _jsonl_samples(shard)
+    path = _json_resolve(name, samples)
+    return any(_walk(o, path) is not _MISSING for o in samples)
+
+
+def check(shard: Shard, fields: Fields) -> None:
+    """The first ~100 valid objects: a field absent from all of them counts as missing (an
+    empty file, or one with no valid object, passes)."""
+    samples = _jsonl_samples(shard)
+    if not samples:
+        return
+    for _, name in requested(fields):
+        path = _json_resolve(name, samples)
+        if not any(_walk(s, path) is not _MISSING for s in samples):
+            raise FieldMissingError(name, shard.relpath, _json_names(samples))
+
+
+# --------------------------------------------------------------------------- splitting
+
+# JSON Lines are read in blocks of this many decompressed bytes (plus one partial line)
+_JSONL_BLOCK = 4 << 20
+
+
+def _exact_line_blocks(shard: Shard, stream) -> Iterator[bytes]:
+    """The decompressed input, unchanged, in blocks of whole lines (the last block may end
+    without a newline).  Unlike readers._json_blocks it neither strips the BOM nor adds a
+    final newline, since the outputs must be the input's bytes."""
+    pending: list[bytes] = []  # pieces of a line longer than a block
+    while True:
+        try:
+            chunk = stream.read(_JSONL_BLOCK)
+        except READ_ERRORS as e:
+            raise shard_error(shard, e) from e
+        if not chunk:
+            if pending:
+                yield b"".join(pending)
+            return
+        cut = chunk.rfind(b"\n") + 1
+        if cut == 0:
+            pending.append(chunk)
+            continue
+        yield b"".join(pending + [chunk[:cut]]) if pending else chunk[:cut]
+        pending = [chunk[cut:]] if cut < len(chunk) else []
+
+
+def _line_spans(block: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) of every line of ``block``; end is past the line's newline, if any."""
+    arr = np.frombuffer(block, dtype=np.uint8)
+    ends = np.flatnonzero(arr == 10) + 1
+    if len(ends) == 0 or ends[-1] != len(block):
+        ends = np.append(ends, len(block))
+    starts = np.concatenate(([0], ends[:-1]))
+    return starts, ends
+
+
+def _record_lines(block: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Which lines are records: the readers skip lines of only spaces, tabs and CRs."""
+    arr = np.frombuffer(block, dtype=np.uint8)
+    content = ends - starts - (arr[ends - 1] == 10)  # line length without its newline
+    first = arr[starts]  # every span holds at least one byte
+    is_record = (content > 0) & ~np.isin(first, np.frombuffer(_JSON_WS, dtype=np.uint8))
+    # a line starting with whitespace is rare: check it whole
+    for k in np.flatnonzero((content > 0) & ~is_record).tolist():
+        is_record[k] = bool(block[starts[k]:starts[k] + content[k]].strip(_JSON_WS))
+    return is_record
+
+
+def _open_bytes_output(path: str, compression: str | None):
+    sink = pa.OSFile(path, "w")
+    return pa.CompressedOutputStream(sink, compression) if compression else sink
+
+
+def split(shard: Shard, flagged_rows: np.ndarray, clean: str | None, flagged: str | None) -> SplitCounts:
+    """Lines go to the clean or flagged output unchanged and in input order.  Blank
+    (whitespace-only) lines are not records: they go to the clean output, so no byte of the
+    input is lost.  A final line without a newline stays without one."""
+    compression = classify(Location.of(shard.path).name)[1]
+    raw, stream = _open_json_stream(shard)
+    sides: list = [None, None]
+    try:
+        for i, out in enumerate((clean, flagged)):
+            if out is not None:
+                sides[i] = _open_bytes_output(out, compression)
+        row0 = n_flagged = 0
+        first = True
+        for block in _exact_line_blocks(shard, stream):
+            if first and block.startswith(_BOM):
+                # the BOM marks the file's encoding, not any record (the readers strip it
+                # before numbering): both outputs are files of that encoding, so both get it
+                for side in sides:
+                    if side is not None:
+                        side.write(_BOM)
+                block = block[len(_BOM):]
+            first = False
+            row0, n = _split_block(block, row0, flagged_rows, sides)
+            n_flagged += n
+        close_all(sides)
+    finally:
+        close_quietly(sides)
+        stream.close()
+        if raw is not stream:
+            raw.close()
+    return SplitCounts(row0 - n_flagged, n_flagged)
+
+
+def _split_block(block: bytes, row0: int, flagged_rows: np.ndarray, sides) -> tuple[int, int]:
+    """Write each line of ``block`` to its side; returns (next record index, flagged lines)."""
+    if not block:
+        return row0, 0
+    starts, ends = _line_spans(block)
+    is_record = _record_lines(block, starts, ends)
+    n_records = int(is_record.sum())
+    to_flagged = np.zeros(len(starts), dtype=bool)
+    to_flagged[np.flatnonzero(is_record)[flag_mask(flagged_rows, row0, n_records)]] = True
+    # write runs of consecutive lines going to the same side in one call
+    bounds = np.concatenate(([0], np.flatnonzero(np.diff(to_flagged)) + 1, [len(starts)]))
+    view = memoryview(block)
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        side = sides[int(to_flagged[a])]
+        if side is not None:
+            side.write(view[starts[a]:ends[b - 1]])
+    return row0 + n_records, int(to_flagged.sum())

@@ -1,0 +1,324 @@
+"""The compiled query kernels of a ReferenceIndex: LSH candidates of whole documents, and
+runs of shared anchors for passages.
+
+A lookup reads the directory entry for the key's top bits and compares the tag with the few
+tags there, so its cost does not grow with the number of references; a reference is read
+only when its tag matches. The tags are what every lookup reads, so they are small (2 bytes)
+to keep that part of a large index in the CPU caches; a false tag match is an extra
+candidate that verification drops (bands) or one stray shared anchor (anchors). The kernels
+issue a chunk's reads in passes (all directory reads, then, for tables larger than the CPU
+caches, all first tags, ...): the reads of a pass are independent, so the CPU overlaps their
+cache misses.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ..sketch.lsh import band_key
+
+CHUNK = 64  # documents whose lookups are issued together: their cache lines fit in L2
+TOUCH_ABOVE = 8 << 20  # bytes of tags from which the kernels touch a chunk's lines first
+
+
+@numba.njit(inline="always")
+def band_tag(key, bits):
+    """A band key's tag: the 16 bits after its ``bits`` top bits, which the directory tells."""
+    return (key << np.uint64(bits)) >> np.uint64(48)
+
+
+@numba.njit(inline="always")
+def _append(arr, n, value):
+    """arr[n] = value, growing ``arr``; returns the array."""
+    if n == arr.shape[0]:
+        bigger = np.empty(2 * n + 16, arr.dtype)
+        bigger[:n] = arr[:n]
+        arr = bigger
+    arr[n] = value
+    return arr
+
+
+@numba.njit(cache=True, nogil=True)
+def query_kernel(sigs, skip, tags, refs, directory, bits, rows, ref_sigs, label_codes, min_equal, touch,
+                  best_ref, best_equal, n_cand, alt_ref, alt_equal):
+    """For each signature: the reference with most equal slots among the LSH candidates
+    (best_ref = -1 if no candidate reaches ``min_equal`` slots), the candidate count, and
+    the best candidate with another label (alt_ref = -1 if none). Candidates are exactly
+    LSH's: a tag match whose band differs is dropped. Documents go in chunks, each chunk's
+    reads in passes (module doc)."""
+    bands = tags.shape[0]
+    P = sigs.shape[1]
+    shift = np.uint64(64 - bits)
+    m = CHUNK * bands
+    bucket, lo, hi, tag = np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m, np.uint16)
+    last = max(tags.shape[1] - 1, 0)
+    pos = np.empty(m, np.int64)  # the chunk's tag matches, document after document: band << 40 | position
+    cand = np.empty(m, np.int64)
+    cand_ptr = np.empty(CHUNK + 1, np.int64)
+    eqs = np.empty(bands * 8, np.int64)
+    touched = np.uint64(0)
+    for c0 in range(0, sigs.shape[0], CHUNK):
+        c1 = min(c0 + CHUNK, sigs.shape[0])
+        for i in range(c0, c1):  # the band keys' buckets and tags
+            for b in range(bands):
+                k = band_key(sigs[i], b, rows)
+                j = (i - c0) * bands + b
+                bucket[j] = np.int64(k >> shift) if bits > 0 else np.int64(0)
+                tag[j] = band_tag(k, bits)
+        # the reads, in passes of few instructions each: many reads in flight at once
+        for i in range(c1 - c0):  # directory
+            for b in range(bands):
+                j = i * bands + b
+                lo[j] = directory[b, bucket[j]]
+                hi[j] = directory[b, bucket[j] + 1]
+        if touch:
+            for i in range(c1 - c0):  # each bucket's first tag
+                for b in range(bands):
+                    touched ^= np.uint64(tags[b, min(lo[i * bands + b], last)])
+        nc = 0
+        for i in range(c0, c1):  # the comparisons
+            cand_ptr[i - c0] = nc
+            if skip[i]:
+                continue
+            for b in range(bands):
+                j = (i - c0) * bands + b
+                p = _first_tag(tags[b], lo[j], hi[j], tag[j])
+                while p < hi[j] and tags[b, p] == tag[j]:
+                    pos = _append(pos, nc, (np.int64(b) << 40) | p)
+                    nc += 1
+                    p += 1
+        cand_ptr[c1 - c0] = nc
+        if cand.shape[0] < nc:
+            cand = np.empty(pos.shape[0], np.int64)
+        for q in range(nc):  # the references of the matches
+            cand[q] = refs[pos[q] >> 40, pos[q] & 0xFFFFFFFFFF]
+        if touch:
+            for q in range(nc):  # their signatures, every cache line of them
+                for j in range(0, P, 16):
+                    touched ^= np.uint64(ref_sigs[cand[q], j])
+        for i in range(c0, c1):
+            best_ref[i] = -1
+            best_equal[i] = 0
+            n_cand[i] = 0
+            alt_ref[i] = -1
+            alt_equal[i] = 0
+            q0, q1 = cand_ptr[i - c0], cand_ptr[i - c0 + 1]
+            if q0 == q1:
+                continue
+            c = np.sort(cand[q0:q1])
+            nd = 0  # distinct candidates, now in c[:nd] with their equal slots in eqs[:nd]
+            best = -1
+            for q in range(q1 - q0):
+                r = c[q]
+                if q > 0 and r == c[q - 1]:
+                    continue
+                if not _shares_band(sigs[i], ref_sigs[r], bands, rows):
+                    continue  # a tag collision, not an LSH candidate
+                eq = 0
+                for j in range(P):
+                    if sigs[i, j] == ref_sigs[r, j]:
+                        eq += 1
+                c[nd] = r
+                eqs = _append(eqs, nd, eq)
+                if best < 0 or eq > eqs[best]:  # ties keep the lowest ref index: deterministic
+                    best = nd
+                nd += 1
+            n_cand[i] = nd
+            if nd == 0:
+                continue
+            best_equal[i] = eqs[best]
+            if eqs[best] >= min_equal:
+                best_ref[i] = c[best]
+            alt = _best_other_label(c, eqs, nd, best, label_codes)
+            if alt >= 0:
+                alt_ref[i] = c[alt]
+                alt_equal[i] = eqs[alt]
+    return touched  # meaningless; returning it keeps the touching reads from being optimised away
+
+
+@numba.njit(inline="always")
+def _best_other_label(refs, scores, n, best, label_codes):
+    """Among ``refs[:n]``, the one scoring most whose label is not ``refs[best]``'s (the first
+    of equals); -1 if none."""
+    alt = -1
+    for q in range(n):
+        if label_codes[refs[q]] != label_codes[refs[best]] and (alt < 0 or scores[q] > scores[alt]):
+            alt = q
+    return alt
+
+
+@numba.njit(inline="always")
+def _first_tag(tags, lo, hi, tag):
+    """Where ``tag`` is or would be among ``tags[lo:hi]``: a bucket's tags are in order."""
+    while lo < hi and tags[lo] < tag:
+        lo += 1
+    return lo
+
+
+@numba.njit(inline="always")
+def _shares_band(a, b, bands, rows):
+    """Whether signatures ``a`` and ``b`` agree on every row of some band."""
+    for band in range(bands):
+        same = True
+        for j in range(band * rows, (band + 1) * rows):
+            if a[j] != b[j]:
+                same = False
+                break
+        if same:
+            return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True)
+def best_run(positions, start, stop, miss_penalty):
+    """The best run of shared items, given their sorted positions among all items (the low
+    32 bits of ``positions[start:stop]``): the stretch scoring most with +1 per shared item
+    and ``-miss_penalty`` per unshared one (a maximum-sum segment). Returns (score, shared
+    items in it, first position, last position)."""
+    cur = best = 0.0
+    cur_n = best_n = 0
+    cur_first = first = last = prev = -1
+    for i in range(start, stop):
+        o = positions[i] & 0xFFFFFFFF
+        if prev >= 0:
+            cur -= miss_penalty * (o - prev - 1)
+        if prev < 0 or cur <= 0.0:  # the run so far does not pay for the misses: restart here
+            cur = 0.0
+            cur_n = 0
+            cur_first = o
+        cur += 1.0
+        cur_n += 1
+        if cur > best:
+            best, best_n, first, last = cur, cur_n, cur_first, o
+        prev = o
+    return best, best_n, first, last
+
+
+@numba.njit(cache=True, nogil=True)
+def _drop_repeats(hits, nh, a_key, lo):
+    """Keep the hits of each key's first occurrence in the document (``hits`` holds
+    (reference << 32) | ordinal, ordinals counted from ``lo``). Returns the hits kept."""
+    ords = np.unique(hits[:nh] & 0xFFFFFFFF)  # anchors with hits, in document order
+    keys = a_key[lo + ords]
+    order = np.argsort(keys, kind="mergesort")  # stable: a key's first occurrence comes first
+    repeat = np.zeros(ords.shape[0], np.bool_)
+    any_repeat = False
+    for i in range(1, order.shape[0]):
+        if keys[order[i]] == keys[order[i - 1]]:
+            repeat[order[i]] = True
+            any_repeat = True
+    if not any_repeat:
+        return nh
+    kept = 0
+    for i in range(nh):
+        o = hits[i] & 0xFFFFFFFF
+        if not repeat[np.searchsorted(ords, o)]:
+            hits[kept] = hits[i]
+            kept += 1
+    return kept
+
+
+@numba.njit(cache=True, nogil=True)
+def anchor_kernel(doc_ptr, a_key, tags, refs, directory, bits, label_codes, min_hits, miss_penalty, touch,
+                   best_ref, seg_score, seg_hits, seg_first, seg_last, total_hits, alt_ref, alt_score):
+    """Partial matches from anchors. Document ``d`` has anchors ``a_key[doc_ptr[d]:doc_ptr[d + 1]]``
+    in word order. For each reference sharing anchors with it, the best run is the stretch
+    of the document's anchors scoring most with +1 per shared anchor and ``-miss_penalty``
+    per unshared one (a maximum-sum segment: copied text is dense in shared anchors, stock
+    phrases are scattered). A key repeated in the document counts once, at its first
+    occurrence: a phrase repeated many times is one piece of evidence. The document's best reference has the best-scoring run (then
+    the most shared anchors in total, then the lowest index). Outputs per document: that
+    reference (-1 if fewer than ``min_hits`` anchors are shared), its run's score, shared
+    anchors and first/last anchor (global indices), its total shared anchors, and the
+    best-scoring reference with another label (alt_ref, alt_score)."""
+    shift = np.uint64(64 - bits)
+    # every anchor's directory bucket first, in one pass: its iterations are independent,
+    # so the CPU overlaps their cache misses (the lookups are random reads of the table)
+    n_anchors = a_key.shape[0]
+    p_lo = np.empty(n_anchors, np.int64)
+    p_hi = np.empty(n_anchors, np.int64)
+    for j in range(n_anchors):
+        t = (a_key[j] >> shift) if bits > 0 else np.uint64(0)
+        p_lo[j] = directory[t]
+        p_hi[j] = directory[t + 1]
+    hits = np.empty(256, np.int64)  # (reference << 32) | anchor ordinal in the document
+    at = np.empty(256, np.int64)  # where in the table each of the document's tag matches is
+    g_ref = np.empty(64, np.int64)  # per reference: its best run and total
+    g_score = np.empty(64, np.float64)
+    g_hits = np.empty(64, np.int64)
+    g_first = np.empty(64, np.int64)
+    g_last = np.empty(64, np.int64)
+    g_tot = np.empty(64, np.int64)
+    n_docs = doc_ptr.shape[0] - 1
+    touched = np.uint64(0)
+    for d in range(n_docs):
+        if touch and d % CHUNK == 0:  # the next chunk's first tags, in one pass (module doc)
+            for j in range(doc_ptr[d], doc_ptr[min(d + CHUNK, n_docs)]):
+                if p_lo[j] < p_hi[j]:
+                    touched ^= np.uint64(tags[p_lo[j]] ^ tags[p_hi[j] - 1])
+        best_ref[d] = -1
+        seg_score[d] = 0.0
+        seg_hits[d] = 0
+        seg_first[d] = -1
+        seg_last[d] = -1
+        total_hits[d] = 0
+        alt_ref[d] = -1
+        alt_score[d] = 0.0
+        lo, hi = doc_ptr[d], doc_ptr[d + 1]
+        if hi - lo < min_hits:
+            continue
+        nh = 0
+        for j in range(lo, hi):
+            if nh + p_hi[j] - p_lo[j] > hits.shape[0]:  # room for every key of the bucket
+                n = 2 * hits.shape[0] + p_hi[j] - p_lo[j]
+                bigger, bigger_at = np.empty(n, np.int64), np.empty(n, np.int64)
+                bigger[:nh], bigger_at[:nh] = hits[:nh], at[:nh]
+                hits, at = bigger, bigger_at
+            tag = np.uint16((a_key[j] >> np.uint64(32)) & np.uint64(0xFFFF))  # the stored key's low bits
+            p = _first_tag(tags, p_lo[j], p_hi[j], tag)
+            while p < p_hi[j] and tags[p] == tag:
+                at[nh] = p
+                hits[nh] = j - lo
+                nh += 1
+                p += 1
+        if nh < min_hits:
+            continue
+        for q in range(nh):  # the references, in a pass of their own (module doc)
+            hits[q] |= np.int64(refs[at[q]]) << 32
+        nh = _drop_repeats(hits, nh, a_key, lo)
+        h = np.sort(hits[:nh])
+        if nh > g_ref.shape[0]:  # room for a group per hit
+            g_ref, g_hits, g_tot = np.empty(2 * nh, np.int64), np.empty(2 * nh, np.int64), np.empty(2 * nh, np.int64)
+            g_first, g_last = np.empty(2 * nh, np.int64), np.empty(2 * nh, np.int64)
+            g_score = np.empty(2 * nh, np.float64)
+        ng = 0
+        q = 0
+        while q < nh:
+            r = h[q] >> 32
+            q0 = q
+            while q < nh and (h[q] >> 32) == r:
+                q += 1
+            tot = q - q0
+            if tot >= min_hits:
+                best, best_hits, bf, bl = best_run(h, q0, q, miss_penalty)
+                g_ref[ng], g_score[ng], g_hits[ng], g_tot[ng] = r, best, best_hits, tot
+                g_first[ng], g_last[ng] = lo + bf, lo + bl
+                ng += 1
+        if ng == 0:
+            continue
+        b = 0
+        for g in range(1, ng):  # in reference order: strict > keeps the lowest index
+            if g_score[g] > g_score[b] or (g_score[g] == g_score[b] and g_tot[g] > g_tot[b]):
+                b = g
+        best_ref[d] = g_ref[b]
+        seg_score[d] = g_score[b]
+        seg_hits[d] = g_hits[b]
+        seg_first[d] = g_first[b]
+        seg_last[d] = g_last[b]
+        total_hits[d] = g_tot[b]
+        alt = _best_other_label(g_ref, g_score, ng, b, label_codes)
+        if alt >= 0:
+            alt_ref[d] = g_ref[alt]
+            alt_score[d] = g_score[alt]
+    return touched  # meaningless; returning it keeps the touching reads from being optimised away

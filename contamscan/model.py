@@ -1,0 +1,204 @@
+"""The records that flow between the stages: shards, batches of text, bad records, a shard's
+result, and the schemas of the tables a scan writes (``matches.parquet``,
+``evidence.parquet``). Data only: every stage above imports them, none of them imports a stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TypedDict
+
+import numpy as np
+import pyarrow as pa
+
+HISTOGRAM_BINS = 10  # best-candidate similarity in bins of 0.1
+MAX_ERROR_EXAMPLES = 5
+
+BAD_REASONS = (
+    "malformed_json",
+    "text_missing",
+    "text_null",
+    "text_not_string",
+    "invalid_utf8",
+    "not_an_object",
+)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One input file (or, with ``row_groups``, a piece of a Parquet file)."""
+
+    path: str  # absolute path, or the URI of a remote file (its query kept: it reopens the file)
+    relpath: str  # '/'-separated path relative to the root it was found under
+    format: str  # "parquet" | "jsonl" | "arrow"
+    size: int  # bytes on disk
+    # a piece of a Parquet shard: only these row groups, rows numbered as in the whole file
+    row_groups: tuple[int, ...] | None = None
+    mtime_ns: int | None = field(default=None, compare=False)  # remote files: from the listing
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A path that discovery met and did not take as a shard, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Fields:
+    """The fields a reader extracts: the text, and optionally an id and a label."""
+
+    text: str = "text"
+    id: str | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    row: int  # 0-based record index in the shard
+    line: int | None  # 1-based line number (JSON Lines), None for Parquet/Arrow
+    reason: str  # one of BAD_REASONS
+    detail: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Good texts of a stretch of a shard, with the bad records met on the way."""
+
+    texts: pa.LargeStringArray
+    ids: pa.LargeStringArray | None
+    labels: pa.LargeStringArray | None
+    rows: np.ndarray  # int64 record index of each good record
+    bad: tuple[BadRecord, ...]
+    n_records: int  # good + bad records covered by this batch
+    raw_bytes: int  # on-disk bytes consumed by this batch (sums to the file size)
+
+
+MATCH_SCHEMA = pa.schema([
+    ("shard", pa.string()),
+    ("row", pa.int64()),
+    ("doc_id", pa.string()),
+    ("ref_id", pa.string()),
+    ("label", pa.string()),
+    ("similarity", pa.float64()),
+    ("containment", pa.float64()),
+    ("char_start", pa.int64()),
+    ("char_end", pa.int64()),
+    ("kind", pa.string()),
+    ("ambiguous", pa.bool_()),
+    ("alt_ref_id", pa.string()),
+    ("alt_label", pa.string()),
+])
+
+_SPAN = pa.list_(pa.struct([("start", pa.int64()), ("end", pa.int64())]))
+EVIDENCE_SCHEMA = pa.schema([
+    ("shard", pa.string()),
+    ("rank", pa.int32()),  # in the shard's top matches (report.json's top_matches order)
+    ("row", pa.int64()),
+    ("doc_id", pa.string()),
+    ("ref_id", pa.string()),
+    ("label", pa.string()),
+    ("kind", pa.string()),
+    ("similarity", pa.float64()),
+    ("containment", pa.float64()),
+    ("ambiguous", pa.bool_()),
+    ("alt_ref_id", pa.string()),
+    ("alt_label", pa.string()),
+    ("char_start", pa.int64()),  # the matched span in the document (as in matches.parquet)
+    ("char_end", pa.int64()),
+    ("doc_chars", pa.int64()),  # length of the document
+    ("doc_excerpt_start", pa.int64()),
+    ("doc_excerpt", pa.string()),
+    ("doc_highlights", _SPAN),  # shared text: character spans in doc_excerpt
+    ("ref_chars", pa.int64()),  # null when the index does not store texts
+    ("ref_excerpt_start", pa.int64()),
+    ("ref_excerpt", pa.string()),
+    ("ref_highlights", _SPAN),  # shared text: character spans in ref_excerpt
+    ("shared_shingles", pa.int64()),  # distinct shingles found in both excerpts
+    ("note", pa.string()),
+])
+
+
+def match_order(containment: float, similarity: float, row: int) -> tuple:
+    """Sort key of the strongest matches first: how much of the reference is in the document
+    (a passage copied into a long document has a low Jaccard similarity but is as much a copy),
+    then Jaccard similarity, then the row (a total order within a shard)."""
+    return (-containment, -similarity, row)
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What one shard contributed. ``matches`` has one row per flagged document."""
+
+    shard: str
+    status: str  # "ok" | "failed"
+    error: str | None = None
+    documents: int = 0
+    bytes: int = 0
+    flagged_documents: int = 0
+    flagged_bytes: int = 0
+    by_label: dict = field(default_factory=dict)
+    similarity_histogram: tuple = (0,) * HISTOGRAM_BINS
+    bad_records: int = 0
+    bad_by_reason: dict = field(default_factory=dict)
+    bad_examples: tuple = ()
+    matches: pa.Table = field(default_factory=MATCH_SCHEMA.empty_table)
+    seconds: float = 0.0
+    evidence: tuple = ()  # the top matches with excerpts (EVIDENCE_SCHEMA rows, JSON-serialisable)
+    ai_share: dict | None = None  # the style estimate (with a profile; contamscan.style.StyleTally.result)
+
+
+# --------------------------------------------------------------------------- report.json
+# The shape of report.json (the contract of the design): keys are added, never renamed.
+
+
+class ErrorsEntry(TypedDict, total=False):
+    bad_records: int
+    by_reason: dict[str, int]
+    examples: list[dict]  # shards: {file, row, line, reason, detail}
+    failed_shards: int  # totals only
+    skipped_files: list[dict]  # totals only: {path, reason}
+
+
+class ShardEntry(TypedDict, total=False):
+    shard: str
+    status: str
+    error: str | None
+    documents: int
+    bytes: int
+    flagged_documents: int
+    flagged_bytes: int
+    contamination_rate: float
+    ci95: list[float]
+    byte_rate: float
+    by_label: dict[str, int]
+    similarity_histogram: list[int]
+    top_matches: list[dict]
+    errors: ErrorsEntry
+    ai_share: dict | None
+
+
+class Totals(TypedDict, total=False):
+    shards: int
+    documents: int
+    bytes: int
+    flagged_documents: int
+    flagged_bytes: int
+    contamination_rate: float
+    ci95: list[float]
+    byte_rate: float
+    by_label: dict[str, int]
+    errors: ErrorsEntry
+    ai_share: dict | None
+
+
+class Report(TypedDict, total=False):
+    tool: dict
+    index: dict
+    match_rules: dict
+    started_at: str
+    finished_at: str
+    totals: Totals
+    shards: list[ShardEntry]
+    style: dict

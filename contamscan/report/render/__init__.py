@@ -1,0 +1,1 @@
+"""Renderers: report data in, text out (Markdown, one offline HTML page, the terminal)."""

@@ -1,0 +1,138 @@
+"""Checkpoints and the output lock: a scan that is interrupted (Ctrl-C, SIGKILL, a lost
+machine) resumes where it stopped, and two scans never write into one output directory.
+
+The state lives in ``OUT/.contamscan/``:
+
+``lock``          held (``flock``) by the running scan; the kernel releases it when the
+                  process dies, however it dies
+``run.json``      what the scan is: its shards (path, size, mtime), the index's manifest
+                  digest, the options that change results, the tool version
+``NNNNNN.json``   one finished shard's result (shard NNNNNN of the run's list), written after
+``NNNNNN.parquet``  its matches and any clean/flagged outputs, each by write-then-rename
+
+A shard's JSON file is the proof that everything of that shard is on disk: on resume, shards
+with one are loaded, the others are scanned again. Final outputs (report.json, ...) are
+removed when a scan starts and written only at its end, so they are never from a partial run.
+
+A remote output (a URI) has this state in a local staging directory keyed by the URI
+(:class:`contamscan.io.OutputDir`): the lock is a lock of this machine only (an object store
+has no flock), and ``--resume`` works from the machine that started the scan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
+from pathlib import Path
+
+import xxhash
+
+from ..errors import ContamscanError
+from ..io import Location
+from ..io.artifact import manifest_digest
+from ..model import ShardResult
+
+STATE_DIR = ".contamscan"
+
+
+class OutputLock:
+    """An exclusive lock on an output directory, held for the life of a scan."""
+
+    def __init__(self, out: Path, shown: str | None = None):
+        self.path = Path(out) / STATE_DIR / "lock"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(self._fd)
+            raise ContamscanError(f"another scan is writing to {shown or out} ({holder}); wait for it to finish or "
+                                  "choose another output directory") from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"pid {os.getpid()}".encode(), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def run_fingerprint(shards, index, options, version: str) -> dict:
+    """Everything a scan's results depend on: a resumed scan must match it exactly."""
+    manifest = (Path(index.path) / "manifest.json").read_bytes()
+    return {
+        "tool_version": version,
+        "index_manifest_xxh3_128": xxhash.xxh3_128_hexdigest(manifest),
+        "options": options.result_fields(),
+        **({"profile_manifest_xxh3_128": manifest_digest(options.profile)} if options.profile else {}),
+        "shards": [[s.relpath, s.size, s.mtime_ns if s.mtime_ns is not None else -1]
+                   + ([list(s.row_groups)] if s.row_groups else [])
+                   for s in shards],
+    }
+
+
+def remove_stale_temporaries(directory: Path) -> None:
+    """Temporary files a killed process left behind (``.NAME.tmp-PID``)."""
+    if directory.is_dir():
+        for p in directory.glob(".*.tmp-*"):
+            p.unlink(missing_ok=True)
+
+
+class Checkpoints:
+    """Finished shards of one scan, saved as they finish and loaded on resume."""
+
+    def __init__(self, out: Path, fingerprint: dict, resume: bool, shown: str | None = None):
+        self.dir = Path(out) / STATE_DIR
+        self.dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.dir)
+        self.done: dict[int, object] = {}
+        run = self.dir / "run.json"
+        if resume and run.exists():
+            previous = json.loads(run.read_text())
+            if previous != fingerprint:
+                what = [k for k in fingerprint if previous.get(k) != fingerprint[k]]
+                raise ContamscanError(f"cannot resume the scan in {shown or out}: its {', '.join(what)} changed since it "
+                                      "started; scan again without `resume`")
+            self.done = self._load()
+        else:
+            self.clear()
+            Location.of(str(run)).write_atomic((json.dumps(fingerprint, indent=1) + "\n").encode())
+
+    def save(self, number: int, result) -> None:
+        """Record a finished shard (its outputs are already on disk). Failed shards are not
+        recorded: a resumed scan tries them again."""
+        if result.status != "ok":
+            return
+        Location.of(str(self.matches_file(number))).write_table_atomic(result.matches)
+        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "matches"}
+        Location.of(str(self.dir / f"{number:06d}.json")).write_atomic(json.dumps(fields).encode())
+
+    def matches_file(self, number: int) -> Path:
+        """Where a finished shard's matches are (the scan copies them into matches.parquet)."""
+        return self.dir / f"{number:06d}.parquet"
+
+    def _load(self) -> dict:
+        """The finished shards, without their matches: those stay in their files."""
+        done = {}
+        for f in sorted(self.dir.glob("[0-9]*.json")):
+            fields = json.loads(f.read_text())
+            if not f.with_suffix(".parquet").is_file():
+                continue  # an interrupted save: scanned again
+            fields["similarity_histogram"] = tuple(fields["similarity_histogram"])
+            fields["bad_examples"] = tuple(fields["bad_examples"])
+            fields["evidence"] = tuple(fields.get("evidence", ()))
+            done[int(f.stem)] = ShardResult(**fields)
+        return done
+
+    def clear(self) -> None:
+        """Forget every finished shard (a new scan, or a finished one)."""
+        for p in list(self.dir.glob("[0-9]*.json")) + list(self.dir.glob("[0-9]*.parquet")):
+            p.unlink(missing_ok=True)
+        (self.dir / "run.json").unlink(missing_ok=True)
+
+
+__all__ = ["OutputLock", "Checkpoints", "run_fingerprint", "STATE_DIR"]

@@ -1,0 +1,166 @@
+"""Matching one batch of texts against an index: whole-document copies by LSH, passages by
+runs of shared anchors, optionally re-checked on the exact shingle sets. The result is the
+batch's rows of matches.parquet; :mod:`.shard` sums them up per shard."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..config import ScanOptions
+from ..index import ReferenceIndex
+from ..index.kernels import best_run
+from ..model import HISTOGRAM_BINS, MATCH_SCHEMA
+from ..sketch.minhash import INVALID_UTF8, Hasher, char_spans
+
+CLOSE = 0.9  # another label's evidence within this ratio of the best's makes a match ambiguous
+_DOC_SCHEMA = pa.schema([f for f in MATCH_SCHEMA if f.name not in ("shard", "row")])
+
+
+def _containment(similarity, n_doc, n_ref):
+    """Estimated share of the reference's shingles found in the document, from the
+    Jaccard estimate J and the two shingle counts: |D ∩ R| = J (|D| + |R|) / (1 + J)."""
+    inter = similarity * (n_doc + n_ref) / (1.0 + similarity)
+    return np.minimum(1.0, inter / np.maximum(n_ref, 1))
+
+
+@dataclass(frozen=True)
+class ExactCheck:
+    """Exact shingle-set comparison of flagged documents with their references."""
+
+    keep: np.ndarray  # bool: still flagged on the exact sets
+    whole: np.ndarray  # bool: exact Jaccard >= threshold
+    similarity: np.ndarray  # exact Jaccard
+    containment: np.ndarray  # exact |D ∩ R| / |R|
+    byte_start: np.ndarray  # the best run of shared shingles in the document (-1: none)
+    byte_stop: np.ndarray
+
+
+def exact_check(index: ReferenceIndex, hasher: Hasher, texts: pa.Array, docs: np.ndarray, refs: np.ndarray,
+                options: ScanOptions) -> ExactCheck:
+    """Compare documents ``docs`` of ``texts`` with references ``refs`` on their exact shingle
+    sets. The flag rules are the estimate's, on exact values: Jaccard >= threshold, or a run of
+    shared shingles (first occurrences; the same +1/-miss_penalty score) worth ``min_anchors``
+    anchors (its score / 2**anchor_bits) over ``min_words`` words."""
+    n = len(docs)
+    doc_sh = hasher.shingles(texts.take(pa.array(docs)))
+    uref, which = np.unique(refs, return_inverse=True)
+    ref_sh = hasher.shingles(index.texts.take(pa.array(uref)))
+    d_ptr = np.searchsorted(doc_sh.doc, np.arange(n + 1))
+    r_ptr = np.searchsorted(ref_sh.doc, np.arange(len(uref) + 1))
+    bits = index.params.anchor_bits
+    out = ExactCheck(np.zeros(n, np.bool_), np.zeros(n, np.bool_), np.zeros(n), np.zeros(n),
+                     np.full(n, -1, np.int64), np.full(n, -1, np.int64))
+    for i in range(n):
+        lo, hi = d_ptr[i], d_ptr[i + 1]
+        ref_keys = np.unique(ref_sh.key[r_ptr[which[i]]:r_ptr[which[i] + 1]])
+        keys, first = np.unique(doc_sh.key[lo:hi], return_index=True)
+        shared = np.isin(keys, ref_keys, assume_unique=True)
+        inter = int(np.count_nonzero(shared))
+        union = len(keys) + len(ref_keys) - inter
+        out.similarity[i] = inter / union if union else 0.0
+        out.containment[i] = inter / len(ref_keys) if len(ref_keys) else 0.0
+        out.whole[i] = out.similarity[i] >= index.params.threshold
+        positions = np.sort(first[shared]).astype(np.int64)
+        score, n_shared, f, last = best_run(positions, 0, len(positions), options.miss_penalty)
+        partial = False
+        if n_shared:
+            f, last = lo + f, lo + last
+            out.byte_start[i], out.byte_stop[i] = doc_sh.start[f], doc_sh.stop[last]
+            words = doc_sh.word[last] - doc_sh.word[f] + hasher.ngram
+            partial = bits > 0 and score / 2**bits >= options.min_anchors and words >= options.min_words
+        out.keep[i] = out.whole[i] or partial
+    return out
+
+
+@dataclass(frozen=True)
+class BatchMatches:
+    """What one batch of texts matched: the rows of matches.parquet (``table``, without the
+    shard name and record numbers, which the caller knows), with, per match, the batch
+    position of its text (``hit``) and its reference (``refs``); and, for every text, whether
+    it was valid UTF-8 and the histogram bin of its best LSH candidate."""
+
+    table: pa.Table  # MATCH_SCHEMA's columns from doc_id on
+    hit: np.ndarray  # int64: position of each match's text in the batch
+    refs: np.ndarray  # int64: each match's reference (index row)
+    invalid: np.ndarray  # bool per text
+    histogram: np.ndarray  # int64 [HISTOGRAM_BINS]: texts with an LSH candidate, by its similarity
+
+
+def match_batch(texts: pa.Array, index: ReferenceIndex, hasher: Hasher, options: ScanOptions,
+                ids: pa.Array | None = None) -> BatchMatches:
+    """Match a batch of texts (an Arrow string array) against ``index``: one row per text that
+    holds a copy of a reference, whole or in part (``ids``: the texts' ids, for ``doc_id``)."""
+    sigs = hasher.signatures(texts)
+    invalid = sigs.status == INVALID_UTF8
+    # whole documents: LSH candidates verified by estimated Jaccard
+    res = index.query(sigs.values, skip=invalid | (sigs.n_shingles == 0))
+    had_candidate = res.n_candidates > 0
+    bins = np.minimum((res.similarity[had_candidate] * HISTOGRAM_BINS).astype(np.int64), HISTOGRAM_BINS - 1)
+    histogram = np.bincount(bins, minlength=HISTOGRAM_BINS)
+    whole = res.best_ref >= 0
+    # partial: a dense run of anchors shared with one reference
+    part = None
+    partial = np.zeros(len(whole), np.bool_)
+    if sigs.anchors is not None and len(index.anchor_refs):
+        part = index.partial(sigs.anchors, len(whole), math.ceil(options.min_anchors), options.miss_penalty)
+        first, last = np.maximum(part.seg_first, 0), np.maximum(part.seg_last, 0)
+        words = sigs.anchors.word[last] - sigs.anchors.word[first] + hasher.ngram if len(sigs.anchors) else 0
+        partial = (part.best_ref >= 0) & (part.seg_score >= options.min_anchors) & (words >= options.min_words)
+    hit = np.flatnonzero(whole | partial)
+    none = BatchMatches(_DOC_SCHEMA.empty_table(), np.zeros(0, np.int64), np.zeros(0, np.int64), invalid, histogram)
+    if not len(hit):
+        return none
+    is_whole = whole[hit]
+    # the reference: the Jaccard winner for whole-document matches, else the anchors'
+    refs = np.where(is_whole, res.best_ref[hit], part.best_ref[hit] if part is not None else -1)
+    P = index.params.num_perm
+    sim = np.count_nonzero(sigs.values[hit] == index.signatures[refs], axis=1) / P
+    containment = _containment(sim, sigs.n_shingles[hit], index.ref_shingles[refs])
+    byte_start = np.full(len(hit), -1, np.int64)
+    byte_stop = np.full(len(hit), -1, np.int64)
+    alt = np.where(is_whole & (res.alt_similarity[hit] >= CLOSE * sim), res.alt_ref[hit], -1)
+    if part is not None:
+        same = part.best_ref[hit] == refs  # the anchors tell the span and containment of this reference
+        n_anchors = index.ref_anchors[refs]
+        use = same & (n_anchors > 0)
+        containment = np.where(use, np.minimum(1.0, part.total_hits[hit] / np.maximum(n_anchors, 1)), containment)
+        first, last = part.seg_first[hit][same], part.seg_last[hit][same]
+        byte_start[same] = sigs.anchors.start[first]
+        byte_stop[same] = sigs.anchors.stop[last]
+        close = ~is_whole & (part.alt_ref[hit] >= 0) & (part.alt_score[hit] >= CLOSE * part.seg_score[hit])
+        alt = np.where(close, part.alt_ref[hit], alt)
+    if options.verify == "exact":
+        ex = exact_check(index, hasher, texts, hit, refs, options)
+        k = ex.keep
+        hit, refs, alt, is_whole = hit[k], refs[k], alt[k], ex.whole[k]
+        sim, containment, byte_start, byte_stop = ex.similarity[k], ex.containment[k], ex.byte_start[k], ex.byte_stop[k]
+        if not len(hit):
+            return none
+    char_start, char_end = char_spans(texts, hit, byte_start, byte_stop)
+    no_span = pa.array(char_start < 0)
+    labels = index.label_names[index.label_codes[refs]].tolist()
+    has_alt = alt >= 0
+    alt_ids = index.ref_ids.take(pa.array(np.where(has_alt, alt, 0))).cast(pa.string())
+    alt_labels = pa.array(index.label_names[index.label_codes[np.where(has_alt, alt, 0)]].tolist(), pa.string())
+    mask = pa.array(~has_alt)
+    table = pa.table({
+        "doc_id": ids.take(pa.array(hit)).cast(pa.string()) if ids is not None else pa.nulls(len(hit), pa.string()),
+        "ref_id": index.ref_ids.take(pa.array(refs)).cast(pa.string()),
+        "label": pa.array(labels, pa.string()),
+        "similarity": pa.array(sim, pa.float64()),
+        "containment": pa.array(containment, pa.float64()),
+        "char_start": pc.if_else(no_span, pa.scalar(None, pa.int64()), pa.array(char_start)),
+        "char_end": pc.if_else(no_span, pa.scalar(None, pa.int64()), pa.array(char_end)),
+        "kind": pa.array(np.where(is_whole, "whole", "partial").tolist(), pa.string()),
+        "ambiguous": pa.array(has_alt),
+        "alt_ref_id": pc.if_else(mask, pa.scalar(None, pa.string()), alt_ids),
+        "alt_label": pc.if_else(mask, pa.scalar(None, pa.string()), alt_labels),
+    }, schema=_DOC_SCHEMA)
+    return BatchMatches(table, hit, refs, invalid, histogram)
+
+

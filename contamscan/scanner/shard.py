@@ -1,0 +1,180 @@
+"""Scanning one shard (or a piece of one): its batches stream by, each is matched, and the
+shard's totals, matches, evidence and style estimate are summed up into a ShardResult;
+the clean/flagged copies are written when asked. Also the plan of a scan's units of work
+(large Parquet shards cut into pieces of whole row groups) and the merge of a shard's pieces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..config import ScanOptions
+from ..errors import ContamscanError
+from ..formats import has_field, read_batches, row_group_sizes, split_shard
+from ..index import ReferenceIndex
+from ..io import Location
+from ..model import HISTOGRAM_BINS, MATCH_SCHEMA, MAX_ERROR_EXAMPLES, BadRecord, Batch, Fields, Shard, ShardResult, \
+    match_order
+from ..report.evidence import EvidenceKeeper
+from ..sketch.minhash import Hasher
+from ..style.estimate import StyleTally
+from ..style.profile import open_cached
+from .match import match_batch
+
+
+class ShardTally:
+    """Running totals of one shard while its batches stream by."""
+
+    def __init__(self, shard: Shard, evidence: EvidenceKeeper | None = None, style: StyleTally | None = None):
+        self.shard = shard
+        self.evidence = evidence
+        self.style = style  # the style estimate, with a profile
+        self.documents = self.bytes = self.flagged = self.flagged_bytes = 0
+        self.by_label = Counter()
+        self.histogram = np.zeros(HISTOGRAM_BINS, np.int64)
+        self.bad = Counter()
+        self.examples: list[BadRecord] = []
+        self.match_parts: list[pa.Table] = []
+
+    def add_bad(self, records) -> None:
+        for r in records:
+            self.bad[r.reason] += 1
+            if len(self.examples) < MAX_ERROR_EXAMPLES:
+                self.examples.append(r)
+
+    def add(self, batch: Batch, index: ReferenceIndex, hasher: Hasher, options: ScanOptions) -> None:
+        """Match a batch's texts and add what they hold to the shard's totals."""
+        self.add_bad(batch.bad)
+        if not len(batch.texts):
+            return
+        m = match_batch(batch.texts, index, hasher, options, batch.ids)
+        if m.invalid.any():
+            rows = batch.rows[np.nonzero(m.invalid)[0]]
+            if options.strict:
+                raise ContamscanError(f"{self.shard.relpath}: row {int(rows[0])}: invalid_utf8 (text is not valid UTF-8)")
+            self.add_bad(BadRecord(int(r), None, "invalid_utf8", "text is not valid UTF-8") for r in rows)
+        valid = ~m.invalid
+        n_bytes = pc.binary_length(batch.texts).to_numpy(zero_copy_only=False).astype(np.int64)
+        self.documents += int(valid.sum())
+        self.bytes += int(n_bytes[valid].sum())
+        if self.style is not None:
+            self.style.add(batch.texts if valid.all() else batch.texts.filter(pa.array(valid)), hasher)
+        self.histogram += m.histogram
+        if not len(m.hit):
+            return
+        self.flagged += len(m.hit)
+        self.flagged_bytes += int(n_bytes[m.hit].sum())
+        self.by_label.update(m.table.column("label").to_pylist())
+        part = pa.table({"shard": pa.array([self.shard.relpath] * len(m.hit), pa.string()),
+                         "row": pa.array(batch.rows[m.hit], pa.int64()),
+                         **{name: m.table.column(name) for name in m.table.column_names}}, schema=MATCH_SCHEMA)
+        self.match_parts.append(part)
+        if self.evidence is not None:
+            self.evidence.offer(part, batch.texts, m.hit, m.refs)
+
+    def result(self, seconds: float) -> ShardResult:
+        matches = pa.concat_tables(self.match_parts) if self.match_parts else MATCH_SCHEMA.empty_table()
+        return ShardResult(
+            shard=self.shard.relpath, status="ok", documents=self.documents, bytes=self.bytes,
+            flagged_documents=self.flagged, flagged_bytes=self.flagged_bytes,
+            by_label=dict(sorted(self.by_label.items())),
+            similarity_histogram=tuple(int(x) for x in self.histogram),
+            bad_records=sum(self.bad.values()), bad_by_reason=dict(sorted(self.bad.items())),
+            bad_examples=tuple({"file": self.shard.relpath, "row": r.row, "line": r.line, "reason": r.reason,
+                                "detail": r.detail} for r in self.examples),
+            matches=matches, seconds=seconds,
+            ai_share=self.style.result() if self.style is not None else None,
+            evidence=self.evidence.rows(self.shard.relpath) if self.evidence is not None else (),
+        )
+
+
+def scan_shard(shard: Shard, index: ReferenceIndex, options: ScanOptions, hasher: Hasher | None = None,
+               progress=None) -> ShardResult:
+    """Scan one shard. A shard that cannot be read comes back with status "failed" and the
+    reason; a bad record is counted and skipped (or, with ``strict``, fails the shard).
+    ``progress`` is called with each batch read."""
+    t0 = time.perf_counter()
+    hasher = hasher or index.hasher()
+    style = StyleTally(open_cached(options.profile)) if options.profile is not None else None
+    tally = ShardTally(shard, EvidenceKeeper(options.top_matches, index, hasher), style)
+    try:
+        id_field = options.id_field if options.id_field is not None and has_field(shard, options.id_field) else None
+        for batch in read_batches(shard, Fields(text=options.text_field, id=id_field), batch_bytes=options.batch_bytes,
+                                  strict=options.strict):
+            tally.add(batch, index, hasher, options)
+            if progress:
+                progress(batch)
+            del batch  # not held while the next one is read
+        result = tally.result(time.perf_counter() - t0)
+        if options.write_clean or options.write_flagged:
+            flagged_rows = np.unique(result.matches.column("row").to_numpy())
+            counts = split_shard(shard, flagged_rows, options.write_clean, options.write_flagged)
+            if counts.clean + counts.flagged != result.documents + result.bad_records:
+                raise ContamscanError(f"{shard.relpath}: the clean and flagged outputs hold {counts.clean} + "
+                                      f"{counts.flagged} records, the scan read {result.documents + result.bad_records}")
+    except ContamscanError as e:  # unreadable shard, or a bad record under strict
+        for root in (options.write_clean, options.write_flagged):  # no output of a failed shard, not even an old one
+            if root is not None:
+                try:
+                    Location.of(root).join(shard.relpath).delete()
+                except ContamscanError:
+                    pass  # the store cannot be reached: the shard has failed all the same
+        return ShardResult(shard=shard.relpath, status="failed", error=str(e), seconds=time.perf_counter() - t0)
+    return result
+
+
+def plan_units(shards, options: ScanOptions) -> list[Shard]:
+    """The scan's units of work, in shard order: each shard, or for a Parquet shard larger
+    than ``options.piece_bytes``, pieces of consecutive whole row groups of about that size
+    (rows keep their numbers in the file, so merged pieces equal the whole shard)."""
+    if options.write_clean or options.write_flagged or options.profile:
+        return list(shards)
+    units = []
+    for s in shards:
+        groups = row_group_sizes(s) if s.size > options.piece_bytes else []
+        if len(groups) < 2:
+            units.append(s)
+            continue
+        piece, size = [], 0
+        for g, n in enumerate(groups):
+            if piece and size + n > options.piece_bytes:
+                units.append(dataclasses.replace(s, row_groups=tuple(piece)))
+                piece, size = [], 0
+            piece.append(g)
+            size += n
+        units.append(dataclasses.replace(s, row_groups=tuple(piece)))
+    return units
+
+
+def merge_pieces(parts: list[ShardResult], top_k: int) -> ShardResult:
+    """One shard's result from the results of its pieces (in order): what a single task
+    scanning the whole shard would have returned."""
+    failed = [p for p in parts if p.status != "ok"]
+    if failed:
+        return ShardResult(shard=parts[0].shard, status="failed", error=failed[0].error,
+                           seconds=sum(p.seconds for p in parts))
+    by_label, bad = Counter(), Counter()
+    for p in parts:
+        by_label.update(p.by_label)
+        bad.update(p.bad_by_reason)
+    evidence = sorted((e for p in parts for e in p.evidence),
+                      key=lambda e: match_order(e["containment"], e["similarity"], e["row"]))[:top_k]
+    return ShardResult(
+        shard=parts[0].shard, status="ok", error=None,
+        documents=sum(p.documents for p in parts), bytes=sum(p.bytes for p in parts),
+        flagged_documents=sum(p.flagged_documents for p in parts),
+        flagged_bytes=sum(p.flagged_bytes for p in parts),
+        by_label=dict(sorted(by_label.items())),
+        similarity_histogram=tuple(int(x) for x in np.sum([p.similarity_histogram for p in parts], axis=0)),
+        bad_records=sum(p.bad_records for p in parts), bad_by_reason=dict(sorted(bad.items())),
+        bad_examples=tuple(e for p in parts for e in p.bad_examples)[:MAX_ERROR_EXAMPLES],
+        matches=pa.concat_tables([p.matches for p in parts]),
+        seconds=sum(p.seconds for p in parts),
+        evidence=tuple({**e, "rank": rank} for rank, e in enumerate(evidence)),
+    )

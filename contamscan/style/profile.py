@@ -1,0 +1,276 @@
+"""Style profiles: estimate the share of AI-written documents in a shard, and which model
+family it resembles, from word occurrence alone (no language model, CPU only).
+
+The method is the distributional estimator of Liang et al. (2024), "Monitoring AI-Modified
+Content at Scale": every document is a set of word-presence events over a vocabulary, and a
+shard is a mixture ``(1 - a) P + a Q`` of a human distribution ``P`` and an AI distribution
+``Q``; ``a`` is found by maximum likelihood. What this module adds, each chosen by
+measurement on ../shared/data (see benchmarks/bench_style.py and the README):
+
+* **Fixed-length windows.** Whether a word occurs depends on how long the document is, so a
+  document is never scored whole: it is cut into windows of exactly ``L`` words (the longest
+  of ``windows`` that it holds, 64 by default; up to ``max_windows`` windows spread over its
+  first ``max_windows * L`` words), and its log-likelihood under a component is the mean over
+  its windows. The profile holds occurrence statistics per window length, computed the same
+  way, so a 150-word news story and a 5,000-word speech are both compared with windows of
+  their own length. Documents shorter than the shortest window (16 words) carry no evidence.
+* **Mixtures on both sides.** Human text is not one distribution: news, stories, essays and
+  plays use words differently, and a single product of Bernoullis fitted to all of them
+  scores a story as "AI" more often than as "human" (19% of human documents on the
+  benchmark). The human baseline is therefore several components: its groups (``--group-field``,
+  else one per input file), each split into ``clusters`` sub-components refined by
+  classification EM on the documents themselves. The AI side is one component per label
+  (model family). ``a`` is the total weight of the AI components; the weights of the AI
+  components among themselves say which family the AI share resembles.
+* **Vocabulary by divergence.** The words whose window occurrence differs most between the
+  human baseline and AI text (Jeffreys divergence of the two Bernoullis), plus for each AI
+  label the words that most set it apart from the other labels; rates are smoothed toward the
+  pooled rate with ``smoothing`` pseudo-windows.
+
+A profile is a directory: ``manifest.json`` (format, parameters, components, checksums),
+``words.parquet`` (the vocabulary: word, hash, divergence) and ``counts.parquet`` (per
+component, window length and word: the number of documents' windows holding the word, each
+document weighing 1 whatever its number of windows) with ``components.parquet`` (documents per
+component and window length). Probabilities are derived from the counts when it is opened.
+
+What α is, and is not: an estimate of the fraction of documents in a shard whose word
+usage follows the AI profiles rather than the human baseline, with a bootstrap interval over
+documents. It is a property of the shard, not a verdict on any document: per-document
+likelihoods are far too confident (words are not independent) to label single documents,
+and a human source unlike every human text in the profile can read as AI.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..config import ProfileParams
+from ..errors import ContamscanError, ProfileFormatError
+from ..io import Location, artifact
+from ..sketch.minhash import INVALID_UTF8
+from ..sketch.words import word_hashes
+from .kernels import NO_DATA, OBS_SCALE, hash_table, loglik_kernel, lookup  # noqa: F401 (OBS_SCALE: public)
+
+FORMAT = "contamscan-style-profile"
+FORMAT_VERSION = 1
+KIND = artifact.Kind(FORMAT, FORMAT_VERSION, "format_version", "profiles", "a style profile", ProfileFormatError,
+                     "build one with `contamscan profile build`", "profile")
+FILES = ("words.parquet", "counts.parquet", "components.parquet")
+HUMAN, AI = "human", "ai"
+
+
+# --------------------------------------------------------------------------- families
+
+
+def family_of(label: str, rules=(), by: str = "org") -> str:
+    """The family of a model label: the first rule whose glob matches (``rules`` is a list of
+    ``(family, [glob, ...])``), else by ``by``: "label" keeps the label; "org" takes the
+    organisation prefix (``openai/gpt-5-mini`` -> ``openai``) or, for a label without one, its
+    first word (``claude-sonnet-4-5`` -> ``claude``)."""
+    for fam, globs in rules:
+        if any(fnmatch.fnmatchcase(label, g) for g in globs):
+            return fam
+    if by == "label":
+        return label
+    if by != "org":
+        raise ContamscanError(f"--family-by must be 'org' or 'label', got {by!r}")
+    if "/" in label:
+        return label.split("/", 1)[0]
+    return re.split(r"[-_ .:@]", label, maxsplit=1)[0] or label
+
+
+def parse_family_rules(specs) -> list[tuple[str, list[str]]]:
+    """``["anthropic=claude-*", "google=google/*,sam-paech/gemma-*"]`` -> rules for :func:`family_of`."""
+    rules = []
+    for spec in specs or ():
+        name, sep, globs = spec.partition("=")
+        if not sep or not name.strip() or not globs.strip():
+            raise ContamscanError(f"--family takes NAME=GLOB[,GLOB...], got {spec!r}")
+        rules.append((name.strip(), [g.strip() for g in globs.split(",") if g.strip()]))
+    return rules
+
+
+# --------------------------------------------------------------------------- the profile
+
+
+@dataclass
+class Profile:
+    """An opened profile: per window length and component, the log-probabilities of the
+    vocabulary's words occurring in a window."""
+
+    path: str  # as shown to people (a remote profile's URI)
+    manifest: dict
+    params: ProfileParams
+    words: list  # vocabulary, by word id
+    hashes: np.ndarray  # uint32, by word id
+    components: list  # names, human components first
+    kinds: list  # HUMAN | AI per component
+    counts: np.ndarray  # float64 [windows, components, vocab]: windows holding the word
+    documents: np.ndarray  # float64 [windows, components]
+    logit: np.ndarray = field(init=False)  # float64 [windows, components, vocab]
+    const: np.ndarray = field(init=False)  # float64 [windows, components]
+    human_rate: np.ndarray = field(init=False)  # float64 [windows, vocab]: the human baseline's rate
+
+    def __post_init__(self):
+        p, self.logit, self.const = _probabilities(self.counts, self.documents, self.params.smoothing)
+        human = np.array([k == HUMAN for k in self.kinds])
+        n_h = self.documents[:, human]  # the baseline: human components weighted by their documents
+        self.human_rate = (p[:, human, :] * n_h[:, :, None]).sum(1) / np.maximum(n_h.sum(1), 1e-12)[:, None]
+        self._lengths = np.array(self.params.windows, np.int64)
+        self._table_keys, self._table_ids = hash_table(self.hashes)
+        self._logit_by_word = np.ascontiguousarray(self.logit.transpose(0, 2, 1))
+        self._stamp = np.zeros(len(self.words), np.int64)
+        self._tick = 0
+
+    @property
+    def labels(self) -> list:
+        """The AI components (model labels or families)."""
+        return [c for c, k in zip(self.components, self.kinds) if k == AI]
+
+    @property
+    def human_mask(self) -> np.ndarray:
+        return np.array([k == HUMAN for k in self.kinds])
+
+    def word_ids(self, hashes: np.ndarray) -> np.ndarray:
+        """Vocabulary id of each word hash, -1 for words outside the vocabulary."""
+        out = np.empty(len(hashes), np.int32)
+        lookup(np.asarray(hashes, np.uint32), self._table_keys, self._table_ids, out)
+        return out
+
+    def terms(self, texts, hasher=None) -> "DocTerms":
+        """Per-document log-likelihoods under every component (see :class:`DocTerms`)."""
+        w = word_hashes(texts, max_words=self.params.max_words, hasher=hasher)
+        return self.terms_of_words(w.hash, w.offsets, w.status)
+
+    def terms_of_words(self, hashes, offsets, status=None) -> "DocTerms":
+        ids = self.word_ids(hashes)
+        n = len(offsets) - 1
+        G, B, V = len(self.components), len(self.params.windows), len(self.words)
+        out = np.zeros((n, G))
+        bucket = np.zeros(n, np.int64)
+        obs = np.zeros((B, V))
+        nd = np.zeros(B)
+        self._tick = loglik_kernel(ids, offsets, self._lengths, self.params.max_windows, self.params.max_words,
+                                    self._logit_by_word, self.const, out, bucket, obs, nd, self._stamp, self._tick)
+        scored = bucket >= 0
+        if status is not None:
+            scored &= status != INVALID_UTF8
+        ll = out[scored]
+        ll -= ll.max(1, keepdims=True) if len(ll) else 0.0
+        return DocTerms(ll.astype(np.float32), int(n - scored.sum()), obs, nd)
+
+    def summary(self) -> dict:
+        return {"path": str(self.path), "words": len(self.words), "windows": list(self.params.windows),
+                "components": [{"name": c, "kind": k, "documents": int(self.documents[-1, g] if self.documents.size else 0)}
+                               for g, (c, k) in enumerate(zip(self.components, self.kinds))],
+                "labels": self.manifest.get("labels", {})}
+
+
+def _probabilities(counts, documents, smoothing):
+    """Smoothed rates p[b, g, v] = (counts + s * pooled) / (documents + s), their logits and
+    the per-component constants sum_v log(1 - p). A component with no documents at a window
+    length gets NO_DATA there (documents of that length are never assigned to it)."""
+    pooled = (counts.sum(1) + 0.5) / (documents.sum(1)[:, None] + 1.0)
+    p = (counts + smoothing * pooled[:, None, :]) / (documents[:, :, None] + smoothing)
+    p = np.clip(p, 1e-9, 1 - 1e-9)
+    logit = np.log(p) - np.log1p(-p)
+    const = np.log1p(-p).sum(2)
+    const = np.where(documents > 0, const, NO_DATA)
+    return p, logit, const
+
+
+@dataclass(frozen=True)
+class DocTerms:
+    """What a batch of documents contributes to a shard's style estimate."""
+
+    ll: np.ndarray  # float32 [scored documents, components]: log-likelihoods minus each row's max
+    unscored: int  # documents too short (or invalid) to score
+    obs: np.ndarray  # float64 [windows, vocab]: windows holding each word, in units of 1/OBS_SCALE
+    nd: np.ndarray  # float64 [windows]: scored documents per window length
+
+
+# --------------------------------------------------------------------------- files
+
+
+def save_profile(out: Path, manifest: dict, words, vocab, divergence, components, kinds, counts, documents,
+                 params: ProfileParams) -> None:
+    """Write the files of a profile into the local directory ``out`` (from
+    :func:`contamscan.io.artifact.building`), the manifest last."""
+    B, G, V = counts.shape
+    pq.write_table(pa.table({
+        "word_id": pa.array(np.arange(V), pa.int32()),
+        "word": pa.array(words, pa.string()),
+        "hash": pa.array(vocab, pa.uint32()),
+        "divergence": pa.array(divergence, pa.float64()),
+    }), out / "words.parquet", compression="zstd")
+    b, g, v = np.nonzero(counts)
+    pq.write_table(pa.table({
+        "component": pa.array([components[i] for i in g], pa.string()),
+        "window": pa.array(np.asarray(params.windows)[b], pa.int32()),
+        "word_id": pa.array(v, pa.int32()),
+        "windows_with_word": pa.array(counts[b, g, v], pa.float64()),
+    }), out / "counts.parquet", compression="zstd")
+    bb, gg = np.meshgrid(np.arange(B), np.arange(G), indexing="ij")
+    pq.write_table(pa.table({
+        "component": pa.array([components[i] for i in gg.ravel()], pa.string()),
+        "kind": pa.array([kinds[i] for i in gg.ravel()], pa.string()),
+        "window": pa.array(np.asarray(params.windows)[bb.ravel()], pa.int32()),
+        "documents": pa.array(documents.ravel(), pa.float64()),
+    }), out / "components.parquet", compression="zstd")
+    artifact.write_manifest(out, manifest, FILES)
+
+
+def open_profile(path, verify: bool = True) -> Profile:
+    """Open a profile directory (a local path or a URI), checking its manifest and, with
+    ``verify``, every checksum. A remote profile is opened from its local copy in the cache.
+
+    Raises:
+        ProfileFormatError: not a profile, a damaged one, or of another format version.
+    """
+    opened = artifact.open_dir(path, KIND, verify)
+    local, manifest = opened.local, opened.manifest
+    for name in FILES:
+        if name not in manifest["files"]:
+            raise ProfileFormatError(f"{opened.location.shown}: {name} is missing")
+    params = ProfileParams(**{k: tuple(v) if k == "windows" else v for k, v in manifest["params"].items()})
+    words = pq.read_table(local / "words.parquet").sort_by("word_id")
+    comps = pq.read_table(local / "components.parquet").to_pydict()
+    counts = pq.read_table(local / "counts.parquet").to_pydict()
+    components = [c["name"] for c in manifest["components"]]
+    kinds = [c["kind"] for c in manifest["components"]]
+    gi = {c: i for i, c in enumerate(components)}
+    wi = {w: i for i, w in enumerate(params.windows)}
+    B, G, V = len(params.windows), len(components), words.num_rows
+    documents = np.zeros((B, G))
+    for c, w, n in zip(comps["component"], comps["window"], comps["documents"]):
+        documents[wi[w], gi[c]] = n
+    cnt = np.zeros((B, G, V))
+    if counts["component"]:
+        b = np.array([wi[w] for w in counts["window"]])
+        g = np.array([gi[c] for c in counts["component"]])
+        cnt[b, g, np.asarray(counts["word_id"])] = counts["windows_with_word"]
+    return Profile(path=opened.location.shown, manifest=manifest, params=params,
+                   words=words.column("word").to_pylist(), hashes=words.column("hash").to_numpy().astype(np.uint32),
+                   components=components, kinds=kinds, counts=cnt, documents=documents)
+
+
+_CACHE: dict = {}
+
+
+def open_cached(path) -> Profile:
+    """One opened profile per path and process (scans open it once; forked workers inherit it)."""
+    key = Location.of(path).key
+    if key not in _CACHE:
+        _CACHE[key] = open_profile(path)
+    return _CACHE[key]
+
+
+def manifest_digest(path) -> str:
+    return artifact.manifest_digest(path)
