@@ -3,23 +3,41 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench clean
+.PHONY: install install-test install-bench demo test lint bench clean
 
-$(BIN)/contamscan: pyproject.toml
+$(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,bench,ray]'
+
+# the runtime only: what `contamscan` needs to index, scan and report
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
 	@touch $@
 
-install: $(BIN)/contamscan
+# what the tests need besides: pytest, hypothesis, moto (a local S3), fsspec, import-linter, ruff, Ray
+$(VENV)/.test: pyproject.toml $(VENV)/.runtime
+	$(BIN)/pip install -q -e '.[test,ray]'
+	@touch $@
+
+$(VENV)/.bench: pyproject.toml $(VENV)/.runtime
+	$(BIN)/pip install -q -e '.[bench,ray]'
+	@touch $@
+
+install: $(VENV)/.runtime
+install-test: $(VENV)/.test
+install-bench: $(VENV)/.bench
 
 demo: install
 	$(BIN)/contamscan demo demo-out
 
-test: install
+lint: install-test
+	$(BIN)/ruff check contamscan
+	$(BIN)/lint-imports
+
+test: lint
 	$(BIN)/python -m pytest
 
-bench: install
+bench: install-bench
 	$(BIN)/python benchmarks/bench_throughput.py
 	$(BIN)/python benchmarks/bench_scale.py
 	$(BIN)/python benchmarks/bench_accuracy.py

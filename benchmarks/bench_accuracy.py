@@ -618,7 +618,7 @@ def run_datasketch(paths: list[Path], refs: list[Output], nbytes: int) -> System
     MinHash + MinHashLSH(threshold=0.5), flagged if a candidate's Jaccard is >= 0.5."""
     import pyarrow.parquet as pq
 
-    from contamscan.report import wilson  # the same interval as contamscan's reports
+    from contamscan.report.stats import wilson  # the same interval as contamscan's reports
 
     lsh, sigs, labels, build_s = build_datasketch(refs)
     flags, rates = {}, {}

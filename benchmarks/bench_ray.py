@@ -47,9 +47,9 @@ def main(argv=None):
     import ray
 
     from contamscan.config import ScanOptions
-    from contamscan.executors import warm_up
+    from contamscan.scanner.executors import warm_up
     from contamscan.index import build_index
-    from contamscan.scan import scan
+    from contamscan import scan
 
     result = {"bench": "ray"}
     with workdir(args.workdir, args.keep) as wd:

@@ -60,8 +60,10 @@ pa.set_cpu_count(1)
 pa.set_io_thread_count(1)
 from contamscan.config import ScanOptions
 from contamscan.index import open_index
-from contamscan.scan import scan
-from contamscan.readers import discover, read_batches, Fields
+from contamscan import scan
+from contamscan.discover import discover
+from contamscan.formats import read_batches
+from contamscan.model import Fields
 
 mode, index_path = sys.argv[1], sys.argv[2]
 res = {"imported": status()}
@@ -174,7 +176,7 @@ def dir_bytes(path) -> int:
 
 
 def best_scan(paths, index, out, options, repeat):
-    from contamscan.scan import scan
+    from contamscan import scan
 
     times, report = [], None
     for i in range(repeat):
@@ -188,7 +190,7 @@ def best_scan(paths, index, out, options, repeat):
 def alternating_scans(paths, runs, options, repeat):
     """Scan ``paths`` with each (index, out) of ``runs`` in turn, ``repeat`` rounds: the
     machine's drift then falls on both alike. Returns (best, times, report) per run."""
-    from contamscan.scan import scan
+    from contamscan import scan
 
     times = [[] for _ in runs]
     reports = [None] * len(runs)
@@ -208,8 +210,9 @@ def main(argv=None):
     import polars as pl
 
     from contamscan.config import IndexParams, ScanOptions
-    from contamscan.index import build_index, open_index, save_index
-    from contamscan.scan import scan
+    from contamscan.index import build_index, open_index
+    from contamscan.index.format import save_index
+    from contamscan import scan
 
     result = {"bench": "scale"}
     with workdir(args.workdir, args.keep) as wd:

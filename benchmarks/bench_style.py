@@ -67,8 +67,9 @@ def main() -> None:
 
     from contamscan.config import ScanOptions
     from contamscan.index import build_index
-    from contamscan.profile import ProfileParams, build_profile, family_of
-    from contamscan.scan import scan
+    from contamscan.config import ProfileParams
+    from contamscan.style import build_profile, family_of
+    from contamscan import scan
 
     data = args.data
     ai = pq.read_table(data / "ai" / "slop_score.parquet", columns=["id", "model", "prompt_index", "text"]).to_pylist()

@@ -84,7 +84,7 @@ def datasketch_scan(paths, lsh, ref_mh, limit_bytes, threshold):
     import pyarrow.parquet as pq
     from datasketch import MinHash
 
-    from contamscan.text import shingle_hash, shingles
+    from contamscan.sketch.text import shingle_hash, shingles
 
     flagged = {}
     n_bytes = n_docs = 0
@@ -119,8 +119,8 @@ def signatures_bench(texts, n_bytes, batch_bytes, repeat):
     from datasketch import MinHash
     from rensa import RMinHash
 
-    from contamscan.minhash import Hasher
-    from contamscan.text import shingle_hash, shingles, words
+    from contamscan.sketch.minhash import Hasher
+    from contamscan.sketch.text import shingle_hash, shingles, words
 
     # contamscan: Arrow arrays of ~batch_bytes, as a scan reads them (conversion not timed)
     batches, cur, size = [], [], 0
@@ -213,8 +213,8 @@ def main(argv=None):
 
     from contamscan.config import IndexParams, ScanOptions
     from contamscan.index import build_index
-    from contamscan.scan import scan
-    from contamscan.text import shingle_hash, shingles
+    from contamscan import scan
+    from contamscan.sketch.text import shingle_hash, shingles
 
     result = {"bench": "throughput"}
     with workdir(args.workdir, args.keep) as wd:

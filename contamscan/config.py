@@ -9,8 +9,8 @@ Metadata also says whether an option changes a scan's results (``results``: part
 
 from __future__ import annotations
 
-import os
 import dataclasses
+import os
 from dataclasses import dataclass, field, fields
 
 from .errors import ContamscanError
@@ -68,6 +68,10 @@ class IndexParams:
 
     A scan always uses the parameters of its index, so that document and reference
     signatures are comparable.
+
+    Example:
+        >>> IndexParams(threshold=0.6).num_perm
+        128
     """
 
     threshold: float = option(0.5, "Estimated Jaccard similarity at which a document is flagged; sets the LSH bands.")
@@ -88,7 +92,12 @@ class IndexParams:
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """How reference records are read when an index is built (or added to)."""
+    """How reference records are read when an index is built (or added to).
+
+    Example:
+        >>> BuildOptions(label_field="meta.model").id_field
+        'id'
+    """
 
     text_field: str = option("text", "Field holding the text; a dotted path reaches nested fields.")
     label_field: str = option("model", "Field naming the model that wrote the text.")
@@ -101,7 +110,12 @@ class BuildOptions:
 
 @dataclass(frozen=True)
 class ScanOptions:
-    """Everything a scan needs besides its inputs, its index and its output directory."""
+    """Everything a scan needs besides its inputs, its index and its output directory.
+
+    Example:
+        >>> ScanOptions(workers=8, write_clean="crawl-clean/").match_rules()
+        {'verify': 'estimate', 'min_anchors': 5.0, 'miss_penalty': 0.5, 'min_words': 50}
+    """
 
     text_field: str = option("text", "Field holding the text; a dotted path reaches nested fields.", results=True)
     id_field: str | None = option("id", "Field copied into matches as doc_id, where present.", results=True,
@@ -174,7 +188,12 @@ class ScanOptions:
 
 @dataclass(frozen=True)
 class ProfileParams:
-    """How a style profile is built (recorded in its manifest; scans use the profile's)."""
+    """How a style profile is built (recorded in its manifest; scans use the profile's).
+
+    Example:
+        >>> ProfileParams(clusters=3).max_words
+        1024
+    """
 
     windows: tuple = option((16, 32, 64), "Window lengths in words; a document uses the longest it holds.", cli=False)
     max_windows: int = option(16, "Windows per document, spread over its first max_windows * max(windows) words.",
@@ -207,7 +226,12 @@ class ProfileParams:
 
 @dataclass(frozen=True)
 class ProfileBuildOptions:
-    """How the human and AI records of a style profile are read and grouped."""
+    """How the human and AI records of a style profile are read and grouped.
+
+    Example:
+        >>> ProfileBuildOptions(families=["anthropic=claude-*"]).families
+        ('anthropic=claude-*',)
+    """
 
     text_field: str = option("text", "Field holding the text.")
     label_field: str = option("model", "(AI) field naming the model.")

@@ -9,7 +9,6 @@ import time
 from datetime import datetime, timezone
 
 import click
-
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 

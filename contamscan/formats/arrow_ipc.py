@@ -11,8 +11,18 @@ import pyarrow as pa
 from ..errors import ContamscanError, ShardReadError
 from ..io import Location
 from ..model import Batch, Fields, Shard
-from .base import (SplitCounts, arrow_plan, close_all, close_quietly, convert_arrow, flag_mask, guarded,
-                   resolve_arrow, route_batch, shard_error)
+from .base import (
+    SplitCounts,
+    arrow_plan,
+    close_all,
+    close_quietly,
+    convert_arrow,
+    flag_mask,
+    guarded,
+    resolve_arrow,
+    route_batch,
+    shard_error,
+)
 
 
 def open_ipc(shard: Shard):

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ContamscanError, FieldMissingError, FieldTypeError, ShardReadError
-from ..model import Batch, BadRecord, Fields, Shard
+from ..model import BadRecord, Batch, Fields, Shard
 
 # errors pyarrow raises for an unreadable input
 READ_ERRORS = (OSError, pa.ArrowException, ValueError)

@@ -19,10 +19,23 @@ import pyarrow.json as pajson
 
 from ..errors import ContamscanError, FieldMissingError
 from ..io import Location
-from ..model import Batch, BadRecord, Fields, Shard
-from .base import (READ_ERRORS, SplitCounts, classify, close_all, close_quietly, extract, flag_mask, raise_strict,
-                   release_memory, requested, safe_large_strings, scalar_str, shard_error, to_large_string)
-
+from ..model import BadRecord, Batch, Fields, Shard
+from .base import (
+    READ_ERRORS,
+    SplitCounts,
+    classify,
+    close_all,
+    close_quietly,
+    extract,
+    flag_mask,
+    raise_strict,
+    release_memory,
+    requested,
+    safe_large_strings,
+    scalar_str,
+    shard_error,
+    to_large_string,
+)
 
 _BOM = b"\xef\xbb\xbf"
 

@@ -12,8 +12,21 @@ import pyarrow.parquet as pq
 from ..errors import ContamscanError
 from ..io import Location
 from ..model import Batch, Fields, Shard
-from .base import (READ_ERRORS, SplitCounts, arrow_plan, close_all, close_quietly, convert_arrow, flag_mask, guarded,
-                   release_memory, resolve_arrow, route_batch, rows_per_batch, shard_error)
+from .base import (
+    READ_ERRORS,
+    SplitCounts,
+    arrow_plan,
+    close_all,
+    close_quietly,
+    convert_arrow,
+    flag_mask,
+    guarded,
+    release_memory,
+    resolve_arrow,
+    route_batch,
+    rows_per_batch,
+    shard_error,
+)
 
 # Parquet / Arrow input is filtered in batches of about this many (uncompressed) bytes
 _BATCH_BYTES = 32 << 20

@@ -123,6 +123,9 @@ def merge_indexes(indexes, out, *, replace: bool = False) -> ReferenceIndex:
 
     Raises:
         ContamscanError: nothing to merge, parameters that differ, ``out`` among the inputs.
+
+    Example:
+        >>> merged = merge_indexes(["refs-a.index", "refs-b.index"], "refs.index")  # doctest: +SKIP
     """
     ixs = [ix if isinstance(ix, ReferenceIndex) else open_index(ix) for ix in indexes]
     if not ixs:
@@ -169,6 +172,12 @@ def add_to_index(index, refs, options: BuildOptions | None = None, **fields) -> 
 
     Returns:
         The grown index, opened.
+
+    Raises:
+        ContamscanError: as :func:`build_index` and :func:`merge_indexes`.
+
+    Example:
+        >>> index = add_to_index("refs.index", ["new-outputs/"])  # doctest: +SKIP
     """
     ix = index if isinstance(index, ReferenceIndex) else open_index(index)
     options = replace_options(options or BuildOptions(), {**fields, "store_text": ix.texts is not None})

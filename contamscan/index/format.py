@@ -205,6 +205,11 @@ def open_index(path, verify: bool = True) -> ReferenceIndex:
 
     Raises:
         IndexFormatError: not an index, a damaged one, or one this contamscan cannot use.
+
+    Example:
+        >>> index = open_index("refs.index")  # doctest: +SKIP
+        >>> len(index), index.params.threshold  # doctest: +SKIP
+        (2993, 0.5)
     """
     opened = artifact.open_dir(path, KIND, verify)
     manifest, local = opened.manifest, opened.local

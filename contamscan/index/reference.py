@@ -55,7 +55,14 @@ class PartialResult:
 
 
 class ReferenceIndex:
-    """An opened index: parameters, references, memory-mapped signatures and band tables."""
+    """An opened index: parameters, references, memory-mapped signatures and band tables.
+    Open one with :func:`contamscan.open_index` or build one with :func:`contamscan.build_index`.
+
+    Example:
+        >>> index = contamscan.open_index("refs.index")  # doctest: +SKIP
+        >>> index.summary().labels  # doctest: +SKIP
+        {'openai/o3': 137, ...}
+    """
 
     def __init__(self, path: Path, manifest: dict, refs: pl.DataFrame, arrays: dict[str, np.ndarray],
                  texts: pa.ChunkedArray | None = None, location: Location | None = None):

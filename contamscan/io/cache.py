@@ -22,6 +22,7 @@ from typing import Callable
 from ..errors import ContamscanError, StorageError
 from .location import Location, _digest, display, download, exists, join, key, read_bytes, upload
 
+
 def cache_root() -> Path:
     """``$XDG_CACHE_HOME/contamscan`` (``~/.cache/contamscan`` when unset)."""
     base = os.environ.get("XDG_CACHE_HOME", "")

@@ -207,8 +207,8 @@ def _fsspec(u: _Uri, root_uri: str) -> tuple[pafs.FileSystem, str]:
     unknown = StorageError(f"{display(root_uri)}: unknown scheme {u.scheme!r} (pyarrow knows s3, gs, hdfs, abfs "
                            "and file; for others install fsspec and the scheme's package)")
     try:
-        import fsspec
-        import fsspec.core
+        import fsspec  # noqa: PLC0415 (optional: only for schemes pyarrow does not know)
+        import fsspec.core  # noqa: PLC0415
     except ImportError:
         raise unknown from None
     if u.scheme not in fsspec.available_protocols():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .stats import diff_ci, wilson
 
+
 def _side(docs: int, flagged: int) -> dict:
     return {"documents": docs, "flagged": flagged, "rate": flagged / docs if docs else 0.0,
             "ci95": list(wilson(flagged, docs))}
@@ -37,7 +38,21 @@ def _differences(old: dict, new: dict) -> list[str]:
 
 
 def compare_reports(old: dict, new: dict, old_name: str = "OLD", new_name: str = "NEW") -> dict:
-    """The comparison of two report.json documents, as data (rates are fractions)."""
+    """The comparison of two report.json documents, as data (rates are fractions).
+
+    Args:
+        old, new: two reports (:func:`contamscan.read_report`).
+        old_name, new_name: how to name them in the comparison.
+
+    Returns:
+        ``{"totals", "shards", "models", "warnings", ...}``: per row both scans' flagged counts
+        and rates, the difference, its 95% interval and whether it is a change.
+
+    Example:
+        >>> cmp = compare_reports(read_report("old-out"), read_report("new-out"))  # doctest: +SKIP
+        >>> cmp["totals"]["changed"]  # doctest: +SKIP
+        True
+    """
     ot, nt = old["totals"], new["totals"]
     o_tot, n_tot = _side(ot["documents"], ot["flagged_documents"]), _side(nt["documents"], nt["flagged_documents"])
     totals = {"old": o_tot, "new": n_tot, **_delta(o_tot, n_tot)}

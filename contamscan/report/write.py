@@ -45,7 +45,21 @@ def write_outputs(out, report: dict, match_files, evidence: pa.Table | None = No
 
 
 def read_report(path) -> dict:
-    """report.json of an output directory (or the file itself), local or remote."""
+    """report.json of an output directory (or the file itself), local or remote.
+
+    Args:
+        path: a scan's output directory, or its report.json.
+
+    Returns:
+        report.json as a dict.
+
+    Raises:
+        ContamscanError: no report there, or not a contamscan report.
+
+    Example:
+        >>> read_report("scan-out")["totals"]["contamination_rate"]  # doctest: +SKIP
+        0.0759
+    """
     loc = Location.of(path)
     file = loc if loc.name.endswith(".json") and not loc.is_dir() else loc.join(REPORT)
     if not file.exists():
@@ -91,7 +105,21 @@ def read_outputs(out) -> Outputs:
 
 
 def rerender(out) -> Outputs:
-    """Write report.md and report.html of ``out`` again from its data files (each replaced whole)."""
+    """Write report.md and report.html of ``out`` again from its data files (each replaced whole).
+
+    Args:
+        out: a scan's output directory (a path or a URI).
+
+    Returns:
+        What was read: the report, the flagged documents per (label, kind), the evidence table.
+
+    Raises:
+        ContamscanError: no report there, or an unreadable data file.
+
+    Example:
+        >>> rerender("scan-out").report["totals"]["documents"]  # doctest: +SKIP
+        2280
+    """
     loc = Location.of(out)
     o = read_outputs(loc)
     loc.join("report.md").write_atomic(render_markdown(o.report).encode())

@@ -130,7 +130,7 @@ class RayExecutor:
 
     def run(self, units, index, options, progress=None, on_result=None) -> list[ShardResult]:
         try:
-            import ray
+            import ray  # noqa: PLC0415 (optional: the ray extra)
         except ImportError:
             raise ContamscanError("the Ray executor needs Ray: pip install 'contamscan[ray]'") from None
         keep = on_result or (lambda i, r: r)

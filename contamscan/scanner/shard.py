@@ -19,8 +19,17 @@ from ..errors import ContamscanError
 from ..formats import has_field, read_batches, row_group_sizes, split_shard
 from ..index import ReferenceIndex
 from ..io import Location
-from ..model import HISTOGRAM_BINS, MATCH_SCHEMA, MAX_ERROR_EXAMPLES, BadRecord, Batch, Fields, Shard, ShardResult, \
-    match_order
+from ..model import (
+    HISTOGRAM_BINS,
+    MATCH_SCHEMA,
+    MAX_ERROR_EXAMPLES,
+    BadRecord,
+    Batch,
+    Fields,
+    Shard,
+    ShardResult,
+    match_order,
+)
 from ..report.evidence import EvidenceKeeper
 from ..sketch.minhash import Hasher
 from ..style.estimate import StyleTally

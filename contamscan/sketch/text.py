@@ -43,6 +43,16 @@ def shingle_hash(b: bytes) -> int:
 
     Pass it as ``hashfunc`` to ``datasketch.MinHash(..., scheme="affine32")`` to get
     signatures bit-identical to contamscan's.
+
+    Args:
+        b: the shingle's UTF-8 bytes (see :func:`shingles`).
+
+    Returns:
+        The 32-bit hash.
+
+    Example:
+        >>> shingle_hash(b"the cat sat on the")
+        2710036796
     """
     return xxhash.xxh32_intdigest(b)
 

@@ -9,7 +9,18 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from .minhash import _FULL_ANCHORS, _FULL_BUF, INVALID_UTF8, OK, Hasher, _ix, _normalize_into, _U32, _utf8_buffers, _xxh32
+from .minhash import (
+    _FULL_ANCHORS,
+    _FULL_BUF,
+    _U32,
+    INVALID_UTF8,
+    OK,
+    Hasher,
+    _ix,
+    _normalize_into,
+    _utf8_buffers,
+    _xxh32,
+)
 
 __all__ = ["Words", "word_hashes"]
 

@@ -19,8 +19,19 @@ from ..sketch.minhash import INVALID_UTF8
 from ..sketch.text import NORMALIZATION, UNICODE_VERSION, normalize
 from ..sketch.words import word_hashes
 from .kernels import count_kernel, loglik_kernel
-from .profile import AI, FORMAT, FORMAT_VERSION, HUMAN, KIND, Profile, _probabilities, family_of, open_profile, \
-    parse_family_rules, save_profile
+from .profile import (
+    AI,
+    FORMAT,
+    FORMAT_VERSION,
+    HUMAN,
+    KIND,
+    Profile,
+    _probabilities,
+    family_of,
+    open_profile,
+    parse_family_rules,
+    save_profile,
+)
 
 
 def _read_corpus(inputs, text_field: str, group_field: str | None, strict: bool, max_words: int, progress=None):

@@ -103,7 +103,12 @@ def parse_family_rules(specs) -> list[tuple[str, list[str]]]:
 @dataclass
 class Profile:
     """An opened profile: per window length and component, the log-probabilities of the
-    vocabulary's words occurring in a window."""
+    vocabulary's words occurring in a window. Open one with :func:`open_profile`.
+
+    Example:
+        >>> profile = open_profile("style.profile")  # doctest: +SKIP
+        >>> profile.components[:2], profile.labels[:2]  # doctest: +SKIP
+    """
 
     path: str  # as shown to people (a remote profile's URI)
     manifest: dict
@@ -231,8 +236,20 @@ def open_profile(path, verify: bool = True) -> Profile:
     """Open a profile directory (a local path or a URI), checking its manifest and, with
     ``verify``, every checksum. A remote profile is opened from its local copy in the cache.
 
+    Args:
+        path: the profile directory.
+        verify: check every file's checksum (sizes are always checked).
+
+    Returns:
+        The :class:`Profile`.
+
     Raises:
         ProfileFormatError: not a profile, a damaged one, or of another format version.
+
+    Example:
+        >>> profile = open_profile("style.profile")  # doctest: +SKIP
+        >>> profile.labels  # doctest: +SKIP
+        ['claude', 'gemini', 'openai']
     """
     opened = artifact.open_dir(path, KIND, verify)
     local, manifest = opened.local, opened.manifest

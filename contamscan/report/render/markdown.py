@@ -6,6 +6,7 @@ from ..build import CLAIM
 from ..compare import shard_order
 from .format import ci1, ci_points, ci_text, fingerprint_words, pct, pct1, points, top_family, top_label
 
+
 def render_markdown(report: dict) -> str:
     t = report["totals"]
     p = report["index"]["params"]
