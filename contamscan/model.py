@@ -161,36 +161,31 @@ class ErrorsEntry(TypedDict, total=False):
     skipped_files: list[dict]  # totals only: {path, reason}
 
 
-class ShardEntry(TypedDict, total=False):
+class Counts(TypedDict, total=False):
+    """What a shard entry and the totals both hold."""
+
+    documents: int
+    bytes: int
+    flagged_documents: int
+    flagged_bytes: int
+    contamination_rate: float
+    ci95: list[float]
+    byte_rate: float
+    by_label: dict[str, int]
+    errors: ErrorsEntry
+    ai_share: dict | None
+
+
+class ShardEntry(Counts, total=False):
     shard: str
     status: str
     error: str | None
-    documents: int
-    bytes: int
-    flagged_documents: int
-    flagged_bytes: int
-    contamination_rate: float
-    ci95: list[float]
-    byte_rate: float
-    by_label: dict[str, int]
     similarity_histogram: list[int]
     top_matches: list[dict]
-    errors: ErrorsEntry
-    ai_share: dict | None
 
 
-class Totals(TypedDict, total=False):
+class Totals(Counts, total=False):
     shards: int
-    documents: int
-    bytes: int
-    flagged_documents: int
-    flagged_bytes: int
-    contamination_rate: float
-    ci95: list[float]
-    byte_rate: float
-    by_label: dict[str, int]
-    errors: ErrorsEntry
-    ai_share: dict | None
 
 
 class Report(TypedDict, total=False):

@@ -18,14 +18,8 @@ worker processes share one copy through the page cache):
                       starts (dir_bits >= 16: directory and tag hold the whole key)
 ``anchor_stop.npy``   uint32 [keys], anchor keys dropped as stock phrases (kept for merges)
 
-A lookup reads the directory entry for the key's top bits and compares the tag with the few
-tags there, so its cost does not grow with the number of references; a reference is read
-only when its tag matches. The tags are what every lookup reads, so they are small (2 bytes)
-to keep that part of a large index in the CPU caches; a false tag match is an extra
-candidate that verification drops (bands) or one stray shared anchor (anchors). The kernels
-issue a chunk's reads in passes (all directory reads, then, for tables larger than the CPU
-caches, all first tags, ...): the reads of a pass are independent, so the CPU overlaps their
-cache misses.
+How the tables are read (directory, then tags, then references) is told in
+:mod:`contamscan.index.kernels`.
 """
 
 from __future__ import annotations

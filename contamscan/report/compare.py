@@ -33,7 +33,7 @@ def _differences(old: dict, new: dict) -> list[str]:
     if oi.get("labels") != ni.get("labels") or oi.get("refs") != ni.get("refs"):
         out.append(f"the indexes hold different references ({oi.get('refs', 0):,} vs {ni.get('refs', 0):,})")
     if old.get("match_rules") != new.get("match_rules"):
-        out.append("the match rules differ (--verify, --min-anchors, --min-words)")
+        out.append("the match rules differ (verify, min_anchors, min_words)")
     return out
 
 

@@ -80,7 +80,7 @@ def family_of(label: str, rules=(), by: str = "org") -> str:
     if by == "label":
         return label
     if by != "org":
-        raise ContamscanError(f"--family-by must be 'org' or 'label', got {by!r}")
+        raise ContamscanError(f"`family_by` must be 'org' or 'label', got {by!r}")
     if "/" in label:
         return label.split("/", 1)[0]
     return re.split(r"[-_ .:@]", label, maxsplit=1)[0] or label
@@ -92,7 +92,7 @@ def parse_family_rules(specs) -> list[tuple[str, list[str]]]:
     for spec in specs or ():
         name, sep, globs = spec.partition("=")
         if not sep or not name.strip() or not globs.strip():
-            raise ContamscanError(f"--family takes NAME=GLOB[,GLOB...], got {spec!r}")
+            raise ContamscanError(f"`families` take NAME=GLOB[,GLOB...], got {spec!r}")
         rules.append((name.strip(), [g.strip() for g in globs.split(",") if g.strip()]))
     return rules
 
