@@ -3,9 +3,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# the repository, and the shared test data beside it (../shared/data): never an absolute path,
+# CI runs in a fresh clone elsewhere
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
 AI = SHARED / "ai" / "slop_score.parquet"
 HUMAN = sorted((SHARED / "human").glob("*.parquet"))
+ESSAYS = SHARED / "human" / "essays.parquet"
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,7 @@ from contamscan.discover import discover
 from contamscan.errors import FieldTypeError
 from contamscan.formats import check_fields, has_field, read_batches
 from contamscan.model import BAD_REASONS, BadRecord, Fields, Shard
-
-ESSAYS = "/work/shared/data/human/essays.parquet"
+from conftest import ESSAYS
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,7 @@ from contamscan.formats import read_batches
 from contamscan.formats.jsonl import _BOM
 from contamscan.model import Fields, Shard
 from contamscan.formats import SplitCounts, split_shard
-
-AI = Path("/work/shared/data/ai/slop_score.parquet")
-ESSAYS = Path("/work/shared/data/human/essays.parquet")
+from conftest import AI, ESSAYS
 
 
 @pytest.fixture(scope="module")

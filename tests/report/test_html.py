@@ -18,8 +18,9 @@ from contamscan.report.render.html import MAX_EVIDENCE, marked, render_html
 from contamscan import scan
 
 import _reportdata as rd
+from conftest import REPO
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
