@@ -1,4 +1,4 @@
-"""Tests for contamscan.readers: shard discovery and streaming record reading."""
+"""Tests for contamscan.discover and contamscan.formats: shard discovery and streaming record reading."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for contamscan.writers: splitting a shard into clean and flagged copies."""
+"""Tests for contamscan.formats.split_shard: splitting a shard into clean and flagged copies."""
 
 from __future__ import annotations
 
