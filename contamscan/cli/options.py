@@ -84,7 +84,7 @@ def dataclass_from(cls, params: dict, exclude=(), **extra):
 def _flags() -> dict[str, str]:
     flags = dict(_COMMAND_FLAGS)
     for cls in (IndexParams, BuildOptions, ScanOptions, ProfileParams, ProfileBuildOptions):
-        for f in dataclasses.fields(cls):
+        for f in cli_fields(cls):  # options of the Python API only keep their names
             flags.setdefault(f.name, flag_of(f))
     return flags
 

@@ -92,7 +92,7 @@ def parse_family_rules(specs) -> list[tuple[str, list[str]]]:
     for spec in specs or ():
         name, sep, globs = spec.partition("=")
         if not sep or not name.strip() or not globs.strip():
-            raise ContamscanError(f"`families` take NAME=GLOB[,GLOB...], got {spec!r}")
+            raise ContamscanError(f"each of `families` takes NAME=GLOB[,GLOB...], got {spec!r}")
         rules.append((name.strip(), [g.strip() for g in globs.split(",") if g.strip()]))
     return rules
 

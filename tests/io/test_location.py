@@ -29,10 +29,6 @@ from contamscan.io import Location
 from contamscan.style import build_profile, open_profile
 
 ODD = "a b/x%y.jsonl"  # a space and a percent sign: encoded in URIs, shown decoded
-# `contamscan report --compare OLD NEW` checks that a file:// URI exists as a local path named
-# "file:///..." (click.Path(exists=True) in contamscan/cli/commands/report.py) and refuses it;
-# kinds listed here skip that step until it is fixed (then empty the set)
-COMPARE_PENDING = {"file"}
 
 
 # ------------------------------------------------------------------------------- Location
@@ -292,8 +288,6 @@ def test_report_command_reads_and_rewrites_outputs(io_data, location, local_scan
     assert cmp["totals"]["old"] == cmp["totals"]["new"] and not cmp["totals"]["changed"]
     assert [s["shard"] for s in cmp["shards"]] == [s["shard"] for s in read_report(local_scan / "run")["shards"]]
     assert not any(s["changed"] for s in cmp["shards"])
-    if location.kind in COMPARE_PENDING:
-        return
     r = CliRunner().invoke(cli, ["report", "--compare", str(local_scan / "run"), location.uri("run")])
     assert r.exit_code == EXIT_OK, r.output
     assert "endpoint_override" not in r.output and location.shown("run") in r.output

@@ -15,7 +15,8 @@ class ExistingOrRemote(click.Path):
     """A local path that must exist, or a remote URI (checked when it is read)."""
 
     def convert(self, value, param, ctx):
-        return value if Location.of(value).remote else super().convert(value, param, ctx)
+        loc = Location.of(value)  # a file:// URI is a local path
+        return value if loc.remote else super().convert(loc.path, param, ctx)
 
 
 @click.command("report")
