@@ -491,6 +491,13 @@ def char_spans(texts, docs: np.ndarray, byte_start: np.ndarray, byte_stop: np.nd
     return char_start, char_end
 
 
+def grown(arrays, kept: int, extra: int) -> list[np.ndarray]:
+    """Output arrays of a kernel that stopped because they were full, with twice the room
+    plus ``extra``, their first ``kept`` items kept."""
+    cap = 2 * arrays[0].shape[0] + extra
+    return [np.concatenate([x[:kept], np.empty(cap - kept, x.dtype)]) for x in arrays]
+
+
 @dataclass(frozen=True)
 class Anchors:
     """Sampled shingles of a batch, in document order then word order: the evidence for
@@ -571,16 +578,18 @@ class Hasher:
             )
             doc_bytes = int(offsets[min(done + 1, n)] - offsets[done])
             if full == _FULL_ANCHORS:  # more room, keeping the anchors written
-                cap = 2 * a_key.shape[0] + doc_bytes
-                a_key, a_doc, a_word, a_start, a_stop = (np.concatenate([x[:m], np.empty(cap - m, x.dtype)])
-                                                         for x in (a_key, a_doc, a_word, a_start, a_stop))
-            elif full == _FULL_BUF:  # the document's normalised form can outgrow its bytes
-                self._grow(max(2 * doc_bytes + 64, 2 * self._buf.shape[0]))
+                a_key, a_doc, a_word, a_start, a_stop = grown((a_key, a_doc, a_word, a_start, a_stop), m, doc_bytes)
+            elif full == _FULL_BUF:
+                self.grow_for(doc_bytes)
         anchors = Anchors(a_key[:m], a_doc[:m], a_word[:m], a_start[:m], a_stop[:m]) if anchor_limit else None
         return Signatures(sigs, n_shingles, n_chars, status, anchors)
 
     def signature(self, text: str) -> np.ndarray:
         return self.signatures([text]).values[0]
+
+    def grow_for(self, doc_bytes: int) -> None:
+        """Room for a document of ``doc_bytes`` bytes: its normalised form can outgrow its bytes."""
+        self._grow(max(2 * doc_bytes + 64, 2 * self._buf.shape[0]))
 
     def _grow(self, size: int) -> None:
         self._buf = np.empty(size, np.uint8)

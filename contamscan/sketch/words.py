@@ -20,6 +20,7 @@ from .minhash import (
     _normalize_into,
     _utf8_buffers,
     _xxh32,
+    grown,
 )
 
 __all__ = ["Words", "word_hashes"]
@@ -89,13 +90,12 @@ def word_hashes(texts, max_words: int = 1 << 62, spans: bool = False, hasher: Ha
                                           status, spans)
         doc_bytes = int(offsets[min(done + 1, n)] - offsets[done]) if done < n else 0
         if full == _FULL_ANCHORS:
-            cap = 2 * out.shape[0] + doc_bytes
-            out = np.concatenate([out[:m], np.empty(cap - m, out.dtype)])
             if spans:
-                out_start = np.concatenate([out_start[:m], np.empty(cap - m, np.int64)])
-                out_stop = np.concatenate([out_stop[:m], np.empty(cap - m, np.int64)])
+                out, out_start, out_stop = grown((out, out_start, out_stop), m, doc_bytes)
+            else:
+                (out,) = grown((out,), m, doc_bytes)
         elif full == _FULL_BUF:
-            h._grow(max(2 * doc_bytes + 64, 2 * h._buf.shape[0]))
+            h.grow_for(doc_bytes)
     word_offsets = np.zeros(n + 1, np.int64)
     np.cumsum(n_words, out=word_offsets[1:])
     return Words(out[:m], word_offsets, status, out_start[:m] if spans else None, out_stop[:m] if spans else None)
