@@ -416,17 +416,21 @@ def _path_py(obj, path: Path, strings: bool):
     return values
 
 
+_SPECIFIC = {"text_not_string": 0, "text_no_match": 1, "text_null": 2, "text_missing": 3}
+
+
 def py_units(obj: dict, paths: tuple[Path, ...], strings: bool = True):
-    """[(turn, value)] of the first path with a value, or the first path's Failure.
-    ``strings``: values must be strings (the text); else any JSON value (ids, labels)."""
-    first = None
+    """[(turn, value)] of the first path with a value, or, when none has one, the most
+    telling of their Failures (not a string, then no match, null, missing: as the Arrow
+    evaluator, which tells no match from null). ``strings``: values must be strings (the
+    text); else any JSON value (ids, labels)."""
+    failures = []
     for p in paths:
         r = _path_py(obj, p, strings)
         if not isinstance(r, Failure):
             return r
-        if first is None:
-            first = r
-    return first
+        failures.append(r)
+    return min(failures, key=lambda f: _SPECIFIC[f.reason])
 
 
 def py_present(obj: dict, path: Path) -> bool:
