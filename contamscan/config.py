@@ -102,9 +102,9 @@ class BuildOptions:
     text_field: str = option("text", "Field holding the text: a selector (doc.body, messages[-1].content, "
                                      "'messages[role=assistant].content', text|content).")
     label_field: str = option("model", "Field naming the model that wrote the text (a selector).")
-    label: str | None = option(None, "One label for every reference (instead of `label_field`).")
+    label: str | None = option(None, "One label for every reference (instead of --label-field).")
     label_from_path: bool = option(False, "Label each reference by the name of its file's directory (instead of "
-                                          "`label_field`).")
+                                          "--label-field).")
     id_field: str | None = option("id", "Field with a unique reference id; where absent, ids are FILE:ROW.",
                                   empty_is_none=True)
     store_text: bool = option(False, "Keep reference texts in the index (for `scan --verify exact` and evidence "

@@ -123,7 +123,7 @@ def check(shard: Shard, fields: Fields) -> None:
 def has_field(shard: Shard, name: str) -> bool:
     kind, reader, mapped = open_ipc(shard)
     try:
-        return resolve_arrow(reader.schema, name) is not None
+        return resolve_arrow(reader.schema, name, shard.relpath) is not None
     finally:
         mapped.source.close()
 

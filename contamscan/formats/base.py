@@ -94,7 +94,7 @@ def arrow_names(schema: pa.Schema) -> list[str]:
     return out
 
 
-def resolve_arrow(schema: pa.Schema, name: str, option: str = "text_field") -> list[Path] | None:
+def resolve_arrow(schema: pa.Schema, name: str, relpath: str = "", option: str = "text_field") -> list[Path] | None:
     """The paths of selector ``name`` present in ``schema`` (resolved: a top-level field
     literally named ``a.b`` wins over the path ``a.b``), or None if none is; raises
     FieldTypeError if a path does not fit the schema's types (an index on a non-list)."""
@@ -102,7 +102,7 @@ def resolve_arrow(schema: pa.Schema, name: str, option: str = "text_field") -> l
     for path in parse(name, option).paths:
         r = resolve_type(schema, path)
         if isinstance(r, str):
-            raise FieldTypeError(name, "", "", hint=r)
+            raise FieldTypeError(name, relpath, "", hint=r)
         if r is not None:
             found.append(r)
     return [p for p, _ in found] or None

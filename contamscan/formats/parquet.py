@@ -141,7 +141,7 @@ def check(shard: Shard, fields: Fields) -> None:
 
 
 def has_field(shard: Shard, name: str) -> bool:
-    return resolve_arrow(open_parquet(shard).schema_arrow, name) is not None
+    return resolve_arrow(open_parquet(shard).schema_arrow, name, shard.relpath) is not None
 
 
 def row_group_sizes(shard: Shard) -> list[int]:
