@@ -91,7 +91,7 @@ def test_planted_assistant_turns_are_flagged_with_their_model(chat, tmp_path, sh
     assert t["documents"] + t["errors"]["bad_records"] == len(records)
 
 
-@pytest.mark.parametrize("shard", ["sft.jsonl", "sft.parquet"])
+@pytest.mark.parametrize("shard", ["sft.jsonl", "sft.parquet", "sft.arrow"])
 def test_per_turn_names_the_turn(chat, tmp_path, shard):
     root, records, truth = chat
     report, matches = _scan(root, shard, tmp_path / "out", "--per-turn")

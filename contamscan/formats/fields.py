@@ -97,10 +97,6 @@ class Selector:
         """One path of field names only: read as a plain column, as before selectors."""
         return len(self.paths) == 1 and self.paths[0].plain
 
-    def literal(self, path: Path) -> Path:
-        """``path`` as one step named by its dotted form (a field literally named ``a.b``)."""
-        return Path((Step(path.dotted),))
-
 
 @lru_cache(maxsize=256)
 def parse(source: str, option: str = "text_field") -> Selector:
