@@ -17,7 +17,7 @@ from contamscan.discover import discover
 from contamscan.errors import ContamscanError, FieldMissingError, FieldTypeError
 from contamscan.formats import check_fields, has_field, read_batches
 from contamscan.formats import jsonl as J
-from contamscan.formats.fields import JOIN, parse
+from contamscan.formats.fields import parse
 from contamscan.model import Fields
 
 
@@ -132,7 +132,7 @@ def test_selector_gives_the_same_texts_in_every_format_and_path(tmp_path, essays
     records = chat_records(essays)
     paths = write_all(tmp_path, records)
     want = [SELECTORS[selector](r) for r in records]
-    joined = [(i, JOIN.join(v for _, v in w)) for i, w in enumerate(want) if w]
+    joined = [(i, "\n\n".join(v for _, v in w)) for i, w in enumerate(want) if w]
     per_turn = [(i, t, v) for i, w in enumerate(want) for t, v in w]
     assert len(joined) < len(records) and any(len(w) > 1 for w in want) == ("role=" in selector)
     fast_blocks = []
