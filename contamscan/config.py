@@ -99,13 +99,22 @@ class BuildOptions:
         'id'
     """
 
-    text_field: str = option("text", "Field holding the text; a dotted path reaches nested fields.")
-    label_field: str = option("model", "Field naming the model that wrote the text.")
+    text_field: str = option("text", "Field holding the text: a selector (doc.body, messages[-1].content, "
+                                     "'messages[role=assistant].content', text|content).")
+    label_field: str = option("model", "Field naming the model that wrote the text (a selector).")
+    label: str | None = option(None, "One label for every reference (instead of --label-field).")
+    label_from_path: bool = option(False, "Label each reference by the name of its file's directory (instead of "
+                                          "--label-field).")
     id_field: str | None = option("id", "Field with a unique reference id; where absent, ids are FILE:ROW.",
                                   empty_is_none=True)
     store_text: bool = option(False, "Keep reference texts in the index (for `scan --verify exact` and evidence "
                                      "in reports).")
     strict: bool = option(False, "Fail on the first bad record instead of counting and skipping it.")
+
+    def __post_init__(self):
+        _check(not (self.label is not None and self.label_from_path),
+               "`label` and `label_from_path` exclude each other: give one")
+        _check(self.label is None or bool(self.label.strip()), "`label` must not be empty")
 
 
 @dataclass(frozen=True)
@@ -117,7 +126,10 @@ class ScanOptions:
         {'verify': 'estimate', 'min_anchors': 5.0, 'miss_penalty': 0.5, 'min_words': 50}
     """
 
-    text_field: str = option("text", "Field holding the text; a dotted path reaches nested fields.", results=True)
+    text_field: str = option("text", "Field holding the text: a selector (doc.body, messages[-1].content, "
+                                     "'messages[role=assistant].content', text|content).", results=True)
+    per_turn: bool = option(False, "Each list item the text selector picks (each assistant turn) is matched on its "
+                                   "own; matches name their turn.", results=True)
     id_field: str | None = option("id", "Field copied into matches as doc_id, where present.", results=True,
                                   empty_is_none=True)
     workers: int = option(0, "Worker processes; 0 = one per core.")

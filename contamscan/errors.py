@@ -24,18 +24,24 @@ class ContamscanError(Exception):
 class FieldMissingError(ContamscanError):
     """A requested field (text, id, label) is not in the input; names the fields that are."""
 
-    def __init__(self, field: str, path: str, available: list[str]):
+    def __init__(self, field: str, path: str, available: list[str], hint: str = ""):
         self.field, self.path, self.available = field, path, list(available)
         shown = ", ".join(self.available) if self.available else "(none)"
-        super().__init__(f"field {field!r} not found in {path}; fields present: {shown}")
+        super().__init__(f"field {field!r} not found in {path}; fields present: {shown}" + (f"; {hint}" if hint else ""))
 
 
 class FieldTypeError(ContamscanError):
-    """The text field exists but is not a string column (Parquet / Arrow)."""
+    """The text field exists but is not a string (a list of chat turns, a number, ...), or a
+    selector's step does not fit the data (an index on a field that is not a list)."""
 
-    def __init__(self, field: str, path: str, found: str):
+    def __init__(self, field: str, path: str, found: str, hint: str = ""):
         self.field, self.path, self.found = field, path, found
-        super().__init__(f"field {field!r} in {path} is not a string column (type found: {found})")
+        where = f" in {path}" if path else ""
+        if found:
+            msg = f"field {field!r}{where} is not a string column (type found: {found})"
+        else:
+            msg = f"field {field!r}{where} does not fit the data"
+        super().__init__(msg + (f"; {hint}" if hint else ""))
 
 
 class ShardReadError(ContamscanError):

@@ -17,6 +17,7 @@ MAX_ERROR_EXAMPLES = 5
 BAD_REASONS = (
     "malformed_json",
     "text_missing",
+    "text_no_match",  # a selector's list has no item it picks (messages[role=assistant]: none)
     "text_null",
     "text_not_string",
     "invalid_utf8",
@@ -47,11 +48,15 @@ class Skipped:
 
 @dataclass(frozen=True)
 class Fields:
-    """The fields a reader extracts: the text, and optionally an id and a label."""
+    """The fields a reader extracts: the text, and optionally an id and a label, each a
+    selector (``doc.body``, ``messages[role=assistant].content``, ``text|content``: see
+    contamscan.formats.fields). ``per_turn``: each list item the text selector picks is a
+    unit of its own (``Batch.turns``) instead of the items joined into one text."""
 
     text: str = "text"
     id: str | None = None
     label: str | None = None
+    per_turn: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,9 @@ class Batch:
     bad: tuple[BadRecord, ...]
     n_records: int  # good + bad records covered by this batch
     raw_bytes: int  # on-disk bytes consumed by this batch (sums to the file size)
+    # per turn (Fields.per_turn): each text is one list item of record rows[i], at position
+    # turns[i] in its list (-1: the selector has no list); rows then repeat. None otherwise
+    turns: np.ndarray | None = None
 
 
 MATCH_SCHEMA = pa.schema([
@@ -89,6 +97,7 @@ MATCH_SCHEMA = pa.schema([
     ("ambiguous", pa.bool_()),
     ("alt_ref_id", pa.string()),
     ("alt_label", pa.string()),
+    ("turn", pa.int64()),  # per turn (`per_turn`): the list item's position; null otherwise
 ])
 
 _SPAN = pa.list_(pa.struct([("start", pa.int64()), ("end", pa.int64())]))

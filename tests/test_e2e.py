@@ -108,7 +108,8 @@ def test_scan_flags_exactly_the_copies(workspace, tmp_path):
     check_schema(report)
     matches = pl.read_parquet(out / "matches.parquet")
     assert matches.columns == ["shard", "row", "doc_id", "ref_id", "label", "similarity", "containment",
-                               "char_start", "char_end", "kind", "ambiguous", "alt_ref_id", "alt_label"]
+                               "char_start", "char_end", "kind", "ambiguous", "alt_ref_id", "alt_label", "turn"]
+    assert matches["turn"].null_count() == matches.height  # not --per-turn
     flagged = dict(zip(matches["doc_id"], zip(matches["ref_id"], matches["label"])))
     expected = {k for k, d in truth.items() if d["kind"] in ("exact", "edited")}
     assert set(flagged) == expected  # no human text, no unindexed model output

@@ -49,16 +49,18 @@ def read_batches(shard: Shard, fields: Fields, batch_bytes: int = 32 << 20, stri
 def check_fields(shard: Shard, fields: Fields) -> None:
     """Cheap look at the schema; raise FieldMissingError if a requested field is absent.
 
-    Parquet/Arrow: the schema (the text field must also be a string column, else
-    FieldTypeError). JSON Lines: the first ~100 valid objects (a field absent from all of
-    them counts as missing; an empty file, or one with no valid object, passes).
+    Fields are selectors (:mod:`contamscan.formats.fields`). Parquet/Arrow: the schema (the
+    text must also be a string column, else FieldTypeError, which suggests a selector for a
+    list of chat turns). JSON Lines: the first ~100 valid objects (a field absent from all of
+    them counts as missing; a text that none of them gives as a string but some as another
+    value is a FieldTypeError; an empty file, or one with no valid object, passes).
     Raises ShardReadError if the file cannot be read.
     """
     _module(shard).check(shard, fields)
 
 
 def has_field(shard: Shard, name: str) -> bool:
-    """Whether ``name`` (possibly dotted) exists in the shard, by the same rules as
+    """Whether selector ``name`` (one of its paths) exists in the shard, by the same rules as
     :func:`check_fields`. Raises ShardReadError if the file can't be read."""
     return _module(shard).has_field(shard, name)
 

@@ -61,7 +61,7 @@ def read(shard: Shard, fields: Fields, batch_bytes: int, strict: bool) -> Iterat
             n = rb.num_rows
             if n == 0:
                 return
-            nbytes = rb.column(plan.text[0]).nbytes
+            nbytes = sum(rb.column(c).nbytes for c in plan.text_columns)
             parts = max(1, -(-nbytes // max(1, batch_bytes)))
             step = -(-n // parts)
             base = reported
@@ -106,6 +106,7 @@ def read(shard: Shard, fields: Fields, batch_bytes: int, strict: bool) -> Iterat
                 pa.array([], pa.large_string()) if plan.id else None,
                 pa.array([], pa.large_string()) if plan.label else None,
                 np.zeros(0, np.int64), (), 0, size - reported,
+                turns=np.zeros(0, np.int64) if plan.per_turn else None,
             )
     finally:
         src.close()
@@ -122,7 +123,7 @@ def check(shard: Shard, fields: Fields) -> None:
 def has_field(shard: Shard, name: str) -> bool:
     kind, reader, mapped = open_ipc(shard)
     try:
-        return resolve_arrow(reader.schema, name) is not None
+        return resolve_arrow(reader.schema, name, shard.relpath) is not None
     finally:
         mapped.source.close()
 

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from ..errors import ContamscanError, FieldMissingError, FieldTypeError, ShardReadError
 from ..model import BadRecord, Batch, Fields, Shard
+from .fields import Path, arrow_units, parse, resolve_type, type_hint
 
 # errors pyarrow raises for an unreadable input
 READ_ERRORS = (OSError, pa.ArrowException, ValueError)
@@ -93,49 +94,63 @@ def arrow_names(schema: pa.Schema) -> list[str]:
     return out
 
 
-def resolve_arrow(schema: pa.Schema, name: str) -> tuple[list[str], pa.DataType] | None:
-    """Path of components for a (possibly dotted) field name, and its type."""
-    i = schema.get_field_index(name)
-    if i >= 0:
-        return [name], schema.field(i).type
-    parts = name.split(".")
-    i = schema.get_field_index(parts[0])
-    if i < 0 or len(parts) == 1:
-        return None
-    t = schema.field(i).type
-    for p in parts[1:]:
-        if not pa.types.is_struct(t):
-            return None
-        j = t.get_field_index(p)
-        if j < 0:
-            return None
-        t = t.field(j).type
-    return parts, t
+def resolve_arrow(schema: pa.Schema, name: str, relpath: str = "", option: str = "text_field") -> list[Path] | None:
+    """The paths of selector ``name`` present in ``schema`` (resolved: a top-level field
+    literally named ``a.b`` wins over the path ``a.b``), or None if none is; raises
+    FieldTypeError if a path does not fit the schema's types (an index on a non-list)."""
+    found = []
+    for path in parse(name, option).paths:
+        r = resolve_type(schema, path)
+        if isinstance(r, str):
+            raise FieldTypeError(name, relpath, "", hint=r)
+        if r is not None:
+            found.append(r)
+    return [p for p, _ in found] or None
 
 
 @dataclass
 class ArrowPlan:
     columns: list[str]  # top-level columns to read
-    text: list[str]
-    id: list[str] | None
-    label: list[str] | None
+    text: list[Path]
+    id: list[Path] | None
+    label: list[Path] | None
+    simple: dict  # role -> the selector is one plain path (read as a column)
+    per_turn: bool = False
+
+    @property
+    def text_columns(self) -> list[str]:
+        return list(dict.fromkeys(p.steps[0].name for p in self.text))
+
+
+_OPTION = {"text": "text_field", "id": "id_field", "label": "label_field"}
 
 
 def arrow_plan(schema: pa.Schema, fields: Fields, relpath: str) -> ArrowPlan:
-    resolved: dict[str, list[str]] = {}
+    resolved: dict[str, list[Path]] = {}
+    simple: dict[str, bool] = {}
     for role, name in requested(fields):
-        r = resolve_arrow(schema, name)
-        if r is None:
+        found = []
+        for path in parse(name, _OPTION[role]).paths:
+            r = resolve_type(schema, path)
+            if isinstance(r, str):
+                raise FieldTypeError(name, relpath, "", hint=r)
+            if r is not None:
+                found.append(r)
+        if not found:
             raise FieldMissingError(name, relpath, arrow_names(schema))
-        path, t = r
-        if role == "text" and not is_string_type(t):
-            raise FieldTypeError(name, relpath, str(t))
-        resolved[role] = path
+        if role == "text":
+            for path, t in found:
+                if not is_string_type(t):
+                    raise FieldTypeError(str(path), relpath, str(t), hint=type_hint(str(path), t))
+        resolved[role] = [p for p, _ in found]
+        simple[role] = len(found) == 1 and found[0][0].plain
     cols: list[str] = []
-    for path in resolved.values():
-        if path[0] not in cols:
-            cols.append(path[0])
-    return ArrowPlan(cols, resolved["text"], resolved.get("id"), resolved.get("label"))
+    for paths in resolved.values():
+        for p in paths:
+            if p.steps[0].name not in cols:
+                cols.append(p.steps[0].name)
+    return ArrowPlan(cols, resolved["text"], resolved.get("id"), resolved.get("label"), simple,
+                     per_turn=fields.per_turn)
 
 
 def extract(container, path: list[str]):
@@ -146,6 +161,18 @@ def extract(container, path: list[str]):
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     return arr
+
+
+def _names(path: Path) -> list[str]:
+    return [s.name for s in path.steps]
+
+
+def select_values(container, paths: list[Path], simple: bool) -> pa.Array:
+    """One large_string value per record (null where the selector gives none), for ids and
+    labels: a plain column, or the selector's values joined."""
+    if simple:
+        return to_large_string(extract(container, _names(paths[0])))
+    return arrow_units(container, tuple(paths), to_large_string).joined(container.num_rows)
 
 
 def to_large_string(arr: pa.Array) -> pa.Array:
@@ -192,20 +219,33 @@ def raise_strict(shard: Shard, b: BadRecord) -> None:
 
 def convert_arrow(container, plan: ArrowPlan, row0: int, shard: Shard, strict: bool,
                    raw_bytes: int) -> Batch:
-    text = to_large_string(extract(container, plan.text))
-    n = len(text)
-    ids = to_large_string(extract(container, plan.id)) if plan.id else None
-    labels = to_large_string(extract(container, plan.label)) if plan.label else None
+    n = container.num_rows
+    ids = select_values(container, plan.id, plan.simple["id"]) if plan.id else None
+    labels = select_values(container, plan.label, plan.simple["label"]) if plan.label else None
+    if plan.simple["text"] and not plan.per_turn:
+        text = to_large_string(extract(container, _names(plan.text[0])))
+        no_match = None
+    else:
+        units = arrow_units(container, tuple(plan.text), to_large_string)
+        no_match = units.no_match
+        if plan.per_turn:
+            has = np.zeros(n, bool)
+            has[units.parent] = True
+            bad = _null_records(~has, no_match, row0)
+            if strict and bad:
+                raise_strict(shard, bad[0])
+            take = pa.array(units.parent)
+            return Batch(units.values, ids.take(take) if ids is not None else None,
+                         labels.take(take) if labels is not None else None,
+                         (row0 + units.parent).astype(np.int64), bad, n, raw_bytes, turns=units.turn)
+        text = units.joined(n)
     if text.null_count == 0:
         rows = np.arange(row0, row0 + n, dtype=np.int64)
         bad: tuple[BadRecord, ...] = ()
     else:
         valid = text.is_valid()
         mask = valid.to_numpy(zero_copy_only=False)
-        bad = tuple(
-            BadRecord(int(row0 + i), None, "text_null", "null")
-            for i in np.flatnonzero(~mask)
-        )
+        bad = _null_records(~mask, no_match, row0)
         if strict:
             raise_strict(shard, bad[0])
         text = text.filter(valid)
@@ -213,6 +253,16 @@ def convert_arrow(container, plan: ArrowPlan, row0: int, shard: Shard, strict: b
         labels = labels.filter(valid) if labels is not None else None
         rows = (row0 + np.flatnonzero(mask)).astype(np.int64)
     return Batch(text, ids, labels, rows, bad, n, raw_bytes)
+
+
+def _null_records(null: np.ndarray, no_match: np.ndarray | None, row0: int) -> tuple[BadRecord, ...]:
+    """The bad records of the records without a text: ``text_no_match`` where a list had no
+    item the selector picks, else ``text_null``."""
+    return tuple(
+        BadRecord(int(row0 + i), None, "text_no_match", "no list item matches the selector")
+        if no_match is not None and no_match[i] else BadRecord(int(row0 + i), None, "text_null", "null")
+        for i in np.flatnonzero(null)
+    )
 
 
 def rows_per_batch(rows: int, text_bytes: int, batch_bytes: int) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.json as pajson
 
-from ..errors import ContamscanError, FieldMissingError
+from ..errors import ContamscanError, FieldMissingError, FieldTypeError
 from ..io import Location
 from ..model import BadRecord, Batch, Fields, Shard
 from .base import (
@@ -33,9 +33,11 @@ from .base import (
     requested,
     safe_large_strings,
     scalar_str,
+    select_values,
     shard_error,
     to_large_string,
 )
+from .fields import JOIN, Failure, Path, Step, arrow_units, parse, py_present, py_units, type_hint
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -59,25 +61,19 @@ def _json_type(v) -> str:
     return type(v).__name__
 
 
-_MISSING = object()
+def _resolve(name: str, option: str, samples: Sequence[dict]) -> tuple[Path, ...]:
+    """The paths of selector ``name``; a plain dotted path is one field literally named so
+    when a sample has that key (as the Arrow formats prefer a top-level ``a.b`` column)."""
+    out = []
+    for p in parse(name, option).paths:
+        if p.plain and len(p.steps) > 1 and any(p.dotted in o for o in samples):
+            p = Path((Step(p.dotted),))
+        out.append(p)
+    return tuple(out)
 
 
-def _walk(obj: dict, path: tuple[str, ...]):
-    """Value at path, or _MISSING."""
-    cur = obj
-    for p in path:
-        if not isinstance(cur, dict):
-            return _MISSING
-        cur = cur.get(p, _MISSING)
-        if cur is _MISSING:
-            return _MISSING
-    return cur
-
-
-def _json_resolve(name: str, samples: Sequence[dict]) -> tuple[str, ...]:
-    if "." not in name or any(name in s for s in samples):
-        return (name,)
-    return tuple(name.split("."))
+def _present(samples: Sequence[dict], paths: tuple[Path, ...]) -> bool:
+    return any(py_present(o, p) for o in samples for p in paths)
 
 
 def _json_names(samples: Sequence[dict]) -> list[str]:
@@ -184,9 +180,12 @@ def _sample_objects(data: bytes, limit: int = 100) -> list[dict]:
 
 class _JsonPlan:
     def __init__(self, fields: Fields, samples: Sequence[dict]):
-        self.text = _json_resolve(fields.text, samples)
-        self.id = _json_resolve(fields.id, samples) if fields.id is not None else None
-        self.label = _json_resolve(fields.label, samples) if fields.label is not None else None
+        self.text = _resolve(fields.text, "text_field", samples)
+        self.id = _resolve(fields.id, "id_field", samples) if fields.id is not None else None
+        self.label = _resolve(fields.label, "label_field", samples) if fields.label is not None else None
+        self.simple = {role: paths is not None and len(paths) == 1 and paths[0].plain
+                       for role, paths in (("text", self.text), ("id", self.id), ("label", self.label))}
+        self.per_turn = fields.per_turn
         # arrow type tried for id / label on the fast path; adapted from what the data holds
         self.id_type: pa.DataType = pa.string()
         self.label_type: pa.DataType = pa.string()
@@ -194,39 +193,68 @@ class _JsonPlan:
         self._schema = None
 
     def schema(self) -> pa.Schema | None:
+        """The explicit schema of the fast path: every field the selectors touch (lists of
+        structs for list steps), or None if two of them disagree on a field's type."""
         key = (self.id_type, self.label_type)
         if key == self._schema_key:
             return self._schema
         tree: dict = {}
         conflict = False
 
-        def put(path: tuple[str, ...], t: pa.DataType) -> None:
+        def slot(node: dict, name: str, spec):
+            """node[name], made ``spec`` (a leaf type, {"struct": {}} or {"list": ...})."""
+            nonlocal conflict
+            have = node.setdefault(name, spec)
+            if isinstance(spec, pa.DataType) or isinstance(have, pa.DataType):
+                if not (isinstance(spec, pa.DataType) and isinstance(have, pa.DataType) and spec == have):
+                    conflict = True
+                return None
+            if set(have) != set(spec):
+                conflict = True
+                return None
+            return have
+
+        def put(path: Path, leaf: pa.DataType) -> None:
             nonlocal conflict
             node = tree
-            for p in path[:-1]:
-                nxt = node.setdefault(p, {})
-                if not isinstance(nxt, dict):
-                    conflict = True
+            for k, st in enumerate(path.steps):
+                last = k == len(path.steps) - 1
+                inner = leaf if last else {"struct": {}}
+                spec = {"list": inner} if st.is_list else inner
+                got = slot(node, st.name, spec)
+                if got is None:
                     return
-                node = nxt
-            if path[-1] in node:
-                conflict = True  # e.g. id and text are the same field
-                return
-            node[path[-1]] = t
+                if st.is_list:
+                    item = got["list"]
+                    if last:
+                        if not (isinstance(item, pa.DataType) and item == leaf):
+                            conflict = True
+                        return
+                    if not isinstance(item, dict) or "struct" not in item:
+                        conflict = True
+                        return
+                    got = item
+                    if st.where is not None and slot(got["struct"], st.where[0], pa.string()) is None \
+                            and conflict:
+                        return
+                if last:
+                    return
+                node = got["struct"]
 
-        put(self.text, pa.string())
-        if self.id is not None:
-            put(self.id, self.id_type)
-        if self.label is not None:
-            put(self.label, self.label_type)
+        for p in self.text:
+            put(p, pa.string())
+        for paths, t in ((self.id, self.id_type), (self.label, self.label_type)):
+            for p in paths or ():
+                put(p, t)
 
-        def build(node: dict) -> list[pa.Field]:
-            return [
-                pa.field(k, pa.struct(build(v)) if isinstance(v, dict) else v)
-                for k, v in node.items()
-            ]
+        def typ(spec) -> pa.DataType:
+            if isinstance(spec, pa.DataType):
+                return spec
+            if "list" in spec:
+                return pa.list_(typ(spec["list"]))
+            return pa.struct([pa.field(k, typ(v)) for k, v in spec["struct"].items()])
 
-        self._schema = None if conflict else pa.schema(build(tree))
+        self._schema = None if conflict else pa.schema([pa.field(k, typ(v)) for k, v in tree.items()])
         self._schema_key = key
         return self._schema
 
@@ -256,8 +284,22 @@ class _JsonPlan:
         return current
 
 
+def _py_value(obj: dict, paths: tuple[Path, ...] | None, simple: bool):
+    """An id or label of a parsed record: the raw JSON value of a plain path (typed by
+    ``learn``), the selected values joined as text otherwise; None where absent."""
+    if paths is None:
+        return None
+    r = py_units(obj, paths, strings=False)
+    if isinstance(r, Failure):
+        return None
+    if simple:
+        return r[0][1]
+    return JOIN.join(scalar_str(v) for _, v in r)
+
+
 def _slow_line(line: bytes, plan: _JsonPlan):
-    """Parse one line: (True, text, id, label) or (False, reason, detail, None)."""
+    """Parse one line: (True, [(turn, text)], id, label) or (False, reason, detail, None);
+    without ``per_turn``, the texts are joined into one unit."""
     try:
         s = line.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -268,16 +310,13 @@ def _slow_line(line: bytes, plan: _JsonPlan):
         return False, "malformed_json", str(e)[:200] or type(e).__name__, None
     if not isinstance(obj, dict):
         return False, "not_an_object", _json_type(obj), None
-    v = _walk(obj, plan.text)
-    if v is _MISSING:
-        return False, "text_missing", f"no field {'.'.join(plan.text)!r}", None
-    if v is None:
-        return False, "text_null", "null", None
-    if not isinstance(v, str):
-        return False, "text_not_string", _json_type(v), None
-    idv = _walk(obj, plan.id) if plan.id is not None else None
-    lab = _walk(obj, plan.label) if plan.label is not None else None
-    return True, v, (None if idv is _MISSING else idv), (None if lab is _MISSING else lab)
+    units = py_units(obj, plan.text)
+    if isinstance(units, Failure):
+        return False, units.reason, units.detail, None
+    if not plan.per_turn and len(units) > 1:
+        units = [(-1, JOIN.join(v for _, v in units))]
+    return (True, units, _py_value(obj, plan.id, plan.simple["id"]),
+            _py_value(obj, plan.label, plan.simple["label"]))
 
 
 def _has_surrogate(s: str) -> bool:
@@ -293,6 +332,7 @@ class _Parts:
 
     def __init__(self):
         self.rows: list[int] = []
+        self.turns: list[int] = []
         self.texts: list[str] = []
         self.ids: list = []
         self.labels: list = []
@@ -305,13 +345,15 @@ def _slow_records(lines: Iterable[tuple[int, int, bytes]], plan: _JsonPlan) -> _
     for row, line_no, line in lines:
         ok, a, b, c = _slow_line(line, plan)
         if ok:
-            if _has_surrogate(a):
+            if any(_has_surrogate(t) for _, t in a):
                 out.bad.append(BadRecord(row, line_no, "invalid_utf8", "lone surrogate escape in text"))
                 continue
-            out.rows.append(row)
-            out.texts.append(a)
-            out.ids.append(b)
-            out.labels.append(c)
+            for turn, text in a:
+                out.rows.append(row)
+                out.turns.append(turn)
+                out.texts.append(text)
+                out.ids.append(b)
+                out.labels.append(c)
         else:
             out.bad.append(BadRecord(row, line_no, a, b))
     return out
@@ -408,40 +450,57 @@ def _fast_block(data: bytes, newlines: np.ndarray, plan: _JsonPlan, row0: int, l
         return None
     if table.num_rows != n:
         return None
-    text = extract(table, list(plan.text))
-    ids = extract(table, list(plan.id)) if plan.id is not None else None
-    labels = extract(table, list(plan.label)) if plan.label is not None else None
+    ids = select_values(table, list(plan.id), plan.simple["id"]) if plan.id is not None else None
+    labels = select_values(table, list(plan.label), plan.simple["label"]) if plan.label is not None else None
     suspects = _suspect_lines(data, newlines)
-    if text.null_count:
-        suspects.update(np.flatnonzero(text.is_null().to_numpy(zero_copy_only=False)).tolist())
-    text = to_large_string(text)
-    ids = to_large_string(ids) if ids is not None else None
-    labels = to_large_string(labels) if labels is not None else None
+    if plan.simple["text"] and not plan.per_turn:
+        text = extract(table, [st.name for st in plan.text[0].steps])
+        if text.null_count:
+            suspects.update(np.flatnonzero(text.is_null().to_numpy(zero_copy_only=False)).tolist())
+        text = to_large_string(text)
+        line_of = np.arange(n, dtype=np.int64)  # the block line of each unit
+        turns = None
+    else:
+        units = arrow_units(table, plan.text, to_large_string)
+        has = np.zeros(n, bool)
+        has[units.parent] = True
+        suspects.update(np.flatnonzero(~has).tolist())  # the slow path tells why
+        if plan.per_turn:
+            text, line_of, turns = units.values, units.parent, units.turn
+            take = pa.array(line_of)
+            ids = ids.take(take) if ids is not None else None
+            labels = labels.take(take) if labels is not None else None
+        else:
+            text, line_of, turns = units.joined(n), np.arange(n, dtype=np.int64), None
     if not suspects:
-        return text, ids, labels, np.arange(row0, row0 + n, dtype=np.int64), []
+        return text, ids, labels, row0 + line_of, [], turns
     # re-parse the suspect lines with the reference parser
     order = sorted(suspects)
     starts = np.concatenate(([0], newlines[:-1] + 1))
     slow = _slow_records(
         ((row0 + k, line0 + k + 1, data[starts[k]: newlines[k]]) for k in order), plan
     )
-    keep = np.ones(n, dtype=bool)
-    keep[order] = False
+    is_suspect = np.zeros(n, dtype=bool)
+    is_suspect[order] = True
+    keep = ~is_suspect[line_of]
     keep_arr = pa.array(keep)
     rows = np.concatenate(
-        (row0 + np.flatnonzero(keep), np.array(slow.rows, dtype=np.int64))
+        (row0 + line_of[keep], np.array(slow.rows, dtype=np.int64))
     ).astype(np.int64)
-    perm = pa.array(np.argsort(rows, kind="stable"))
+    order_ = np.argsort(rows, kind="stable")  # a record's units all come from one path, in order
+    perm = pa.array(order_)
     texts = pa.concat_arrays([text.filter(keep_arr), safe_large_strings(slow.texts)]).take(perm)
     if ids is not None:
         ids = pa.concat_arrays([ids.filter(keep_arr), _strs(slow.ids)]).take(perm)
     if labels is not None:
         labels = pa.concat_arrays([labels.filter(keep_arr), _strs(slow.labels)]).take(perm)
-    return texts, ids, labels, np.sort(rows, kind="stable"), slow.bad
+    if turns is not None:
+        turns = np.concatenate((turns[keep], np.array(slow.turns, dtype=np.int64)))[order_]
+    return texts, ids, labels, rows[order_], slow.bad, turns
 
 
 def _slow_block(data: bytes, plan: _JsonPlan, row0: int, line0: int):
-    """Reference path: returns (texts, ids, labels, rows, bad, n_records)."""
+    """Reference path: returns (texts, ids, labels, rows, bad, n_records, turns)."""
     def lines():
         row = row0
         for k, line in enumerate(data.split(b"\n")[:-1]):
@@ -457,7 +516,8 @@ def _slow_block(data: bytes, plan: _JsonPlan, row0: int, line0: int):
     texts = safe_large_strings(parts.texts)
     ids = _strs(parts.ids) if plan.id is not None else None
     labels = _strs(parts.labels) if plan.label is not None else None
-    return texts, ids, labels, np.array(parts.rows, dtype=np.int64), parts.bad, len(items)
+    turns = np.array(parts.turns, dtype=np.int64) if plan.per_turn else None
+    return texts, ids, labels, np.array(parts.rows, dtype=np.int64), parts.bad, len(items), turns
 
 
 def read(shard: Shard, fields: Fields, batch_bytes: int, strict: bool,
@@ -475,10 +535,10 @@ def read(shard: Shard, fields: Fields, batch_bytes: int, strict: bool,
         if newlines is not None:
             res = _fast_block(data, newlines, plan, row0, line0)
         if res is not None:
-            texts, ids, labels, rows, bad = res
+            texts, ids, labels, rows, bad, turns = res
             n_records = n_lines = len(newlines)
         else:
-            texts, ids, labels, rows, bad, n_records = _slow_block(data, plan, row0, line0)
+            texts, ids, labels, rows, bad, n_records, turns = _slow_block(data, plan, row0, line0)
             n_lines = data.count(b"\n")
         bad.sort(key=lambda b: b.row)
         if strict and bad:
@@ -487,7 +547,7 @@ def read(shard: Shard, fields: Fields, batch_bytes: int, strict: bool,
         row0 += n_records
         if n_records == 0 and raw_bytes == 0:
             continue
-        yield Batch(texts, ids, labels, rows, tuple(bad), n_records, raw_bytes)
+        yield Batch(texts, ids, labels, rows, tuple(bad), n_records, raw_bytes, turns=turns)
         release_memory()  # see release_memory
 
 
@@ -509,20 +569,53 @@ def _jsonl_samples(shard: Shard, limit: int = 100, budget: int = 64 << 20) -> li
 
 def has_field(shard: Shard, name: str) -> bool:
     samples = _jsonl_samples(shard)
-    path = _json_resolve(name, samples)
-    return any(_walk(o, path) is not _MISSING for o in samples)
+    return _present(samples, _resolve(name, "text_field", samples))
 
 
 def check(shard: Shard, fields: Fields) -> None:
     """The first ~100 valid objects: a field absent from all of them counts as missing (an
-    empty file, or one with no valid object, passes)."""
+    empty file, or one with no valid object, passes). A text selector that none of them
+    gives a string for but some give another value (a list of chat turns) is a
+    FieldTypeError."""
     samples = _jsonl_samples(shard)
     if not samples:
         return
-    for _, name in requested(fields):
-        path = _json_resolve(name, samples)
-        if not any(_walk(s, path) is not _MISSING for s in samples):
+    for role, name in requested(fields):
+        paths = _resolve(name, f"{role}_field", samples)
+        if not _present(samples, paths):
             raise FieldMissingError(name, shard.relpath, _json_names(samples))
+        if role == "text":
+            _check_text_type(shard, name, paths, samples)
+
+
+def _check_text_type(shard: Shard, name: str, paths: tuple[Path, ...], samples: Sequence[dict]) -> None:
+    found = None
+    for o in samples:
+        r = py_units(o, paths)
+        if not isinstance(r, Failure):
+            return  # a string somewhere: other records are bad records, not a wrong field
+        if r.reason == "text_not_string" and found is None:
+            found = o
+    if found is None:
+        return
+    for p in paths:
+        r = _path_py_value(found, p)
+        if r is not None:
+            try:
+                t = pa.array([r]).type
+            except (pa.ArrowException, ValueError, TypeError, OverflowError):
+                t = None
+            shown = str(t) if t is not None else _json_type(r)
+            raise FieldTypeError(str(p), shard.relpath, shown, hint=type_hint(str(p), t) if t is not None else "")
+
+
+def _path_py_value(obj: dict, path: Path):
+    """The raw (non-string) value a path gives in ``obj``, or None."""
+    r = py_units(obj, (path,), strings=False)
+    if isinstance(r, Failure):
+        return None
+    v = r[0][1]
+    return None if isinstance(v, str) else v
 
 
 # --------------------------------------------------------------------------- splitting

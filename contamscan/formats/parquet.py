@@ -36,7 +36,7 @@ _BATCH_BYTES = 32 << 20
 _GROUP_BYTES = 128 << 20
 
 
-def _text_bytes_per_row_group(md, text_col: str) -> list[int]:
+def _text_bytes_per_row_group(md, text_cols: list[str]) -> list[int]:
     """Uncompressed bytes of the text column (all its leaves) in each row group."""
     out = []
     for g in range(md.num_row_groups):
@@ -44,7 +44,7 @@ def _text_bytes_per_row_group(md, text_col: str) -> list[int]:
         total = 0
         for c in range(rg.num_columns):
             col = rg.column(c)
-            if col.path_in_schema.split(".")[0] == text_col:
+            if col.path_in_schema.split(".")[0] in text_cols:
                 total += col.total_uncompressed_size
         out.append(total)
     return out
@@ -103,7 +103,7 @@ def read(shard: Shard, fields: Fields, batch_bytes: int, strict: bool) -> Iterat
     if total == 0:
         return
     size = shard.size
-    group_bytes = _text_bytes_per_row_group(md, plan.text[0])
+    group_bytes = _text_bytes_per_row_group(md, plan.text_columns)
     only = shard.row_groups
     # a piece's rows are numbered as in the whole file; its raw bytes are its share of the file
     row0 = sum(md.row_group(g).num_rows for g in range(only[0])) if only else 0
@@ -141,7 +141,7 @@ def check(shard: Shard, fields: Fields) -> None:
 
 
 def has_field(shard: Shard, name: str) -> bool:
-    return resolve_arrow(open_parquet(shard).schema_arrow, name) is not None
+    return resolve_arrow(open_parquet(shard).schema_arrow, name, shard.relpath) is not None
 
 
 def row_group_sizes(shard: Shard) -> list[int]:

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from ..config import BuildOptions, IndexParams, ScanOptions, replace_options
 from ..discover import discover
-from ..errors import ContamscanError
+from ..errors import ContamscanError, FieldMissingError
 from ..formats import check_fields, has_field, read_batches
 from ..io import Location, artifact
 from ..model import Fields
@@ -29,7 +29,8 @@ def build_index(refs, out, options: BuildOptions | None = None, *, params: Index
     """Build an index from reference files, directories or globs (Parquet, JSON Lines, Arrow)
     and write it to ``out``.
 
-    Each record needs a text and a label (the model that wrote it). Its id is taken from
+    Each record needs a text and a label (the model that wrote it: ``label_field``, or one
+    ``label`` for all, or ``label_from_path``: its file's directory). Its id is taken from
     ``id_field`` when the field exists, else ``<file>:<row>``. References with no words are
     skipped and counted in the manifest.
 
@@ -63,10 +64,12 @@ def build_index(refs, out, options: BuildOptions | None = None, *, params: Index
     n_refs = 0
     skipped = Counter()
     for shard in shards:
-        check_fields(shard, Fields(text=options.text_field, label=options.label_field))
+        constant = _constant_label(shard, options)
+        label_field = options.label_field if constant is None else None
+        _check_reference_fields(shard, options.text_field, label_field)
         # ids are optional: where the id field is absent, the id is FILE:ROW
         has_id = options.id_field is not None and has_field(shard, options.id_field)
-        fields_ = Fields(text=options.text_field, label=options.label_field, id=options.id_field if has_id else None)
+        fields_ = Fields(text=options.text_field, label=label_field, id=options.id_field if has_id else None)
         for batch in read_batches(shard, fields_, batch_bytes=ScanOptions().batch_bytes, strict=options.strict):
             skipped.update(b.reason for b in batch.bad)
             sigs = hasher.signatures(batch.texts)
@@ -80,7 +83,8 @@ def build_index(refs, out, options: BuildOptions | None = None, *, params: Index
             ids = fallback if batch.ids is None else pc.coalesce(batch.ids.take(idx).cast(pa.string()), fallback)
             cols = {
                 "ref_id": ids,
-                "label": pc.coalesce(batch.labels.take(idx).cast(pa.string()), pa.scalar("unknown")),
+                "label": pa.array([constant] * len(idx), pa.string()) if constant is not None else
+                pc.coalesce(batch.labels.take(idx).cast(pa.string()), pa.scalar("unknown")),
                 "source": pa.array([shard.relpath] * len(idx), pa.string()),
                 "n_shingles": pa.array(sigs.n_shingles[keep], pa.int64()),
                 "n_chars": pa.array(sigs.n_chars[keep], pa.int64()),
@@ -106,6 +110,37 @@ def build_index(refs, out, options: BuildOptions | None = None, *, params: Index
     with artifact.building(out, KIND) as local:
         save_index(local, params, table, sigs, keys, refs, skipped={k: n for k, n in skipped.items() if n})
     return open_index(out, verify=False)
+
+
+_LABEL_WAYS = ("give each reference its label one of three ways: `label_field` (the field naming the model "
+               "that wrote it), `label` (one label for every reference) or `label_from_path` (the name of its "
+               "file's directory)")
+
+
+def _constant_label(shard, options: BuildOptions) -> str | None:
+    """The label of every reference of ``shard`` (``label``, or with ``label_from_path`` the
+    name of its file's directory); None: read from ``label_field``."""
+    if options.label is not None:
+        return options.label
+    if not options.label_from_path:
+        return None
+    path = shard.path.split("?", 1)[0].rstrip("/")
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    name = parent.rsplit("/", 1)[-1]
+    if not name or name.endswith(":"):
+        raise ContamscanError(f"{shard.relpath}: `label_from_path`: the file has no directory to name its label")
+    return name
+
+
+def _check_reference_fields(shard, text_field: str, label_field: str | None) -> None:
+    """The text and label fields are in ``shard``; a missing label field says how else to
+    label the references."""
+    try:
+        check_fields(shard, Fields(text=text_field, label=label_field))
+    except FieldMissingError as e:
+        if label_field is None or e.field != label_field or e.field == text_field:
+            raise
+        raise FieldMissingError(e.field, e.path, e.available, hint=_LABEL_WAYS) from None
 
 
 def merge_indexes(indexes, out, *, replace: bool = False) -> ReferenceIndex:

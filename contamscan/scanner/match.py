@@ -18,7 +18,7 @@ from ..model import HISTOGRAM_BINS, MATCH_SCHEMA
 from ..sketch.minhash import INVALID_UTF8, Hasher, char_spans
 
 CLOSE = 0.9  # another label's evidence within this ratio of the best's makes a match ambiguous
-_DOC_SCHEMA = pa.schema([f for f in MATCH_SCHEMA if f.name not in ("shard", "row")])
+_DOC_SCHEMA = pa.schema([f for f in MATCH_SCHEMA if f.name not in ("shard", "row", "turn")])
 
 
 def _containment(similarity, n_doc, n_ref):
@@ -84,7 +84,7 @@ class BatchMatches:
     position of its text (``hit``) and its reference (``refs``); and, for every text, whether
     it was valid UTF-8 and the histogram bin of its best LSH candidate."""
 
-    table: pa.Table  # MATCH_SCHEMA's columns from doc_id on
+    table: pa.Table  # MATCH_SCHEMA's columns from doc_id to alt_label
     hit: np.ndarray  # int64: position of each match's text in the batch
     refs: np.ndarray  # int64: each match's reference (index row)
     invalid: np.ndarray  # bool per text

@@ -62,6 +62,8 @@ class ShardTally:
         self.add_bad(batch.bad)
         if not len(batch.texts):
             return
+        if batch.turns is not None:
+            return self._add_turns(batch, index, hasher, options)
         m = match_batch(batch.texts, index, hasher, options, batch.ids)
         if m.invalid.any():
             rows = batch.rows[np.nonzero(m.invalid)[0]]
@@ -80,12 +82,50 @@ class ShardTally:
         self.flagged += len(m.hit)
         self.flagged_bytes += int(n_bytes[m.hit].sum())
         self.by_label.update(m.table.column("label").to_pylist())
-        part = pa.table({"shard": pa.array([self.shard.relpath] * len(m.hit), pa.string()),
-                         "row": pa.array(batch.rows[m.hit], pa.int64()),
-                         **{name: m.table.column(name) for name in m.table.column_names}}, schema=MATCH_SCHEMA)
+        self._keep(batch, m, m.hit, None)
+
+    def _keep(self, batch: Batch, m, hit: np.ndarray, turns: np.ndarray | None) -> None:
+        """The match rows of texts ``hit`` (all of ``m``'s rows, in order)."""
+        turn = pa.nulls(len(hit), pa.int64()) if turns is None else \
+            pa.array(turns, pa.int64(), mask=turns < 0)
+        part = pa.table({"shard": pa.array([self.shard.relpath] * len(hit), pa.string()),
+                         "row": pa.array(batch.rows[hit], pa.int64()),
+                         **{name: m.table.column(name) for name in m.table.column_names},
+                         "turn": turn}, schema=MATCH_SCHEMA)
         self.match_parts.append(part)
         if self.evidence is not None:
-            self.evidence.offer(part, batch.texts, m.hit, m.refs)
+            self.evidence.offer(part, batch.texts, hit, m.refs)
+
+    def _add_turns(self, batch: Batch, index: ReferenceIndex, hasher: Hasher, options: ScanOptions) -> None:
+        """Per turn: each text is one turn of record ``batch.rows[i]``; documents are still
+        records (a record with a flagged turn is flagged, its bytes are its turns'), so
+        documents + bad records = records; a match row names its turn."""
+        m = match_batch(batch.texts, index, hasher, options, batch.ids)
+        rows = batch.rows
+        bad_rows = np.unique(rows[m.invalid])
+        if len(bad_rows):
+            if options.strict:
+                raise ContamscanError(f"{self.shard.relpath}: row {int(bad_rows[0])}: invalid_utf8 (text is not "
+                                      f"valid UTF-8)")
+            self.add_bad(BadRecord(int(r), None, "invalid_utf8", "a turn is not valid UTF-8") for r in bad_rows)
+        valid = ~np.isin(rows, bad_rows)
+        n_bytes = pc.binary_length(batch.texts).to_numpy(zero_copy_only=False).astype(np.int64)
+        self.documents += len(np.unique(rows[valid]))
+        self.bytes += int(n_bytes[valid].sum())
+        if self.style is not None:
+            self.style.add(batch.texts if valid.all() else batch.texts.filter(pa.array(valid)), hasher)
+        self.histogram += m.histogram  # per turn with a candidate
+        ok = np.flatnonzero(valid[m.hit])
+        if not len(ok):
+            return
+        hit = m.hit[ok]
+        m = dataclasses.replace(m, table=m.table.take(pa.array(ok)), hit=hit, refs=m.refs[ok])
+        flagged_rows, first = np.unique(rows[hit], return_index=True)
+        self.flagged += len(flagged_rows)
+        self.flagged_bytes += int(n_bytes[valid & np.isin(rows, flagged_rows)].sum())
+        labels = m.table.column("label").to_pylist()
+        self.by_label.update(labels[i] for i in first)  # a record's first flagged turn
+        self._keep(batch, m, hit, batch.turns[hit])
 
     def result(self, seconds: float) -> ShardResult:
         matches = pa.concat_tables(self.match_parts) if self.match_parts else MATCH_SCHEMA.empty_table()
@@ -114,8 +154,8 @@ def scan_shard(shard: Shard, index: ReferenceIndex, options: ScanOptions, hasher
     tally = ShardTally(shard, EvidenceKeeper(options.top_matches, index, hasher), style)
     try:
         id_field = options.id_field if options.id_field is not None and has_field(shard, options.id_field) else None
-        for batch in read_batches(shard, Fields(text=options.text_field, id=id_field), batch_bytes=options.batch_bytes,
-                                  strict=options.strict):
+        fields = Fields(text=options.text_field, id=id_field, per_turn=options.per_turn)
+        for batch in read_batches(shard, fields, batch_bytes=options.batch_bytes, strict=options.strict):
             tally.add(batch, index, hasher, options)
             if progress:
                 progress(batch)

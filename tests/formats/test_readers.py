@@ -303,7 +303,14 @@ def test_every_bad_record_reason(tmp_path, essays):
     assert details[4] == "number" and details[5] == "list" and details[6] == "object"
     assert details[7] == "boolean" and details[9] == "list" and details[10] == "string"
     assert got["n_records"] == len(lines)
-    assert set(BAD_REASONS) == {b.reason for b in got["bad"]}
+    # the one reason only a selector with a list step gives: no list item it picks
+    chat = write_jsonl(tmp_path / "chat.jsonl", [
+        json.dumps({"messages": [{"role": "assistant", "content": t}]}).encode(),
+        json.dumps({"messages": [{"role": "user", "content": t}]}).encode(),  # row 1 text_no_match
+    ])
+    turns = collect(shard_for(chat), Fields(text="messages[role=assistant].content"))
+    assert turns["rows"] == [0] and [(b.row, b.reason) for b in turns["bad"]] == [(1, "text_no_match")]
+    assert set(BAD_REASONS) == {b.reason for b in got["bad"] + turns["bad"]}
 
     with pytest.raises(ContamscanError, match=r"bad\.jsonl: line 2: malformed_json"):
         collect(shard, Fields(), strict=True)
