@@ -201,9 +201,27 @@ def _filesystem(u: _Uri) -> tuple[pafs.FileSystem, str]:
     return hit
 
 
+def _hf(u: _Uri, root_uri: str) -> tuple[pafs.FileSystem, str]:
+    """``hf://datasets/OWNER/NAME/...``: the Hugging Face Hub through huggingface_hub's
+    HfFileSystem (an fsspec file system; the ``[hf]`` extra). The query's options are its
+    keyword arguments (``?revision=...`` is not one: pin a revision as ``NAME@REV``)."""
+    try:
+        import huggingface_hub  # noqa: PLC0415 (optional: the [hf] extra)
+    except ImportError:
+        raise StorageError(f"{display(root_uri)}: hf:// paths need huggingface_hub, which is not installed: "
+                           "pip install 'contamscan[hf]'") from None
+    try:
+        fs = huggingface_hub.HfFileSystem(**dict(parse_qsl(u.query)))
+    except (ValueError, OSError, TypeError) as e:
+        raise _error(root_uri, e, "cannot open the Hugging Face Hub") from e
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), u.netloc
+
+
 def _fsspec(u: _Uri, root_uri: str) -> tuple[pafs.FileSystem, str]:
     """A scheme pyarrow does not know, through fsspec (when installed): the query's options
     are the file system's keyword arguments."""
+    if u.scheme == "hf":
+        return _hf(u, root_uri)
     unknown = StorageError(f"{display(root_uri)}: unknown scheme {u.scheme!r} (pyarrow knows s3, gs, hdfs, abfs "
                            "and file; for others install fsspec and the scheme's package)")
     try:
@@ -515,6 +533,14 @@ class Location:
         if self.remote:
             return Location(join(self.path, *parts), True)
         return Location(os.path.join(self.path, *[p for part in parts for p in part.split("/") if p]), False)
+
+    @property
+    def parent(self) -> "Location":
+        """The directory holding this file (a URI keeps its query)."""
+        if self.remote:
+            u = _parse(self.path)
+            return Location(_uri(u, u.path.rstrip("/").rpartition("/")[0], u.query), True)
+        return Location(os.path.dirname(self.path.rstrip(os.sep)) or ".", False)
 
     def absolute(self) -> "Location":
         return self if self.remote else Location(os.path.abspath(self.path), False)
