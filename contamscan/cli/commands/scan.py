@@ -11,7 +11,7 @@ from ...config import ScanOptions
 from ...errors import ContamscanError
 from ...report.render.terminal import print_summary, summary_json
 from ...scanner.run import scan
-from ..options import config_option, dataclass_from, dataclass_options
+from ..options import config_option, dataclass_from, dataclass_options, spelled
 from ..progress import ProgressBar, log
 
 
@@ -46,6 +46,8 @@ def scan_cmd(ctx, dataset, index_path, out, fail_above, fail_above_shard, as_jso
     json_log = ctx.find_root().params.get("log_format") == "json"
 
     def events(name: str, fields: dict) -> None:
+        if fields.get("error"):  # a shard's reason, with options spelled as flags
+            fields = {**fields, "error": spelled(fields["error"])}
         if name == "scan_started":
             progress.shards_total = fields["pieces"] - fields["resumed_shards"]
         elif name == "shard_finished":
