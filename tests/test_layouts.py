@@ -10,11 +10,11 @@ import shutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _locations import run_cli
+from conftest import HUMAN
 
 from contamscan.cli import EXIT_OK
 from contamscan.index import build_index
-from conftest import HUMAN
-from _locations import run_cli
 
 datasets = pytest.importorskip("datasets")
 

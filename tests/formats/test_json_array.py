@@ -9,8 +9,7 @@ import os
 import pytest
 
 from contamscan.errors import FieldMissingError, ShardReadError
-from contamscan.formats import check_fields, has_field, read_batches, split_shard
-from contamscan.formats import json_array
+from contamscan.formats import check_fields, has_field, json_array, read_batches, split_shard
 from contamscan.model import Fields, Shard
 
 

@@ -9,14 +9,14 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
+from _locations import run_cli
+from conftest import ESSAYS
 
 from contamscan import scan
 from contamscan.cli import EXIT_FAILED_SHARDS, EXIT_OK
 from contamscan.config import ScanOptions
 from contamscan.errors import FailedShardsError, GateError, NoDocumentsError
 from contamscan.index import build_index
-from _locations import run_cli
-from conftest import ESSAYS
 
 
 @pytest.fixture(scope="module")
