@@ -189,6 +189,9 @@ def _filesystem(u: _Uri) -> tuple[pafs.FileSystem, str]:
     if hit is not None:
         return hit
     root_uri = _uri(u, "")
+    if u.scheme == "hf":  # before pyarrow, which may hand unknown schemes to fsspec itself
+        _FILESYSTEMS[cache_key] = hit = _hf(u, root_uri)
+        return hit
     try:
         fs, root = pafs.FileSystem.from_uri(root_uri)
     except pa.ArrowInvalid as e:
@@ -220,8 +223,6 @@ def _hf(u: _Uri, root_uri: str) -> tuple[pafs.FileSystem, str]:
 def _fsspec(u: _Uri, root_uri: str) -> tuple[pafs.FileSystem, str]:
     """A scheme pyarrow does not know, through fsspec (when installed): the query's options
     are the file system's keyword arguments."""
-    if u.scheme == "hf":
-        return _hf(u, root_uri)
     unknown = StorageError(f"{display(root_uri)}: unknown scheme {u.scheme!r} (pyarrow knows s3, gs, hdfs, abfs "
                            "and file; for others install fsspec and the scheme's package)")
     try:
