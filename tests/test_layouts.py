@@ -102,6 +102,7 @@ def test_every_record_is_read_once_and_nothing_else_is_scanned(world, scanned):
     report, _ = scanned
     by_shard = {s["shard"]: s for s in report["shards"]}
     assert set(by_shard) == set(records)  # no index, scan output or metadata file among the shards
+    assert len(report["shards"]) == len(records)  # each once
     for name, n in records.items():
         s = by_shard[name]
         assert s["status"] == "ok", s
@@ -137,3 +138,13 @@ def test_the_save_to_disk_folder_alone_and_the_hub_folder_alone(world, tmp_path)
         found = {(f"{name}/{r['shard']}", r["row"]): r["label"]
                  for r in pq.read_table(tmp_path / name / "matches.parquet").to_pylist()}
         assert found == {k: v for k, v in planted.items() if k[0].startswith(name + "/")}
+
+
+def test_overlapping_inputs_are_scanned_once(world, tmp_path):
+    root, data, planted, records = world
+    r = run_cli("scan", data / "hf-disk", data / "hf-disk" / "data-00000-of-00002.arrow", str(data / "hub") + "/**/*.parquet",
+                data / "hub", "--index", root / "refs.index", "-o", tmp_path / "out", "--workers", "1")
+    assert r.returncode == EXIT_OK, r.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert len(report["shards"]) == 4  # two Arrow files, two Parquet files: each real file once
+    assert report["totals"]["flagged_documents"] == sum(1 for k in planted if not k[0].startswith("json/"))
