@@ -59,7 +59,9 @@ class OutputWriteError(ContamscanError):
 
 
 class FailedShardsError(ContamscanError):
-    """The scan finished, but some shards could not be read: exit status 3."""
+    """The scan finished, but some shards failed (unreadable, records and no document, more bad
+    records than `max_bad_share`), or a gate was asked for and input paths could not be read:
+    exit status 3."""
 
     exit_code = 3
     event = "failed_shards"
