@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from ..config import ScanOptions
 from ..discover import discover
-from ..errors import ContamscanError, ShardReadError
+from ..errors import ContamscanError, FieldTypeError, ShardReadError
 from ..formats import check_fields
 from ..index import ReferenceIndex, open_index
 from ..io import Location, OutputDir
@@ -165,7 +165,8 @@ def _check_output_paths(shards, options: ScanOptions) -> None:
 
 
 def _check_text_field(shards, options: ScanOptions) -> None:
-    """A missing text field fails before any work. The checks run on 16 threads: a check of a
+    """A missing text field fails before any work (a text field of the wrong type fails its
+    shard, when it is read, as a shard without documents does). The checks run on 16 threads: a check of a
     remote shard costs round trips (a Parquet footer, the first lines of a JSON Lines file),
     and a dataset can have thousands of shards. The first missing field in shard order is
     raised; an unreadable shard is left for the scan to mark failed."""
@@ -173,7 +174,7 @@ def _check_text_field(shards, options: ScanOptions) -> None:
     def check(s: Shard):
         try:
             check_fields(s, Fields(text=options.text_field))
-        except ShardReadError:
+        except (ShardReadError, FieldTypeError):  # the shard fails alone, with the reason (loud, not fatal)
             return None
         except ContamscanError as e:
             return e

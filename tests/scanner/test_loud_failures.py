@@ -146,3 +146,21 @@ def test_gates_never_pass_with_a_failed_shard_or_an_unreadable_input(setup, tmp_
     _jsonl(data / "copies.jsonl", [{"text": t} for t in texts[:10]])
     with pytest.raises(GateError):
         scan([str(data)], index, tmp_path / "out4", ScanOptions(workers=1)).check(fail_above_shard=0.5)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "arrow"])
+def test_a_text_column_of_the_wrong_type_fails_its_shard(setup, tmp_path, fmt):
+    root, index, texts = setup
+    data = tmp_path / "data"
+    data.mkdir()
+    _jsonl(data / "good.jsonl", [{"text": t} for t in texts[:20]])
+    table = pa.table({"text": pa.array(range(40), pa.int64())})
+    pq.write_table(table, data / f"ints.{fmt}") if fmt == "parquet" else feather.write_feather(table,
+                                                                                                data / f"ints.{fmt}")
+    r = run_cli("scan", data, "--index", index.path, "-o", tmp_path / "out", "--workers", "1")
+    assert r.returncode == EXIT_FAILED_SHARDS, r.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    shards = {s["shard"]: s for s in report["shards"]}
+    assert shards[f"ints.{fmt}"]["status"] == "failed"
+    assert shards[f"ints.{fmt}"]["error"] == f"field 'text' in ints.{fmt} is not a string column (type found: int64)"
+    assert shards["good.jsonl"]["status"] == "ok" and report["totals"]["documents"] == 20
