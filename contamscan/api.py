@@ -11,7 +11,7 @@ Example:
 from __future__ import annotations
 
 from .config import BuildOptions, IndexParams, ProfileBuildOptions, ProfileParams, ScanOptions
-from .errors import ContamscanError, FailedShardsError, GateError
+from .errors import ContamscanError, FailedShardsError, GateError, NoDocumentsError
 from .index import ReferenceIndex, add_to_index, build_index, merge_indexes, open_index
 from .report.compare import compare_reports
 from .report.write import ScanReport, read_report, rerender
@@ -23,4 +23,4 @@ from .version import __version__
 __all__ = ["build_index", "open_index", "merge_indexes", "add_to_index", "scan", "build_profile", "open_profile",
            "read_report", "rerender", "compare_reports", "shingle_hash", "ReferenceIndex", "ScanReport", "Profile",
            "IndexParams", "BuildOptions", "ScanOptions", "ProfileParams", "ProfileBuildOptions", "ContamscanError",
-           "FailedShardsError", "GateError", "__version__"]
+           "FailedShardsError", "GateError", "NoDocumentsError", "__version__"]

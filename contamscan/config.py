@@ -18,7 +18,8 @@ from .errors import ContamscanError
 
 def option(default, help: str, *, flag: str | None = None, unit: int = 1, choices: tuple | None = None,
            cli: bool = True, results: bool = False, rule: bool = False, multiple: bool = False,
-           path: bool = False, empty_is_none: bool = False):
+           path: bool = False, empty_is_none: bool = False, metavar: str | None = None,
+           old_flags: tuple = ()):
     """A dataclass field with the metadata the CLI and the scan read.
 
     Args:
@@ -33,10 +34,13 @@ def option(default, help: str, *, flag: str | None = None, unit: int = 1, choice
         multiple: the flag may be repeated (a tuple of values).
         path: the value is a path or URI.
         empty_is_none: an empty string on the command line means None.
+        metavar: how ``--help`` names the value.
+        old_flags: former spellings of the flag, still accepted with a deprecation warning.
     """
     return field(default=default, metadata={"help": help, "flag": flag, "unit": unit, "choices": choices,
                                             "cli": cli, "results": results, "rule": rule, "multiple": multiple,
-                                            "path": path, "empty_is_none": empty_is_none})
+                                            "path": path, "empty_is_none": empty_is_none, "metavar": metavar,
+                                            "old_flags": tuple(old_flags)})
 
 
 def flag_of(f) -> str:
@@ -55,6 +59,31 @@ def replace_options(options, overrides: dict):
         raise TypeError(f"unknown option(s) {', '.join(unknown)}; {type(options).__name__} has "
                         f"{', '.join(sorted(names))}")
     return dataclasses.replace(options, **overrides)
+
+
+def available_cpus(cgroup: str = "/sys/fs/cgroup") -> int:
+    """The CPUs this process may use: its affinity mask (``taskset``, a container's cpuset),
+    capped by a cgroup v2 CPU quota (``cpu.max``: QUOTA PERIOD, rounded up) when there is one."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        n = os.cpu_count() or 1
+    own = ""
+    try:
+        with open("/proc/self/cgroup") as f:
+            own = next((line[3:].strip() for line in f if line.startswith("0::")), "")
+    except OSError:
+        pass
+    parts = [p for p in own.split("/") if p]
+    for k in range(len(parts), -1, -1):  # this cgroup and its ancestors: the tightest quota
+        try:
+            with open(os.path.join(cgroup, *parts[:k], "cpu.max")) as f:
+                quota, period = f.read().split()[:2]
+            if quota != "max" and int(period) > 0:
+                n = min(n, max(1, -(-int(quota) // int(period))))
+        except (OSError, ValueError):
+            pass
+    return max(1, n)
 
 
 def _check(ok: bool, message: str) -> None:
@@ -132,7 +161,7 @@ class ScanOptions:
                                    "own; matches name their turn.", results=True)
     id_field: str | None = option("id", "Field copied into matches as doc_id, where present.", results=True,
                                   empty_is_none=True)
-    workers: int = option(0, "Worker processes; 0 = one per core.")
+    workers: int = option(0, "Worker processes; 0 = one per CPU this process may use (affinity, cgroup quota).")
     executor: str = option("local", "local: a process pool here; ray: tasks on a Ray cluster "
                                     "(pip install 'contamscan[ray]').", choices=("local", "ray"))
     ray_address: str | None = option(None, "Ray cluster address (e.g. 10.0.0.5:6379); default: a local cluster.")
@@ -165,7 +194,7 @@ class ScanOptions:
                                              "format and schema).", path=True, results=True)
     # what the scan expects of its index (None: anything); a mismatch fails before any work
     expect_threshold: float | None = option(None, "Fail unless the index was built with this threshold.",
-                                            flag="--threshold")
+                                            flag="--expect-threshold", old_flags=("--threshold",))
     expect_ngram: int | None = option(None, "Fail unless the index was built with this ngram.", flag="--ngram")
     expect_num_perm: int | None = option(None, "Fail unless the index was built with this num_perm.",
                                          flag="--num-perm")
@@ -175,7 +204,26 @@ class ScanOptions:
                                        "AI-written documents (alpha, with a 95% interval) and the model family it "
                                        "resembles.", path=True, results=True)
 
+    # inputs: files whose relative path or path matches one of these globs are not scanned
+    exclude: tuple = option((), "Do not scan files whose relative path or path matches GLOB (repeatable; * "
+                                "crosses /).", multiple=True, metavar="GLOB", results=True)
+    # loud failures: a shard whose bad records are more than this share of its records fails
+    max_bad_share: float = option(0.01, "A shard fails when its bad records are more than this share of its "
+                                        "records (1 = never).", results=True)
+    # a quick look: the first `limit` documents of each shard, or a deterministic share of them
+    limit: int | None = option(None, "Quick look: scan only the first N documents of each shard (the report says "
+                                     "so).", results=True)
+    sample: float | None = option(None, "Quick look: scan a deterministic share P of each shard's records (by a "
+                                        "hash of the row number; the report says so).", results=True)
+
     def __post_init__(self):
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        _check(0 <= self.max_bad_share <= 1, f"`max_bad_share` must be between 0 and 1, got {self.max_bad_share}")
+        _check(self.limit is None or self.limit >= 1, f"`limit` must be at least 1, got {self.limit}")
+        _check(self.sample is None or 0 < self.sample <= 1, f"`sample` must be in (0, 1], got {self.sample}")
+        _check(not ((self.limit is not None or self.sample is not None) and (self.write_clean or self.write_flagged)),
+               "`limit` and `sample` scan part of each shard, and `write_clean` / `write_flagged` copy whole shards: "
+               "use one or the other")
         _check(self.executor in ("local", "ray"), f"`executor` must be 'local' or 'ray', got {self.executor!r}")
         _check(self.workers >= 0, f"`workers` must be >= 0, got {self.workers}")
         _check(self.batch_bytes >= 1 << 16, "`batch_bytes` must be at least 64 KiB")
@@ -187,11 +235,18 @@ class ScanOptions:
 
     @property
     def n_workers(self) -> int:
-        return self.workers or (os.cpu_count() or 1)
+        return self.workers or available_cpus()
+
+    def sampling(self) -> dict | None:
+        """What report.json's ``sampling`` says of a quick look (None: every document was scanned)."""
+        if self.limit is None and self.sample is None:
+            return None
+        return {"limit": self.limit, "sample": self.sample}
 
     def result_fields(self) -> dict:
         """The options a scan's results depend on (not workers, batch size or display)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["results"]}
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["results"]}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}  # as JSON holds them
 
     def match_rules(self) -> dict:
         """The match rules, as report.json records them."""

@@ -65,17 +65,38 @@ class OutputWriteError(ContamscanError):
 
 
 class FailedShardsError(ContamscanError):
-    """The scan finished, but some shards could not be read: exit status 3."""
+    """The scan finished, but some shards failed (unreadable, records and no document, more bad
+    records than `max_bad_share`), or a gate was asked for and input paths could not be read:
+    exit status 3."""
 
     exit_code = 3
     event = "failed_shards"
 
-    def __init__(self, shards: list[str]):
-        self.shards = list(shards)
-        super().__init__(f"{len(self.shards)} shard(s) could not be read; see report.json")
+    def __init__(self, shards: list[str], unreadable: list[str] = ()):
+        self.shards, self.unreadable = list(shards), list(unreadable)
+        message = f"{len(self.shards)} shard(s) could not be read; see report.json" if self.shards else ""
+        if self.unreadable:
+            message += ("; " if message else "") + (f"{len(self.unreadable)} input path(s) could not be read, so a gate "
+                                                    f"cannot pass: {', '.join(self.unreadable[:5])}")
+        super().__init__(message)
 
     def fields(self) -> dict:
-        return {"shards": self.shards}
+        return {"shards": self.shards, "unreadable": self.unreadable}
+
+
+class NoDocumentsError(ContamscanError):
+    """The scan finished and read no document at all (every shard empty, or every record
+    excluded): exit status 5. Nothing was checked, so no gate can pass."""
+
+    exit_code = 5
+    event = "no_documents"
+
+    def __init__(self, shards: int):
+        self.shards = shards
+        super().__init__(f"the scan read no document in {shards} shard(s): nothing was checked; see report.json")
+
+    def fields(self) -> dict:
+        return {"message": str(self), "shards": self.shards}
 
 
 class GateError(ContamscanError):

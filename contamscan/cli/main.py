@@ -3,8 +3,8 @@ renders the result; one handler turns every :class:`~contamscan.errors.Contamsca
 a message (options spelled as flags) and the exit status the error carries.
 
 Exit status: 0 success; 1 error (bad arguments, bad input, bad index); 2 usage error;
-3 the scan finished but some shards could not be read; 4 the contamination rate is above
-``--fail-above``.
+3 the scan finished but some shards failed; 4 the contamination rate is above
+``--fail-above``; 5 the scan read no document at all.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def cli(debug, log_format):
 
     Build an index from reference texts (outputs of named models), then scan a dataset of
     Parquet / JSON Lines / Arrow shards against it. Exit status: 0 ok, 1 error, 2 usage,
-    3 some shards failed, 4 rate above --fail-above.
+    3 some shards failed, 4 rate above --fail-above, 5 no document read.
     """
 
 

@@ -55,13 +55,28 @@ def dataclass_options(cls, exclude=()):
                 default = int(default) if default == int(default) else default
             if meta["multiple"]:
                 command = click.option(*decls, multiple=True, default=default, help=meta["help"],
-                                       metavar="NAME=GLOB[,GLOB]")(command)
+                                       metavar=meta["metavar"] or "NAME=GLOB[,GLOB]")(command)
                 continue
+            for old in meta["old_flags"]:  # a former spelling: accepted, with a warning
+                command = click.option(old, _old_name(f, old), type=_type(f), default=None, hidden=True,
+                                       expose_value=True, callback=_deprecated(old, flag_of(f)))(command)
             command = click.option(*decls, type=_type(f), default=default, show_default=default is not None,
-                                   help=meta["help"])(command)
+                                   help=meta["help"], metavar=meta["metavar"])(command)
         return command
 
     return decorate
+
+
+def _old_name(f, old: str) -> str:
+    return f"{f.name}__{old.lstrip('-').replace('-', '_')}"
+
+
+def _deprecated(old: str, new: str):
+    def warn(ctx, param, value):
+        if value is not None:
+            click.echo(f"warning: {old} is deprecated, use {new}", err=True)
+        return value
+    return warn
 
 
 def dataclass_from(cls, params: dict, exclude=(), **extra):
@@ -71,6 +86,10 @@ def dataclass_from(cls, params: dict, exclude=(), **extra):
     for f in cli_fields(cls, exclude):
         v = params.pop(f.name)
         meta = f.metadata
+        for old in meta["old_flags"]:
+            given = params.pop(_old_name(f, old), None)
+            if given is not None and v == f.default:
+                v = given
         if meta["empty_is_none"] and v == "":
             v = None
         if meta["unit"] != 1 and v is not None:
@@ -110,23 +129,47 @@ def load_config(ctx: click.Context, param: click.Parameter, path: str | None):
             data = tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise click.BadParameter(f"cannot read {path}: {e}", ctx=ctx, param=param) from e
-    table = {"scan": data.get("scan"), "build": data.get("index", {}).get("build")}.get(ctx.command.name)
-    if table is None:  # a flat file: its plain keys
-        table = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    table = _config_table(data, ctx.command.name)
     names = {}
     for p in ctx.command.params:
         if p.name == "config":
             continue
-        names[p.name] = p.name
         for opt in p.opts:
             names[opt.lstrip("-")] = p.name
+    flags = sorted(k for k, name in names.items() if not getattr(_param(ctx, name), "hidden", False))
+    for k, name in list(names.items()):  # a key may also be spelled with underscores
+        names.setdefault(k.replace("-", "_"), name)
     unknown = sorted(set(table) - set(names))
     if unknown:
-        keys = sorted(k for k in names if "-" in k or k == names[k])
-        raise click.BadParameter(f"{path}: unknown key(s) {', '.join(unknown)}; the keys are the command's flags: "
-                                 f"{', '.join(keys)}", ctx=ctx, param=param)
+        raise click.BadParameter(f"{path}: unknown key(s) {', '.join(_key(k) for k in unknown)}; the keys are the "
+                                 f"command's flags: {', '.join(flags)}", ctx=ctx, param=param)
     ctx.default_map = {**(ctx.default_map or {}), **{names[k]: v for k, v in table.items()}}
     return path
+
+
+def _key(k: str) -> str:
+    """An unknown key as the file spells it (in the flags' spelling when it is a Python name)."""
+    return k.replace("_", "-")
+
+
+def _param(ctx: click.Context, name: str):
+    return next((p for p in ctx.command.params if p.name == name), None)
+
+
+# the tables of a config file that belong to a command, and those of the other commands
+_TABLES = {"scan": ("scan",), "build": ("index", "build")}
+_OTHER_TABLES = frozenset({"scan", "index", "profile", "report", "demo"})
+
+
+def _config_table(data: dict, command: str) -> dict:
+    """The command's table (``[scan]``, ``[index.build]``) or, if there is none, the file's
+    top-level keys (the tables of other commands left out)."""
+    node = data
+    for part in _TABLES.get(command, (command,)):
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        return node
+    return {k: v for k, v in data.items() if not (k in _OTHER_TABLES and isinstance(v, dict))}
 
 
 config_option = click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,

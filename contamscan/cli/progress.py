@@ -14,11 +14,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 
 class ProgressBar:
-    """Documents and MB/s on a terminal (stderr); silent when stderr is not one."""
+    """On a terminal (stderr): shards done of all, documents, MB/s and the time left (from the
+    bytes still to read at the rate so far); silent when stderr is not one."""
 
     def __init__(self, label: str):
         self.label, self.total_bytes = label, None
         self.docs = self.bytes = 0
+        self.shards_done, self.shards_total = 0, None
         self.t0 = time.perf_counter()
         self._bar = None
         if sys.stderr.isatty():
@@ -30,10 +32,30 @@ class ProgressBar:
     def __call__(self, docs: int, nbytes: int) -> None:
         self.docs += docs
         self.bytes += nbytes
+        self._show()
+
+    def shard_finished(self) -> None:
+        """One more shard (or piece) done."""
+        self.shards_done += 1
+        self._show()
+
+    def info(self) -> str:
+        """The line shown beside the bar."""
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        rate = self.bytes / elapsed
+        parts = []
+        if self.shards_total is not None:
+            parts.append(f"{self.shards_done:,}/{self.shards_total:,} shards")
+        parts.append(f"{self.docs:,} docs")
+        parts.append(f"{rate / 1e6:,.1f} MB/s")
+        if self.total_bytes and rate > 0 and self.bytes:
+            left = max(0, self.total_bytes - self.bytes) / rate
+            parts.append(f"ETA {int(left // 3600):d}:{int(left % 3600 // 60):02d}:{int(left % 60):02d}")
+        return "  ".join(parts)
+
+    def _show(self) -> None:
         if self._bar is not None:
-            rate = self.bytes / max(time.perf_counter() - self.t0, 1e-9) / 1e6
-            self._bar.update(self._task, completed=self.bytes, total=self.total_bytes,
-                             info=f"{self.docs:,} docs  {rate:,.1f} MB/s")
+            self._bar.update(self._task, completed=self.bytes, total=self.total_bytes, info=self.info())
 
     def batch(self, b) -> None:
         """Count a Batch that was read (its records, good and bad, and its bytes on disk)."""

@@ -6,6 +6,9 @@
 * :func:`split_shard` writes a shard's clean copy (without the flagged records) and flagged
   copy (only those), in the input's format, schema and compression.
 
+A ``.json`` file is JSON Lines, or one JSON array of records (:mod:`.json_array`): its
+first character tells.
+
 A format is added by adding one module with ``read``, ``check``, ``has_field`` and ``split``
 and naming its extensions in :data:`contamscan.formats.base.EXTENSIONS`.
 """
@@ -19,7 +22,7 @@ import numpy as np
 from ..errors import ContamscanError, OutputWriteError
 from ..io import Location
 from ..model import Batch, Fields, Shard
-from . import arrow_ipc, jsonl, parquet
+from . import arrow_ipc, json_array, jsonl, parquet
 from .base import SplitCounts, classify
 
 FORMATS = {"parquet": parquet, "arrow": arrow_ipc, "jsonl": jsonl}
@@ -32,6 +35,8 @@ def _module(shard: Shard):
     m = FORMATS.get(shard.format)
     if m is None:
         raise ContamscanError(f"{shard.relpath}: unknown shard format {shard.format!r}")
+    if m is jsonl and json_array.applies(shard):  # a .json file holding one JSON array of records
+        return json_array
     return m
 
 

@@ -91,7 +91,7 @@ def _json_names(samples: Sequence[dict]) -> list[str]:
     return list(seen)
 
 
-def _open_json_stream(shard: Shard):
+def open_json_stream(shard: Shard):
     """(raw file, decompressed stream); the raw file's tell() gives on-disk bytes consumed."""
     kind = classify(Location.of(shard.path).name)
     comp = kind[1] if kind else None
@@ -112,7 +112,7 @@ def _open_json_stream(shard: Shard):
 
 def _json_blocks(shard: Shard, block_bytes: int) -> Iterator[tuple[bytes, int]]:
     """Yield (data, raw_bytes): data is whole lines ending in b"\\n" (BOM stripped)."""
-    raw, stream = _open_json_stream(shard)
+    raw, stream = open_json_stream(shard)
     try:
         pending: list[bytes] = []  # pieces of an incomplete line
         first = True
@@ -522,10 +522,18 @@ def _slow_block(data: bytes, plan: _JsonPlan, row0: int, line0: int):
 
 def read(shard: Shard, fields: Fields, batch_bytes: int, strict: bool,
                 _force_slow: bool = False) -> Iterator[Batch]:
+    return parse_blocks(shard, _json_blocks(shard, max(1, batch_bytes)), fields, strict, _force_slow)
+
+
+def parse_blocks(shard: Shard, blocks: Iterable[tuple[bytes, int]], fields: Fields, strict: bool,
+                 _force_slow: bool = False, line_of=None) -> Iterator[Batch]:
+    """Batches of blocks of whole JSON lines ``(data, raw_bytes)``: one record per non-blank
+    line. ``line_of(row)``, if given, is the line number reported for a bad record (the
+    readers of other layouts that feed their records here as lines)."""
     plan: _JsonPlan | None = None
     row0 = 0
     line0 = 0
-    for data, raw_bytes in _json_blocks(shard, max(1, batch_bytes)):
+    for data, raw_bytes in blocks:
         if plan is None:
             samples = _sample_objects(data) if any(
                 "." in f for _, f in requested(fields)) else []
@@ -541,6 +549,8 @@ def read(shard: Shard, fields: Fields, batch_bytes: int, strict: bool,
             texts, ids, labels, rows, bad, n_records, turns = _slow_block(data, plan, row0, line0)
             n_lines = data.count(b"\n")
         bad.sort(key=lambda b: b.row)
+        if line_of is not None:
+            bad = [BadRecord(b.row, line_of(b.row), b.reason, b.detail) for b in bad]
         if strict and bad:
             raise_strict(shard, bad[0])
         line0 += n_lines
@@ -568,7 +578,10 @@ def _jsonl_samples(shard: Shard, limit: int = 100, budget: int = 64 << 20) -> li
 
 
 def has_field(shard: Shard, name: str) -> bool:
-    samples = _jsonl_samples(shard)
+    return samples_have_field(_jsonl_samples(shard), name)
+
+
+def samples_have_field(samples: Sequence[dict], name: str) -> bool:
     return _present(samples, _resolve(name, "text_field", samples))
 
 
@@ -577,7 +590,11 @@ def check(shard: Shard, fields: Fields) -> None:
     empty file, or one with no valid object, passes). A text selector that none of them
     gives a string for but some give another value (a list of chat turns) is a
     FieldTypeError."""
-    samples = _jsonl_samples(shard)
+    check_samples(shard, fields, _jsonl_samples(shard))
+
+
+def check_samples(shard: Shard, fields: Fields, samples: Sequence[dict]) -> None:
+    """:func:`check` on the first valid objects of a shard, however they were read."""
     if not samples:
         return
     for role, name in requested(fields):
@@ -668,7 +685,7 @@ def _record_lines(block: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndar
     return is_record
 
 
-def _open_bytes_output(path: str, compression: str | None):
+def open_bytes_output(path: str, compression: str | None):
     sink = pa.OSFile(path, "w")
     return pa.CompressedOutputStream(sink, compression) if compression else sink
 
@@ -678,12 +695,12 @@ def split(shard: Shard, flagged_rows: np.ndarray, clean: str | None, flagged: st
     (whitespace-only) lines are not records: they go to the clean output, so no byte of the
     input is lost.  A final line without a newline stays without one."""
     compression = classify(Location.of(shard.path).name)[1]
-    raw, stream = _open_json_stream(shard)
+    raw, stream = open_json_stream(shard)
     sides: list = [None, None]
     try:
         for i, out in enumerate((clean, flagged)):
             if out is not None:
-                sides[i] = _open_bytes_output(out, compression)
+                sides[i] = open_bytes_output(out, compression)
         row0 = n_flagged = 0
         first = True
         for block in _exact_line_blocks(shard, stream):

@@ -189,6 +189,9 @@ def _filesystem(u: _Uri) -> tuple[pafs.FileSystem, str]:
     if hit is not None:
         return hit
     root_uri = _uri(u, "")
+    if u.scheme == "hf":  # before pyarrow, which may hand unknown schemes to fsspec itself
+        _FILESYSTEMS[cache_key] = hit = _hf(u, root_uri)
+        return hit
     try:
         fs, root = pafs.FileSystem.from_uri(root_uri)
     except pa.ArrowInvalid as e:
@@ -199,6 +202,22 @@ def _filesystem(u: _Uri) -> tuple[pafs.FileSystem, str]:
         raise _error(root_uri, e, "cannot open the file system") from e
     _FILESYSTEMS[cache_key] = hit = (fs, root)
     return hit
+
+
+def _hf(u: _Uri, root_uri: str) -> tuple[pafs.FileSystem, str]:
+    """``hf://datasets/OWNER/NAME/...``: the Hugging Face Hub through huggingface_hub's
+    HfFileSystem (an fsspec file system; the ``[hf]`` extra). The query's options are its
+    keyword arguments (``?revision=...`` is not one: pin a revision as ``NAME@REV``)."""
+    try:
+        import huggingface_hub  # noqa: PLC0415 (optional: the [hf] extra)
+    except ImportError:
+        raise StorageError(f"{display(root_uri)}: hf:// paths need huggingface_hub, which is not installed: "
+                           "pip install 'contamscan[hf]'") from None
+    try:
+        fs = huggingface_hub.HfFileSystem(**dict(parse_qsl(u.query)))
+    except (ValueError, OSError, TypeError) as e:
+        raise _error(root_uri, e, "cannot open the Hugging Face Hub") from e
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), u.netloc
 
 
 def _fsspec(u: _Uri, root_uri: str) -> tuple[pafs.FileSystem, str]:
@@ -515,6 +534,14 @@ class Location:
         if self.remote:
             return Location(join(self.path, *parts), True)
         return Location(os.path.join(self.path, *[p for part in parts for p in part.split("/") if p]), False)
+
+    @property
+    def parent(self) -> "Location":
+        """The directory holding this file (a URI keeps its query)."""
+        if self.remote:
+            u = _parse(self.path)
+            return Location(_uri(u, u.path.rstrip("/").rpartition("/")[0], u.query), True)
+        return Location(os.path.dirname(self.path.rstrip(os.sep)) or ".", False)
 
     def absolute(self) -> "Location":
         return self if self.remote else Location(os.path.abspath(self.path), False)

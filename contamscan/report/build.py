@@ -115,3 +115,13 @@ def match_kinds(tables) -> Counter:
             for g in t.group_by(["label", "kind"]).aggregate([("row", "count")]).to_pylist():
                 kinds[(g["label"], g["kind"])] += g["row_count"]
     return kinds
+
+
+def sampling_note(sampling: dict) -> str:
+    """What a quick look scanned, in words (report.json's ``sampling.note``, and the renderers')."""
+    parts = []
+    if sampling.get("sample") is not None:
+        parts.append(f"a {sampling['sample']:.4g} sample of each shard's records (by row number)")
+    if sampling.get("limit") is not None:
+        parts.append(f"at most the first {sampling['limit']:,} documents of each shard")
+    return "quick look: " + ", ".join(parts) + "; counts and rates are of what was scanned, not of the whole shards"

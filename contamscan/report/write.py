@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import ContamscanError, FailedShardsError, GateError
+from ..errors import ContamscanError, FailedShardsError, GateError, NoDocumentsError
 from ..io import Location
 from ..model import EVIDENCE_SCHEMA, MATCH_SCHEMA
 from .build import match_kinds
@@ -156,6 +156,13 @@ class ScanReport:
     def failed_shards(self) -> list[str]:
         return [s["shard"] for s in self.shards if s["status"] == "failed"]
 
+    @property
+    def unreadable(self) -> list[str]:
+        """Input paths that discovery skipped because they could not be read (not unknown
+        extensions, excludes or non-data directories)."""
+        return [s["path"] for s in self.totals["errors"]["skipped_files"]
+                if s["reason"].startswith(("unreadable", "broken symlink", "vanished", "symlink loop"))]
+
     def shards_above(self, rate: float) -> list[str]:
         """Shards whose contamination rate is above ``rate`` (a per-shard gate)."""
         return [s["shard"] for s in self.shards if s["status"] == "ok" and s["contamination_rate"] > rate]
@@ -175,9 +182,10 @@ class ScanReport:
 
     def check(self, fail_above: float | None = None, fail_above_shard: float | None = None) -> None:
         """Raise when the scan should fail a pipeline step: :class:`~contamscan.errors.FailedShardsError`
-        (exit status 3) when shards could not be read, else :class:`~contamscan.errors.GateError`
-        (exit status 4) when the dataset's rate is above ``fail_above`` or a shard's above
-        ``fail_above_shard``.
+        (exit status 3) when shards failed, or, with a gate, when input paths could not be read;
+        else :class:`~contamscan.errors.NoDocumentsError` (exit status 5) when the scan read no
+        document at all; else :class:`~contamscan.errors.GateError` (exit status 4) when the
+        dataset's rate is above ``fail_above`` or a shard's above ``fail_above_shard``.
 
         Args:
             fail_above: the highest acceptable contamination rate of the dataset (a fraction).
@@ -185,6 +193,11 @@ class ScanReport:
         """
         if self.failed_shards:
             raise FailedShardsError(self.failed_shards)
+        gated = fail_above is not None or fail_above_shard is not None
+        if gated and self.unreadable:
+            raise FailedShardsError([], self.unreadable)
+        if not self.totals["documents"]:
+            raise NoDocumentsError(len(self.shards))
         above = self.shards_above(fail_above_shard) if fail_above_shard is not None else []
         rate = self.contamination_rate
         if fail_above is not None and rate > fail_above:

@@ -11,12 +11,12 @@ from datetime import datetime, timezone
 
 from ..config import ScanOptions
 from ..discover import discover
-from ..errors import ContamscanError, ShardReadError
+from ..errors import ContamscanError, FieldTypeError, ShardReadError
 from ..formats import check_fields
 from ..index import ReferenceIndex, open_index
 from ..io import Location, OutputDir
 from ..model import MATCH_SCHEMA, Fields, Shard, ShardResult
-from ..report.build import add_ai_share, build_report
+from ..report.build import add_ai_share, build_report, sampling_note
 from ..report.evidence import evidence_table
 from ..report.write import FINAL_OUTPUTS, REPORT, ScanReport, write_outputs
 from ..style.estimate import StyleTally
@@ -24,7 +24,7 @@ from ..style.profile import open_cached
 from ..version import __version__
 from .checkpoint import Checkpoints, OutputLock, run_fingerprint
 from .executors import executor_for
-from .shard import merge_pieces, plan_units
+from .shard import loud_failure, merge_pieces, plan_units
 
 
 def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progress=None, resume: bool = False,
@@ -87,6 +87,8 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
         report = build_report(results, index_summary=index.summary(), started_at=started, finished_at=_now(),
                               skipped=skipped, top_k=options.top_matches, version=__version__,
                               match_rules=options.match_rules())
+        if options.sampling() is not None:  # a quick look says so (the key is there only then)
+            report["sampling"] = {**options.sampling(), "note": sampling_note(options.sampling())}
         if options.profile is not None:  # the style estimate beside the near-duplicate rate
             add_ai_share(report, results, open_cached(options.profile))
         if output is not None:
@@ -140,7 +142,7 @@ def _find_shards(dataset, options: ScanOptions, output: OutputDir | None) -> tup
     inputs = [dataset] if isinstance(dataset, (str, os.PathLike)) else list(dataset)
     outputs = [p for p in (output.location if output else None, Location.of(str(output.work)) if output else None,
                            options.write_clean, options.write_flagged) if p is not None]
-    shards, skipped = discover(inputs, exclude=outputs)
+    shards, skipped = discover(inputs, exclude=outputs, exclude_globs=options.exclude)
     if not shards:
         raise ContamscanError("no shards to scan (expected .parquet, .jsonl, .json, .jsonl.gz, .jsonl.zst, .arrow)")
     if options.write_clean or options.write_flagged:
@@ -163,7 +165,8 @@ def _check_output_paths(shards, options: ScanOptions) -> None:
 
 
 def _check_text_field(shards, options: ScanOptions) -> None:
-    """A missing text field fails before any work. The checks run on 16 threads: a check of a
+    """A missing text field fails before any work (a text field of the wrong type fails its
+    shard, when it is read, as a shard without documents does). The checks run on 16 threads: a check of a
     remote shard costs round trips (a Parquet footer, the first lines of a JSON Lines file),
     and a dataset can have thousands of shards. The first missing field in shard order is
     raised; an unreadable shard is left for the scan to mark failed."""
@@ -171,7 +174,7 @@ def _check_text_field(shards, options: ScanOptions) -> None:
     def check(s: Shard):
         try:
             check_fields(s, Fields(text=options.text_field))
-        except ShardReadError:
+        except (ShardReadError, FieldTypeError):  # the shard fails alone, with the reason (loud, not fatal)
             return None
         except ContamscanError as e:
             return e
@@ -218,7 +221,16 @@ def _merge_pieces(units, done: dict, options: ScanOptions) -> list[ShardResult]:
         if n == 0 or units[n].path != units[n - 1].path:
             groups.append([])
         groups[-1].append(done[n])
-    return [parts[0] if len(parts) == 1 else merge_pieces(parts, options.top_matches) for parts in groups]
+    results = []
+    for parts in groups:
+        if len(parts) == 1:
+            results.append(parts[0])
+            continue
+        r = merge_pieces(parts, options.top_matches)
+        failure = loud_failure(r, options) if r.status == "ok" else None
+        results.append(r if failure is None else ShardResult(shard=r.shard, status="failed", error=failure,
+                                                             seconds=r.seconds))
+    return results
 
 
 def _write(output: OutputDir, report: dict, results, units, done: dict, checkpoints: Checkpoints) -> None:

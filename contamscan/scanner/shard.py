@@ -143,10 +143,67 @@ class ShardTally:
         )
 
 
+def loud_failure(r: ShardResult, options: ScanOptions) -> str | None:
+    """Why a shard that was read must fail all the same, or None: it holds records and
+    yields no document (every record bad: the wrong field type, a wrong layout), or more of
+    its records are bad than ``max_bad_share`` allows."""
+    records = r.documents + r.bad_records
+    if not r.bad_records:
+        return None
+    reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(r.bad_by_reason.items(), key=lambda kv: (-kv[1], kv[0])))
+    if not r.documents:
+        return f"{r.shard}: {records:,} record(s) and no document: every record is bad ({reasons})"
+    if r.bad_records > options.max_bad_share * records:
+        return (f"{r.shard}: {r.bad_records:,} of {records:,} records are bad ({r.bad_records / records:.2%}, above "
+                f"`max_bad_share` {options.max_bad_share:.2%}): {reasons}")
+    return None
+
+
+def _sampled(rows: np.ndarray, share: float) -> np.ndarray:
+    """Whether each record is in a ``share`` sample: a hash of its row number (splitmix64)
+    below share * 2**64, so a record's fate depends on its row alone (the same on every run,
+    for every piece and worker count)."""
+    z = rows.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return z < np.uint64(min(int(share * 2.0**64), 2**64 - 1))
+
+
+def _keep(batch: Batch, keep: np.ndarray, bad) -> Batch:
+    k = pa.array(keep)
+    return dataclasses.replace(batch, texts=batch.texts.filter(k),
+                               ids=batch.ids.filter(k) if batch.ids is not None else None,
+                               labels=batch.labels.filter(k) if batch.labels is not None else None,
+                               rows=batch.rows[keep], bad=tuple(bad),
+                               turns=batch.turns[keep] if batch.turns is not None else None)
+
+
+def quick_look(batch: Batch, options: ScanOptions, documents: int) -> Batch:
+    """The part of a batch a quick look scans: with ``sample``, the sampled records (good and
+    bad); with ``limit``, the first documents up to the limit (``documents`` are already
+    scanned) and the bad records before the last of them."""
+    if options.sample is not None and options.sample < 1:
+        keep = _sampled(batch.rows, options.sample)
+        bad = [b for b, s in zip(batch.bad, _sampled(np.array([b.row for b in batch.bad], np.int64),
+                                                     options.sample).tolist()) if s]
+        batch = _keep(batch, keep, bad)
+    if options.limit is not None and documents + len(batch.rows) > options.limit:
+        n = max(0, options.limit - documents)
+        keep = np.zeros(len(batch.rows), bool)
+        keep[:n] = True
+        last = int(batch.rows[n - 1]) if n else -1
+        batch = _keep(batch, keep, [b for b in batch.bad if b.row < last])
+    return batch
+
+
 def scan_shard(shard: Shard, index: ReferenceIndex, options: ScanOptions, hasher: Hasher | None = None,
                progress=None) -> ShardResult:
     """Scan one shard. A shard that cannot be read comes back with status "failed" and the
-    reason; a bad record is counted and skipped (or, with ``strict``, fails the shard).
+    reason; a bad record is counted and skipped (or, with ``strict``, fails the shard); a
+    shard with no document but bad records, or too many bad records (``max_bad_share``),
+    fails (:func:`loud_failure`).
     ``progress`` is called with each batch read."""
     t0 = time.perf_counter()
     hasher = hasher or index.hasher()
@@ -156,11 +213,18 @@ def scan_shard(shard: Shard, index: ReferenceIndex, options: ScanOptions, hasher
         id_field = options.id_field if options.id_field is not None and has_field(shard, options.id_field) else None
         fields = Fields(text=options.text_field, id=id_field, per_turn=options.per_turn)
         for batch in read_batches(shard, fields, batch_bytes=options.batch_bytes, strict=options.strict):
-            tally.add(batch, index, hasher, options)
             if progress:
                 progress(batch)
+            if options.sample is not None or options.limit is not None:
+                batch = quick_look(batch, options, tally.documents)
+            tally.add(batch, index, hasher, options)
             del batch  # not held while the next one is read
+            if options.limit is not None and tally.documents >= options.limit:
+                break
         result = tally.result(time.perf_counter() - t0)
+        failure = loud_failure(result, options) if shard.row_groups is None else None  # pieces: once merged
+        if failure is not None:
+            raise ContamscanError(failure)
         if options.write_clean or options.write_flagged:
             flagged_rows = np.unique(result.matches.column("row").to_numpy())
             counts = split_shard(shard, flagged_rows, options.write_clean, options.write_flagged)
@@ -182,7 +246,7 @@ def plan_units(shards, options: ScanOptions) -> list[Shard]:
     """The scan's units of work, in shard order: each shard, or for a Parquet shard larger
     than ``options.piece_bytes``, pieces of consecutive whole row groups of about that size
     (rows keep their numbers in the file, so merged pieces equal the whole shard)."""
-    if options.write_clean or options.write_flagged or options.profile:
+    if options.write_clean or options.write_flagged or options.profile or options.limit is not None:
         return list(shards)
     units = []
     for s in shards:

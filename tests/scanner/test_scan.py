@@ -39,7 +39,9 @@ def test_bad_records_are_counted_and_skipped(setup, tmp_path):
     offsets = np.cumsum([0] + [len(r) for r in raw]).astype(np.int32)
     arr = pa.Array.from_buffers(pa.string(), 3, [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(raw))])
     pq.write_table(pa.table({"id": ["p0", "p1", "p2"], "text": arr}), data / "b.parquet")
-    report = scan([str(data)], index, tmp_path / "out", ScanOptions(workers=1))
+    # 4 bad of 6 and 1 of 3: far above the default max_bad_share, which has its own tests
+    # (test_loud_failures.py); here every bad record is counted and skipped
+    report = scan([str(data)], index, tmp_path / "out", ScanOptions(workers=1, max_bad_share=1.0))
     shards = {s["shard"]: s for s in report.shards}
     a, b = shards["a.jsonl"], shards["b.parquet"]
     assert a["documents"] == 2 and a["flagged_documents"] == 2

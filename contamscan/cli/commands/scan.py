@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
 
 from ...config import ScanOptions
 from ...errors import ContamscanError
-from ...report.render.terminal import print_summary
+from ...report.render.terminal import print_summary, summary_json
 from ...scanner.run import scan
-from ..options import config_option, dataclass_from, dataclass_options
+from ..options import config_option, dataclass_from, dataclass_options, spelled
 from ..progress import ProgressBar, log
 
 
@@ -25,11 +26,14 @@ from ..progress import ProgressBar, log
               help="Exit with status 4 when the dataset's contamination rate is above RATE (a fraction, e.g. 0.01).")
 @click.option("--fail-above-shard", type=float, default=None,
               help="Exit with status 4 when any shard's contamination rate is above RATE.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary (totals, each shard, flagged documents by model) as JSON on stdout instead of "
+                   "the tables.")
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted scan into the same output directory (same inputs, index and options).")
 @dataclass_options(ScanOptions)
 @click.pass_context
-def scan_cmd(ctx, dataset, index_path, out, fail_above, fail_above_shard, resume, **params):
+def scan_cmd(ctx, dataset, index_path, out, fail_above, fail_above_shard, as_json, resume, **params):
     """Scan DATASET files, directories (recursively) or globs against an index.
 
     Any path (DATASET, --index, -o, --write-clean, --write-flagged, --profile) can be a URI:
@@ -42,6 +46,12 @@ def scan_cmd(ctx, dataset, index_path, out, fail_above, fail_above_shard, resume
     json_log = ctx.find_root().params.get("log_format") == "json"
 
     def events(name: str, fields: dict) -> None:
+        if fields.get("error"):  # a shard's reason, with options spelled as flags
+            fields = {**fields, "error": spelled(fields["error"])}
+        if name == "scan_started":
+            progress.shards_total = fields["pieces"] - fields["resumed_shards"]
+        elif name == "shard_finished":
+            progress.shard_finished()
         text = None
         if name == "shard_finished" and not sys.stderr.isatty():  # a log, not a terminal: a line per shard
             text = (f"{fields['shard']}: {fields['status']}, {fields['documents']:,} documents, "
@@ -54,6 +64,8 @@ def scan_cmd(ctx, dataset, index_path, out, fail_above, fail_above_shard, resume
                       resume=resume, events=events)
     finally:
         progress.close()
-    if not json_log:
+    if as_json:
+        click.echo(json.dumps(summary_json(report.data), indent=2, ensure_ascii=False))
+    elif not json_log:
         print_summary(report.data, out)
-    report.check(fail_above, fail_above_shard)  # a FailedShardsError or a GateError ends the command
+    report.check(fail_above, fail_above_shard)  # FailedShardsError, NoDocumentsError or GateError end the command

@@ -565,7 +565,9 @@ def render_html(report: dict, kinds: Counter | None = None, evidence: pa.Table |
         f'{len(idx["labels"]):,} models; {e(params)}.</p>'
         f'<p class="meta">Match rules: {e(rule_text or "-")}. Scanned {e(report["started_at"])} to '
         f'{e(report["finished_at"])} by contamscan {e(report["tool"]["version"])}.</p>'
-        '<nav><a href="#totals">Totals</a><a href="#models">By model</a><a href="#rates">Rate per shard</a>'
+        + (f'<p class="meta sampling"><strong>{e(report["sampling"]["note"])}.</strong></p>'
+           if report.get("sampling") else "")
+        + '<nav><a href="#totals">Totals</a><a href="#models">By model</a><a href="#rates">Rate per shard</a>'
         '<a href="#shards">Shards</a><a href="#similarity">Similarity</a><a href="#evidence">Evidence</a></nav>'
         '</header>',
         f'<section id="totals"><h2>Dataset</h2>{_cards(report)}</section>',

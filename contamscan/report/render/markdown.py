@@ -17,6 +17,7 @@ def render_markdown(report: dict) -> str:
         f"{len(report['index']['labels'])} models; {p['ngram']}-word shingles, {p['num_perm']} permutations, "
         f"flag at estimated Jaccard >= {p['threshold']}.",
         f"Scanned {report['started_at']} to {report['finished_at']}.",
+        *(["", f"**{report['sampling']['note']}.**"] if report.get("sampling") else []),
         "",
         "## Totals",
         "",

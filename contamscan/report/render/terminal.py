@@ -162,6 +162,8 @@ def print_summary(report: dict, out, con: Console | None = None) -> None:
     """The summary of a scan: shards, the style estimate (with a profile), models, where the report is."""
     con = con or console()
     con.print(shard_table(report))
+    if report.get("sampling"):
+        con.print(report["sampling"]["note"], style="bold yellow", markup=False)
     if "style" in report:  # scan --profile: the AI-written share beside the near-duplicate rate
         con.print(style_table(report))
     bars = model_bars(report)
@@ -169,3 +171,20 @@ def print_summary(report: dict, out, con: Console | None = None) -> None:
         con.print(bars)
     html = Location.of(out).join("report.html").shown
     con.print(f"report: {html} (and report.md, report.json, matches.parquet, evidence.parquet)", markup=False)
+
+
+def summary_json(report: dict) -> dict:
+    """What ``scan --json`` prints on stdout instead of the tables: the totals, each shard
+    and the flagged documents by model, as report.json holds them (without the evidence)."""
+    t = report["totals"]
+    keys = ("documents", "bytes", "flagged_documents", "contamination_rate", "ci95", "by_label", "ai_share")
+    return {
+        "totals": {"shards": t["shards"], **{k: t[k] for k in keys if k in t},
+                   "bad_records": t["errors"]["bad_records"], "failed_shards": t["errors"]["failed_shards"],
+                   "skipped_files": len(t["errors"]["skipped_files"])},
+        "shards": [{"shard": s["shard"], "status": s["status"], "error": s["error"],
+                    **{k: s[k] for k in keys if k in s}, "bad_records": s["errors"]["bad_records"]}
+                   for s in report["shards"]],
+        "by_label": dict(t["by_label"]),
+        "sampling": report.get("sampling"),
+    }
