@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import HUMAN
-from contamscan.cli import cli
+from contamscan.cli import EXIT_FAILED_SHARDS, cli
 
 MODELS = ["claude-sonnet-4-20250514", "openai/o3", "moonshotai/kimi-k2"]
 SELECTOR = "messages[role=assistant].content"
@@ -71,8 +71,10 @@ def chat(tmp_path_factory, ai_table):
 
 
 def _scan(root, shard, out, *extra):
+    # 4 of the 300 records have no assistant turn on purpose (text_no_match): 1.3% of bad
+    # records, above the default --max-bad-share of 1%
     r = run("scan", root / "data" / shard, "--index", root / "index", "-o", out, "--workers", "1",
-            "--text-field", SELECTOR, *extra)
+            "--text-field", SELECTOR, "--max-bad-share", "0.02", *extra)
     assert r.exit_code == 0, r.output
     report = json.loads((out / "report.json").read_text())
     return report, pq.read_table(out / "matches.parquet").to_pylist()
@@ -105,13 +107,16 @@ def test_per_turn_names_the_turn(chat, tmp_path, shard):
 
 @pytest.mark.parametrize("shard", ["sft.jsonl", "sft.parquet", "sft.arrow"])
 def test_a_list_of_turns_as_the_text_fails_loudly(chat, tmp_path, shard):
-    """It used to exit 0 with 0 documents."""
+    """It used to exit 0 with 0 documents: now the shard fails (exit 3), saying what the field
+    holds and which selector to use."""
     root, _, _ = chat
     r = run("scan", root / "data" / shard, "--index", root / "index", "-o", tmp_path / "out", "--text-field",
             "messages")
-    assert r.exit_code == 1, r.output
-    assert "list" in r.output and "messages[role=assistant].content" in r.output
-    assert not (tmp_path / "out" / "report.json").exists()
+    assert r.exit_code == EXIT_FAILED_SHARDS, r.output
+    (s,) = json.loads((tmp_path / "out" / "report.json").read_text())["shards"]
+    assert s["status"] == "failed" and s["documents"] == 0
+    assert "list" in s["error"] and "messages[role=assistant].content" in s["error"]
+    assert "messages[role=assistant].content" in r.output
 
 
 def test_write_clean_keeps_chat_records_byte_for_byte(chat, tmp_path):

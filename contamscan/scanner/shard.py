@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import ScanOptions
-from ..errors import ContamscanError
-from ..formats import has_field, read_batches, row_group_sizes, split_shard
+from ..errors import ContamscanError, FieldTypeError
+from ..formats import check_fields, has_field, read_batches, row_group_sizes, split_shard
 from ..index import ReferenceIndex
 from ..io import Location
 from ..model import (
@@ -143,15 +143,22 @@ class ShardTally:
         )
 
 
-def loud_failure(r: ShardResult, options: ScanOptions) -> str | None:
+def loud_failure(r: ShardResult, options: ScanOptions, shard: Shard | None = None) -> str | None:
     """Why a shard that was read must fail all the same, or None: it holds records and
     yields no document (every record bad: the wrong field type, a wrong layout), or more of
-    its records are bad than ``max_bad_share`` allows."""
+    its records are bad than ``max_bad_share`` allows. With ``shard``, a text field whose
+    records all hold something else than a string says what they hold (the format's
+    FieldTypeError, e.g. a list of chat turns, with the selector to use)."""
     records = r.documents + r.bad_records
     if not r.bad_records:
         return None
     reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(r.bad_by_reason.items(), key=lambda kv: (-kv[1], kv[0])))
     if not r.documents:
+        if shard is not None and set(r.bad_by_reason) == {"text_not_string"}:
+            try:
+                check_fields(shard, Fields(text=options.text_field))
+            except FieldTypeError as e:
+                return f"{r.shard}: {records:,} record(s) and no document: {e}"
         return f"{r.shard}: {records:,} record(s) and no document: every record is bad ({reasons})"
     if r.bad_records > options.max_bad_share * records:
         return (f"{r.shard}: {r.bad_records:,} of {records:,} records are bad ({r.bad_records / records:.2%}, above "
@@ -222,7 +229,7 @@ def scan_shard(shard: Shard, index: ReferenceIndex, options: ScanOptions, hasher
             if options.limit is not None and tally.documents >= options.limit:
                 break
         result = tally.result(time.perf_counter() - t0)
-        failure = loud_failure(result, options) if shard.row_groups is None else None  # pieces: once merged
+        failure = loud_failure(result, options, shard) if shard.row_groups is None else None  # pieces: once merged
         if failure is not None:
             raise ContamscanError(failure)
         if options.write_clean or options.write_flagged:

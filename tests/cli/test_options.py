@@ -115,7 +115,7 @@ SCAN = ["data/", "--index", "refs.index", "-o", "out"]
 def test_defaults_are_the_dataclasses_defaults():
     (scan,), rest = _parsed(("scan",), SCAN, (ScanOptions,))
     assert scan == ScanOptions()
-    assert set(rest) == {"dataset", "index_path", "out", "fail_above", "fail_above_shard", "resume"}
+    assert set(rest) == {"dataset", "index_path", "out", "fail_above", "fail_above_shard", "resume", "as_json"}
     (build, params), rest = _parsed(("index", "build"), ["refs/", "-o", "ix"], (BuildOptions, IndexParams))
     assert build == BuildOptions() and params == IndexParams() and set(rest) == {"refs", "out"}
     (options, params), rest = _parsed(("profile", "build"), ["--human", "h/", "--ai", "a/", "-o", "p"],
