@@ -127,3 +127,33 @@ def test_write_clean_keeps_chat_records_byte_for_byte(chat, tmp_path):
     assert (tmp_path / "clean" / "sft.jsonl").read_bytes() == b"".join(
         line for i, line in enumerate(lines) if i not in truth)
     assert (tmp_path / "flagged" / "sft.jsonl").read_bytes() == b"".join(lines[i] for i in sorted(truth))
+
+
+def test_sources_with_different_text_fields_in_one_run(chat, tmp_path):
+    """One source names its text `content`, another `text`, a third holds chat turns: one
+    run with fallbacks reads them all and flags exactly the copies planted in each."""
+    root, records, truth = chat
+    refs = pl.read_parquet(root / "refs.parquet").to_dicts()
+    humans = [m["content"] for i, r in enumerate(records) if i not in truth  # human text only: no planted copy
+              for m in r["messages"] if m["role"] == "assistant"][:120]
+    data = tmp_path / "data"
+    data.mkdir()
+    planted = {}
+    for name, field in (("a.jsonl", "content"), ("b.jsonl", "text")):
+        rows = [{"id": f"{name}-{i}", field: t} for i, t in enumerate(humans[:60] if name == "a.jsonl" else humans[60:])]
+        for k in range(5):
+            ref = refs[(7 * k + len(planted)) % len(refs)]
+            rows.insert(3 + 11 * k, {"id": f"{name}-copy-{k}", field: ref["text"]})
+            planted[f"{name}-copy-{k}"] = ref["model"]
+        (data / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (data / "c.jsonl").write_bytes((root / "data" / "sft.jsonl").read_bytes())
+    r = run("scan", data, "--index", root / "index", "-o", tmp_path / "out", "--workers", "1", "--max-bad-share",
+            "0.02", "--text-field", f"text|content|{SELECTOR}")
+    assert r.exit_code == 0, r.output
+    matches = pq.read_table(tmp_path / "out" / "matches.parquet").to_pylist()
+    by_shard = {s: {m["doc_id"]: m["label"] for m in matches if m["shard"] == s} for s in ("a.jsonl", "b.jsonl")}
+    assert by_shard["a.jsonl"] | by_shard["b.jsonl"] == planted
+    assert {m["row"]: m["label"] for m in matches if m["shard"] == "c.jsonl"} == {i: model for i, (_, model) in
+                                                                                 truth.items()}
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [s["documents"] for s in report["shards"]] == [65, 65, 300 - 4]
