@@ -11,17 +11,20 @@ from ...report.render.terminal import console, print_comparison, print_summary
 from ...report.write import read_report, rerender
 
 
-class ExistingOrRemote(click.Path):
-    """A local path that must exist, or a remote URI (checked when it is read)."""
+class ExistingLocation(click.ParamType):
+    """A path or URI that must exist (a local path, ``file://``, or object storage alike)."""
+
+    name = "path"
 
     def convert(self, value, param, ctx):
-        loc = Location.of(value)  # a file:// URI is a local path
-        return value if loc.remote else super().convert(loc.path, param, ctx)
+        if not Location.of(value).exists():
+            self.fail(f"{value!r} does not exist", param, ctx)
+        return value
 
 
 @click.command("report")
 @click.argument("out", required=False, type=click.Path(file_okay=False))
-@click.option("--compare", nargs=2, type=ExistingOrRemote(exists=True), metavar="OLD NEW", default=None,
+@click.option("--compare", nargs=2, type=ExistingLocation(), metavar="OLD NEW", default=None,
               help="Compare two scans (output directories or report.json files): per-shard and per-model changes.")
 @click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), default=None,
               help="With --compare: also write the comparison as Markdown to FILE.")
