@@ -300,12 +300,8 @@ def _match(pattern: list[str], names: list[str]) -> bool:
     return fnmatchcase(names[0], p) and _match(pattern[1:], names[1:])
 
 
-def glob(pattern: str) -> tuple[str, list[tuple[RemoteFile, int]]]:
-    """(base URI, matches) of a remote glob pattern. The base is the pattern's fixed
-    directory prefix (the part before the first component with ``*``, ``[``); what is
-    listed under it is matched component by component (:func:`_match`). Each match is
-    (file, k): the file's first k components (relative to the base) matched the pattern;
-    k smaller than its number of components means a matched directory holding the file."""
+def _split_glob(pattern: str) -> tuple[str, list[str]]:
+    """(base URI, the pattern's components below it) of a remote glob pattern."""
     u = _parse(pattern)
     parts = u.path.split("/") if u.path else []
     fixed: list[str] = []
@@ -313,8 +309,16 @@ def glob(pattern: str) -> tuple[str, list[tuple[RemoteFile, int]]]:
         if _MAGIC.search(part):
             break
         fixed.append(part)
-    rest = parts[len(fixed):]
-    base = _uri(u, "/".join(fixed))
+    return _uri(u, "/".join(fixed)), parts[len(fixed):]
+
+
+def glob(pattern: str) -> tuple[str, list[tuple[RemoteFile, int]]]:
+    """(base URI, matches) of a remote glob pattern. The base is the pattern's fixed
+    directory prefix (the part before the first component with ``*``, ``[``); what is
+    listed under it is matched component by component (:func:`_match`). Each match is
+    (file, k): the file's first k components (relative to the base) matched the pattern;
+    k smaller than its number of components means a matched directory holding the file."""
+    base, rest = _split_glob(pattern)
     matches = []
     for f in list_files(base):
         names = f.rel.split("/")
@@ -712,6 +716,12 @@ class Location:
             i = self.info()
             return Found(self, i.size, i.mtime_ns)
         return next(self._found_file())
+
+    def glob_base(self) -> "Location":
+        """The fixed directory prefix of this glob pattern (nothing is listed)."""
+        if not self.remote:
+            return Location(_glob_base(self.path))
+        return Location(_split_glob(self.path)[0], True)
 
     def glob(self) -> tuple["Location", list["Location"]]:
         """(base, matches) of this glob pattern: the base is its fixed directory prefix, the
