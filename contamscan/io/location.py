@@ -856,9 +856,10 @@ class PendingFile:
             finally:
                 os.close(fd)
             os.replace(self.temp, t.path)
+            self.temp = None
+            fsync_dir(os.path.dirname(os.path.abspath(t.path)))  # the rename itself survives a crash
         except OSError as e:
             raise _os_error(t, e, "cannot write") from e
-        self.temp = None
 
     def discard(self) -> None:
         if self.temp is not None:
@@ -867,6 +868,15 @@ class PendingFile:
             except FileNotFoundError:
                 pass
             self.temp = None
+
+
+def fsync_dir(path: str) -> None:
+    """Flush a local directory's entries (a rename into it) to disk."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _glob_base(pattern: str) -> str:

@@ -1,6 +1,7 @@
 """Faults of issue 15: outputs that overlap each other or the data, damaged checkpoints."""
 
 import json
+import os
 
 import pyarrow.parquet as pq
 import pytest
@@ -9,6 +10,8 @@ from contamscan import scan
 from contamscan.config import ScanOptions
 from contamscan.errors import ContamscanError
 from contamscan.index import build_index
+from contamscan.io import Location
+from contamscan.scanner import run as run_module
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +79,83 @@ def test_separate_outputs_still_work_and_out_inside_data_is_skipped(setup, tmp_p
     r = scan([str(data)], index, data / "out", ScanOptions(workers=1, write_clean=str(tmp_path / "clean")))
     assert sorted(s["shard"] for s in r.shards) == ["a.jsonl", "report.json"]
     assert (tmp_path / "clean" / "a.jsonl").exists()
+
+
+# --------------------------------------------------------------------------- damaged checkpoints
+
+
+def _interrupted(setup, tmp_path, monkeypatch):
+    """A scan of three shards stopped after every shard's checkpoint, before its report."""
+    root, index, refs = setup
+    texts = refs["text"].to_pylist()
+    data = tmp_path / "data"
+    data.mkdir()
+    for n in range(3):
+        (data / f"p{n}.jsonl").write_text("".join(json.dumps({"id": f"{n}-{i}", "text": t}) + "\n"
+                                                  for i, t in enumerate(texts[n * 4:n * 4 + 4] + texts[100:102])))
+    whole = scan([str(data)], index, tmp_path / "whole", ScanOptions(workers=1))
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(run_module, "_write", killed)
+        with pytest.raises(KeyboardInterrupt):
+            scan([str(data)], index, tmp_path / "out", ScanOptions(workers=1))
+    state = tmp_path / "out" / ".contamscan"
+    assert sorted(p.name for p in state.glob("[0-9]*")) == [f"{n:06d}.{e}" for n in range(3) for e in ("json", "parquet")]
+    return data, index, whole, state
+
+
+def _damage(state, how):
+    j, m = state / "000001.json", state / "000001.parquet"
+    if how == "empty json":
+        j.write_bytes(b"")
+    elif how == "not json":
+        j.write_bytes(b'{"shard": "p1.jsonl", "status": "o')
+    elif how == "json list":
+        j.write_text("[1, 2]")
+    elif how == "missing field":
+        fields = json.loads(j.read_text())
+        del fields["flagged_documents"]
+        j.write_text(json.dumps(fields))
+    elif how == "wrong type":
+        fields = json.loads(j.read_text())
+        fields["documents"] = "six"
+        j.write_text(json.dumps(fields))
+    elif how == "empty matches":
+        m.write_bytes(b"")
+    elif how == "garbage matches":
+        m.write_bytes(b"PAR1" + b"\x00" * 100 + b"PAR1")
+    elif how == "no matches":
+        m.unlink()
+    elif how == "damaged run.json":
+        (state / "run.json").write_bytes(b"{")
+
+
+@pytest.mark.parametrize("how", ["empty json", "not json", "json list", "missing field", "wrong type",
+                                 "empty matches", "garbage matches", "no matches", "damaged run.json"])
+def test_a_damaged_checkpoint_is_scanned_again(setup, tmp_path, monkeypatch, how):
+    data, index, whole, state = _interrupted(setup, tmp_path, monkeypatch)
+    _damage(state, how)
+    finished = []
+    r = scan([str(data)], index, tmp_path / "out", ScanOptions(workers=1), resume=True,
+             events=lambda name, f: finished.append(f["shard"]) if name == "shard_finished" else None)
+    assert finished == (["p0.jsonl", "p1.jsonl", "p2.jsonl"] if how == "damaged run.json" else ["p1.jsonl"])
+    strip = ("started_at", "finished_at")
+    assert {k: v for k, v in r.data.items() if k not in strip} == {k: v for k, v in whole.data.items() if k not in strip}
+    assert r.matches().equals(whole.matches())
+    assert r.totals["flagged_documents"] == 18  # every text is a reference
+
+
+def test_final_files_and_their_directory_are_fsynced(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    Location.of(str(tmp_path / "a.json")).write_atomic(b"{}")
+    assert len(synced) == 2 and synced[0].startswith(str(tmp_path / ".a.json.tmp")) and synced[1] == str(tmp_path)
