@@ -41,7 +41,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import xxhash
 
-from ..errors import StorageError
+from ..errors import OutputWriteError, StorageError
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _MAGIC = re.compile(r"[*?[]")
@@ -842,6 +842,8 @@ class PendingFile:
                 self.commit()
         finally:
             self.discard()
+        if isinstance(exc, OSError):  # writing the file failed (a full disk, a read-only one): say which, and why
+            raise OutputWriteError(f"{self.target.shown}: cannot write: {exc.strerror or exc}") from exc
 
     def commit(self) -> None:
         t = self.target
@@ -859,7 +861,7 @@ class PendingFile:
             self.temp = None
             fsync_dir(os.path.dirname(os.path.abspath(t.path)))  # the rename itself survives a crash
         except OSError as e:
-            raise _os_error(t, e, "cannot write") from e
+            raise OutputWriteError(f"{t.shown}: cannot write: {e.strerror or e}") from e
 
     def discard(self) -> None:
         if self.temp is not None:

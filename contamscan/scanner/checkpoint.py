@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from ..errors import ContamscanError
+from ..errors import ContamscanError, OutputWriteError
 from ..io import Location
 from ..io.artifact import manifest_digest
 from ..model import MATCH_SCHEMA, ShardResult
@@ -44,8 +44,11 @@ class OutputLock:
 
     def __init__(self, out: Path, shown: str | None = None):
         self.path = Path(out) / STATE_DIR / "lock"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise OutputWriteError(f"{Location.of(str(self.path)).shown}: cannot write: {e.strerror or e}") from e
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -89,7 +92,10 @@ class Checkpoints:
 
     def __init__(self, out: Path, fingerprint: dict, resume: bool, shown: str | None = None):
         self.dir = Path(out) / STATE_DIR
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputWriteError(f"{Location.of(str(self.dir)).shown}: cannot write: {e.strerror or e}") from e
         remove_stale_temporaries(self.dir)
         self.done: dict[int, object] = {}
         run = self.dir / "run.json"

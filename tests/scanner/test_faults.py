@@ -1,12 +1,16 @@
 """Faults of issue 15: outputs that overlap each other or the data, damaged checkpoints."""
 
+import errno
 import json
 import os
+import subprocess
 
 import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
 
 from contamscan import scan
+from contamscan.cli import cli
 from contamscan.config import ScanOptions
 from contamscan.errors import ContamscanError
 from contamscan.index import build_index
@@ -159,3 +163,63 @@ def test_final_files_and_their_directory_are_fsynced(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", fsync)
     Location.of(str(tmp_path / "a.json")).write_atomic(b"{}")
     assert len(synced) == 2 and synced[0].startswith(str(tmp_path / ".a.json.tmp")) and synced[1] == str(tmp_path)
+
+
+# --------------------------------------------------------------------------- output I/O errors
+
+
+def _cli_scan(data, index, out, *extra):
+    return CliRunner().invoke(cli, ["scan", str(data), "--index", str(index.path), "-o", str(out), "--workers", "1",
+                                    *extra])
+
+
+def _one_line_error(res, path, cause):
+    assert res.exit_code == 1, res.output
+    assert "Traceback" not in res.output and res.exception is None or isinstance(res.exception, SystemExit)
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and path in lines[0] and cause in lines[0], res.output
+    assert "cannot read" not in res.output and "failed" not in lines[0]
+
+
+@pytest.mark.parametrize("where", ["fsync", "write"])
+def test_a_full_disk_is_one_line_naming_the_output(setup, tmp_path, monkeypatch, where):
+    root, index, refs = setup
+    data = _data(tmp_path, refs)
+    out = tmp_path / "out"
+    if where == "fsync":
+        def failing(fd):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        monkeypatch.setattr(os, "fsync", failing)
+    else:  # the report files: the table written into its temporary file fails
+        real = pq.write_table
+
+        def failing(table, where, *a, **k):
+            if "report" in str(where) or "matches" in str(where) or "evidence" in str(where):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real(table, where, *a, **k)
+        monkeypatch.setattr(pq, "write_table", failing)
+    res = _cli_scan(data, index, out)
+    _one_line_error(res, str(out), "No space left on device")
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A read-only file system (root ignores permission bits, so chmod proves nothing)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], check=True,
+                       capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip("cannot mount a read-only tmpfs here (no privilege); the ENOSPC tests cover the path")
+    yield ro
+    subprocess.run(["umount", str(ro)], check=False, capture_output=True, timeout=10)
+
+
+def test_a_read_only_output_is_one_line_naming_it(setup, tmp_path, read_only_dir):
+    root, index, refs = setup
+    data = _data(tmp_path, refs)
+    res = _cli_scan(data, index, read_only_dir / "out")
+    _one_line_error(res, str(read_only_dir / "out"), "Read-only file system")
+    res = _cli_scan(data, index, tmp_path / "out", "--write-clean", str(read_only_dir / "clean"))
+    _one_line_error(res, str(read_only_dir / "clean"), "Read-only file system")
