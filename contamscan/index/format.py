@@ -213,9 +213,41 @@ def open_index(path, verify: bool = True) -> ReferenceIndex:
             raise IndexFormatError(f"{opened.location.shown}: the index was built with {key} "
                                    f"{manifest['params'].get(key)!r}, and this contamscan uses {current[key]!r}: "
                                    "their hashes would not match; rebuild the index")
-    refs = pl.read_parquet(local / "refs.parquet")
-    arrays = {a: np.load(local / f"{a}.npy", mmap_mode="r") for a in ARRAYS}
+    shown = opened.location.shown
+    refs = pl.read_parquet(opened.file("refs.parquet"))
+    arrays = {}
+    for a in ARRAYS:
+        try:
+            arrays[a] = np.load(opened.file(f"{a}.npy"), mmap_mode="r", allow_pickle=False)
+        except ValueError as e:  # an object array (pickles), or not an array file
+            raise IndexFormatError(f"{shown}: {a}.npy is not an array of numbers ({e}); rebuild the index") from None
     texts = None
     if manifest.get("stored_text"):
-        texts = pa.ipc.open_file(pa.memory_map(str(local / "texts.arrow"))).read_all().column("text")
+        texts = pa.ipc.open_file(pa.memory_map(str(opened.file("texts.arrow")))).read_all().column("text")
+    _check_shapes(shown, manifest, len(refs), arrays, texts)
     return ReferenceIndex(local, manifest, refs, arrays, texts, location=opened.location)
+
+
+def _check_shapes(shown: str, manifest: dict, refs: int, arrays: dict, texts) -> None:
+    """The parameters and counts of the manifest against the arrays: a mismatch is a damaged
+    or hand-edited index, never something to index out of bounds on."""
+    p, sigs = manifest["params"], arrays["signatures"]
+    problems = []
+    if sigs.ndim != 2 or sigs.shape[1] != p.get("num_perm"):
+        problems.append(f"signatures have shape {sigs.shape}, num_perm is {p.get('num_perm')}")
+    elif p.get("bands", 0) * p.get("rows", 0) > sigs.shape[1]:
+        problems.append(f"bands {p.get('bands')} x rows {p.get('rows')} exceed num_perm {sigs.shape[1]}")
+    if len(sigs) != refs or manifest.get("counts", {}).get("refs", refs) != refs:
+        problems.append(f"{refs} references, {len(sigs)} signatures, manifest counts "
+                        f"{manifest.get('counts', {}).get('refs')}")
+    for a in ("band_tags", "band_refs"):
+        arr = arrays[a]
+        if arr.ndim != 2 or arr.shape[0] != p.get("bands") or arr.shape[1] != refs:
+            problems.append(f"{a} has shape {arr.shape}, expected ({p.get('bands')}, {refs})")
+    if len(arrays["anchor_tags"]) != len(arrays["anchor_refs"]):
+        problems.append("anchor_tags and anchor_refs differ in length")
+    if texts is not None and len(texts) != refs:
+        problems.append(f"{len(texts)} stored texts for {refs} references")
+    if problems:
+        raise IndexFormatError(f"{shown}: the index does not match its manifest ({'; '.join(problems)}); rebuild "
+                               "the index")

@@ -45,6 +45,26 @@ class Opened:
     local: Path
     manifest: dict
     location: Location  # where it was opened from
+    kind: Kind
+
+    def file(self, name: str) -> Path:
+        """The local path of the listed file ``name``: a loader opens no file its manifest does
+        not list (and so checks)."""
+        if name not in self.manifest["files"]:
+            raise self.kind.error(f"{self.location.shown}: {name} is not listed in its manifest; rebuild the "
+                                  f"{self.kind.noun}")
+        return self.local / name
+
+
+MANIFEST_DIGEST = "manifest_xxh3_128"
+
+
+def manifest_self_digest(manifest: dict) -> str:
+    """xxh3-128 of a manifest without its own digest, as canonical JSON (sorted keys, no
+    spaces): independent of how the file is laid out."""
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST}
+    return xxhash.xxh3_128_hexdigest(json.dumps(body, sort_keys=True, separators=(",", ":"),
+                                                ensure_ascii=False).encode())
 
 
 def file_digest(path) -> str:
@@ -70,9 +90,9 @@ def open_dir(location, kind: Kind, verify: bool = True) -> Opened:
     loc = Location.of(location)
     if not loc.remote:
         return Opened(_open_local(Path(loc.path), kind, verify, loc.shown), _read_manifest(Path(loc.path), kind,
-                                                                                          loc.shown), loc)
+                                                                                          loc.shown), loc, kind)
     local, fetched = cache.fetch_dir(loc.path, kind.cache, error=kind.error, what=kind.what,
-                                     check=lambda m: _check_kind(m, kind, loc.shown))
+                                     check=lambda m: _check_manifest(m, kind, loc.shown))
     try:
         _open_local(local, kind, verify and not fetched, loc.shown)
     except ContamscanError:
@@ -80,7 +100,7 @@ def open_dir(location, kind: Kind, verify: bool = True) -> Opened:
             raise
         shutil.rmtree(local, ignore_errors=True)  # the local copy was damaged: fetch it again
         return open_dir(loc, kind, verify)
-    return Opened(local, _read_manifest(local, kind, loc.shown), loc)
+    return Opened(local, _read_manifest(local, kind, loc.shown), loc, kind)
 
 
 def _read_manifest(path: Path, kind: Kind, shown: str) -> dict:
@@ -92,9 +112,36 @@ def _read_manifest(path: Path, kind: Kind, shown: str) -> dict:
     except (OSError, ValueError) as e:
         raise kind.error(f"{shown}/manifest.json: unreadable manifest ({e})") from e
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-        raise kind.error(f"{shown}/manifest.json: unreadable manifest (no file list)")
-    _check_kind(manifest, kind, shown)
+        raise kind.error(f"{shown}/manifest.json: unreadable manifest (no file list); rebuild the {kind.noun}")
+    _check_manifest(manifest, kind, shown)
     return manifest
+
+
+def _plain_name(name) -> bool:
+    """A file name inside the directory: no separator, no parent, not hidden, not the manifest."""
+    return isinstance(name, str) and name not in ("", ".", "..", "manifest.json") and "/" not in name \
+        and "\\" not in name and "\0" not in name and not name.startswith(".")
+
+
+def _check_manifest(manifest: dict, kind: Kind, shown: str) -> None:
+    """The manifest's own digest (when it has one: older artifacts do not, and open when the
+    rest checks), its kind, and its file list: plain names, each with a size and a checksum.
+    Nothing outside the directory is touched or named."""
+    if MANIFEST_DIGEST in manifest and manifest[MANIFEST_DIGEST] != manifest_self_digest(manifest):
+        raise kind.error(f"{shown}/manifest.json: the manifest does not match its checksum (modified or "
+                         f"corrupted); rebuild the {kind.noun}")
+    _check_kind(manifest, kind, shown)
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise kind.error(f"{shown}/manifest.json: unreadable manifest (no file list); rebuild the {kind.noun}")
+    for name, meta in files.items():
+        if not _plain_name(name):
+            raise kind.error(f"{shown}/manifest.json lists a file that is not a plain name inside the directory; "
+                             f"rebuild the {kind.noun}")
+        if not isinstance(meta, dict) or not isinstance(meta.get("bytes"), int) or isinstance(meta["bytes"], bool) \
+                or not isinstance(meta.get("xxh3_128"), str):
+            raise kind.error(f"{shown}/manifest.json: the entry of {name} has no size or checksum; rebuild the "
+                             f"{kind.noun}")
 
 
 def _open_local(path: Path, kind: Kind, verify: bool, shown: str) -> Path:
@@ -116,6 +163,7 @@ def write_manifest(path: Path, manifest: dict, names) -> dict:
     directory ``path``, atomically and last. Returns the manifest written."""
     manifest = {**manifest, "files": {n: {"bytes": (path / n).stat().st_size, "xxh3_128": file_digest(path / n)}
                                       for n in names}}
+    manifest[MANIFEST_DIGEST] = manifest_self_digest(manifest)
     Location.of(str(path / "manifest.json")).write_atomic(
         (json.dumps(manifest, indent=1, ensure_ascii=False) + "\n").encode())
     return manifest

@@ -41,7 +41,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import xxhash
 
-from ..errors import StorageError
+from ..errors import OutputWriteError, StorageError
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _MAGIC = re.compile(r"[*?[]")
@@ -300,12 +300,8 @@ def _match(pattern: list[str], names: list[str]) -> bool:
     return fnmatchcase(names[0], p) and _match(pattern[1:], names[1:])
 
 
-def glob(pattern: str) -> tuple[str, list[tuple[RemoteFile, int]]]:
-    """(base URI, matches) of a remote glob pattern. The base is the pattern's fixed
-    directory prefix (the part before the first component with ``*``, ``[``); what is
-    listed under it is matched component by component (:func:`_match`). Each match is
-    (file, k): the file's first k components (relative to the base) matched the pattern;
-    k smaller than its number of components means a matched directory holding the file."""
+def _split_glob(pattern: str) -> tuple[str, list[str]]:
+    """(base URI, the pattern's components below it) of a remote glob pattern."""
     u = _parse(pattern)
     parts = u.path.split("/") if u.path else []
     fixed: list[str] = []
@@ -313,8 +309,16 @@ def glob(pattern: str) -> tuple[str, list[tuple[RemoteFile, int]]]:
         if _MAGIC.search(part):
             break
         fixed.append(part)
-    rest = parts[len(fixed):]
-    base = _uri(u, "/".join(fixed))
+    return _uri(u, "/".join(fixed)), parts[len(fixed):]
+
+
+def glob(pattern: str) -> tuple[str, list[tuple[RemoteFile, int]]]:
+    """(base URI, matches) of a remote glob pattern. The base is the pattern's fixed
+    directory prefix (the part before the first component with ``*``, ``[``); what is
+    listed under it is matched component by component (:func:`_match`). Each match is
+    (file, k): the file's first k components (relative to the base) matched the pattern;
+    k smaller than its number of components means a matched directory holding the file."""
+    base, rest = _split_glob(pattern)
     matches = []
     for f in list_files(base):
         names = f.rel.split("/")
@@ -713,6 +717,12 @@ class Location:
             return Found(self, i.size, i.mtime_ns)
         return next(self._found_file())
 
+    def glob_base(self) -> "Location":
+        """The fixed directory prefix of this glob pattern (nothing is listed)."""
+        if not self.remote:
+            return Location(_glob_base(self.path))
+        return Location(_split_glob(self.path)[0], True)
+
     def glob(self) -> tuple["Location", list["Location"]]:
         """(base, matches) of this glob pattern: the base is its fixed directory prefix, the
         matches are files and directories, as :func:`glob.glob` with ``recursive=True``
@@ -832,6 +842,8 @@ class PendingFile:
                 self.commit()
         finally:
             self.discard()
+        if isinstance(exc, OSError):  # writing the file failed (a full disk, a read-only one): say which, and why
+            raise OutputWriteError(f"{self.target.shown}: cannot write: {exc.strerror or exc}") from exc
 
     def commit(self) -> None:
         t = self.target
@@ -846,9 +858,10 @@ class PendingFile:
             finally:
                 os.close(fd)
             os.replace(self.temp, t.path)
+            self.temp = None
+            fsync_dir(os.path.dirname(os.path.abspath(t.path)))  # the rename itself survives a crash
         except OSError as e:
-            raise _os_error(t, e, "cannot write") from e
-        self.temp = None
+            raise OutputWriteError(f"{t.shown}: cannot write: {e.strerror or e}") from e
 
     def discard(self) -> None:
         if self.temp is not None:
@@ -857,6 +870,15 @@ class PendingFile:
             except FileNotFoundError:
                 pass
             self.temp = None
+
+
+def fsync_dir(path: str) -> None:
+    """Flush a local directory's entries (a rename into it) to disk."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _glob_base(pattern: str) -> str:

@@ -27,12 +27,14 @@ import json
 import os
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import xxhash
 
-from ..errors import ContamscanError
+from ..errors import ContamscanError, OutputWriteError
 from ..io import Location
 from ..io.artifact import manifest_digest
-from ..model import ShardResult
+from ..model import MATCH_SCHEMA, ShardResult
 
 STATE_DIR = ".contamscan"
 
@@ -42,8 +44,11 @@ class OutputLock:
 
     def __init__(self, out: Path, shown: str | None = None):
         self.path = Path(out) / STATE_DIR / "lock"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise OutputWriteError(f"{Location.of(str(self.path)).shown}: cannot write: {e.strerror or e}") from e
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -87,12 +92,15 @@ class Checkpoints:
 
     def __init__(self, out: Path, fingerprint: dict, resume: bool, shown: str | None = None):
         self.dir = Path(out) / STATE_DIR
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputWriteError(f"{Location.of(str(self.dir)).shown}: cannot write: {e.strerror or e}") from e
         remove_stale_temporaries(self.dir)
         self.done: dict[int, object] = {}
         run = self.dir / "run.json"
-        if resume and run.exists():
-            previous = json.loads(run.read_text())
+        previous = _read_json(run) if resume else None
+        if previous is not None:  # a damaged run.json cannot vouch for its checkpoints: a new scan
             if previous != fingerprint:
                 what = [k for k in fingerprint if previous.get(k) != fingerprint[k]]
                 raise ContamscanError(f"cannot resume the scan in {shown or out}: its {', '.join(what)} changed since it "
@@ -116,16 +124,17 @@ class Checkpoints:
         return self.dir / f"{number:06d}.parquet"
 
     def _load(self) -> dict:
-        """The finished shards, without their matches: those stay in their files."""
+        """The finished shards, without their matches: those stay in their files. A damaged
+        checkpoint (empty, not JSON, a field missing or of the wrong type, its matches file
+        missing or unreadable) is dropped with its matches file: that shard is scanned again."""
         done = {}
         for f in sorted(self.dir.glob("[0-9]*.json")):
-            fields = json.loads(f.read_text())
-            if not f.with_suffix(".parquet").is_file():
-                continue  # an interrupted save: scanned again
-            fields["similarity_histogram"] = tuple(fields["similarity_histogram"])
-            fields["bad_examples"] = tuple(fields["bad_examples"])
-            fields["evidence"] = tuple(fields.get("evidence", ()))
-            done[int(f.stem)] = ShardResult(**fields)
+            result = _checkpoint(f, f.with_suffix(".parquet")) if f.stem.isdigit() else None
+            if result is None:
+                f.unlink(missing_ok=True)
+                f.with_suffix(".parquet").unlink(missing_ok=True)
+                continue
+            done[int(f.stem)] = result
         return done
 
     def clear(self) -> None:
@@ -133,6 +142,44 @@ class Checkpoints:
         for p in list(self.dir.glob("[0-9]*.json")) + list(self.dir.glob("[0-9]*.parquet")):
             p.unlink(missing_ok=True)
         (self.dir / "run.json").unlink(missing_ok=True)
+
+
+# every field a checkpoint holds (``evidence`` came later: optional), and its JSON type
+_FIELDS = {"shard": str, "status": str, "error": (str, type(None)), "documents": int, "bytes": int,
+           "flagged_documents": int, "flagged_bytes": int, "by_label": dict, "similarity_histogram": list,
+           "bad_records": int, "bad_by_reason": dict, "bad_examples": list, "seconds": (int, float),
+           "evidence": list, "ai_share": (dict, type(None))}
+
+
+def _read_json(path: Path):
+    """The JSON value in ``path``; None when it is missing, unreadable or not JSON."""
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def _checkpoint(path: Path, matches: Path) -> ShardResult | None:
+    """The shard result a checkpoint holds, or None when it is damaged."""
+    fields = _read_json(path)
+    if not isinstance(fields, dict) or fields.get("status") != "ok" or \
+            set(fields) - set(_FIELDS) or set(_FIELDS) - {"evidence"} - set(fields):
+        return None
+    if not all(isinstance(v, _FIELDS[k]) and not isinstance(v, bool) for k, v in fields.items()):
+        return None
+    try:  # the whole file, as the final matches.parquet will read it
+        table = pq.read_table(matches)
+    except (OSError, pa.ArrowException):
+        return None
+    if not table.schema.equals(MATCH_SCHEMA) or table.num_rows != fields["flagged_documents"]:
+        return None
+    fields["similarity_histogram"] = tuple(fields["similarity_histogram"])
+    fields["bad_examples"] = tuple(fields["bad_examples"])
+    fields["evidence"] = tuple(fields.get("evidence", ()))
+    try:
+        return ShardResult(**fields)
+    except TypeError:
+        return None
 
 
 __all__ = ["OutputLock", "Checkpoints", "run_fingerprint", "STATE_DIR"]

@@ -60,6 +60,7 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
     """
     started = _now()
     emit = events or (lambda name, fields: None)
+    check_output_paths(dataset, out, options)
     index = _open_index(index, options)
     _open_style(options)
     output = OutputDir(out) if out is not None else None
@@ -104,6 +105,44 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
 
 
 # --------------------------------------------------------------------------- the steps
+
+
+def check_output_paths(dataset, out, options: ScanOptions) -> None:
+    """Before any work: the scan's outputs never overlap each other or the data. `write_clean`
+    and `write_flagged` are not, do not contain and are not inside the output directory (nor
+    each other), nor a dataset root (a directory given, a glob's fixed prefix, a file). The output
+    directory is not and does not contain a dataset root; inside one it is allowed (it is
+    skipped, never read as data)."""
+    inputs = [dataset] if isinstance(dataset, (str, os.PathLike)) else list(dataset)
+    roots = []
+    for raw in inputs:
+        loc = Location.of(raw)
+        if loc.path:
+            roots.append(loc.glob_base() if loc.has_magic() and not loc.exists() else loc)
+
+    def overlap(a: Location, b: Location) -> bool:
+        return a.within(b) or b.within(a)
+
+    named = [(name, Location.of(p)) for name, p in (("write_clean", options.write_clean),
+                                                    ("write_flagged", options.write_flagged)) if p is not None]
+    if out is not None:
+        o = Location.of(out)
+        for name, loc in named:
+            if overlap(loc, o):
+                raise ContamscanError(f"`{name}` {loc.shown} and the output directory {o.shown} overlap (one is, "
+                                      "or is inside, the other); give separate directories")
+        for root in roots:
+            if root.within(o):
+                raise ContamscanError(f"the output directory {o.shown} is or contains the dataset path "
+                                      f"{root.shown}; write the outputs outside the data")
+    if len(named) == 2 and overlap(named[0][1], named[1][1]):
+        raise ContamscanError("`write_clean` and `write_flagged` must be different directories, neither inside "
+                              "the other")
+    for name, loc in named:
+        for root in roots:
+            if overlap(loc, root):
+                raise ContamscanError(f"`{name}` {loc.shown} and the dataset path {root.shown} overlap (one is, or "
+                                      "is inside, the other); write the outputs outside the data")
 
 
 def _open_index(index, options: ScanOptions) -> ReferenceIndex:

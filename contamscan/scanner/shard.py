@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import ScanOptions
-from ..errors import ContamscanError, FieldTypeError
+from ..errors import ContamscanError, FieldTypeError, OutputWriteError
 from ..formats import check_fields, has_field, read_batches, row_group_sizes, split_shard
 from ..index import ReferenceIndex
 from ..io import Location
@@ -245,6 +245,8 @@ def scan_shard(shard: Shard, index: ReferenceIndex, options: ScanOptions, hasher
                     Location.of(root).join(shard.relpath).delete()
                 except ContamscanError:
                     pass  # the store cannot be reached: the shard has failed all the same
+        if isinstance(e, OutputWriteError):  # not the shard's fault: the scan stops, naming the output and why
+            raise
         return ShardResult(shard=shard.relpath, status="failed", error=str(e), seconds=time.perf_counter() - t0)
     return result
 

@@ -252,14 +252,12 @@ def open_profile(path, verify: bool = True) -> Profile:
         ['claude', 'gemini', 'openai']
     """
     opened = artifact.open_dir(path, KIND, verify)
-    local, manifest = opened.local, opened.manifest
-    for name in FILES:
-        if name not in manifest["files"]:
-            raise ProfileFormatError(f"{opened.location.shown}: {name} is missing")
+    manifest = opened.manifest
+    words_file, counts_file, components_file = (opened.file(name) for name in FILES)  # listed, so checked
     params = ProfileParams(**{k: tuple(v) if k == "windows" else v for k, v in manifest["params"].items()})
-    words = pq.read_table(local / "words.parquet").sort_by("word_id")
-    comps = pq.read_table(local / "components.parquet").to_pydict()
-    counts = pq.read_table(local / "counts.parquet").to_pydict()
+    words = pq.read_table(words_file).sort_by("word_id")
+    comps = pq.read_table(components_file).to_pydict()
+    counts = pq.read_table(counts_file).to_pydict()
     components = [c["name"] for c in manifest["components"]]
     kinds = [c["kind"] for c in manifest["components"]]
     gi = {c: i for i, c in enumerate(components)}

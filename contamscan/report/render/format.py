@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
+# characters from the data that would reorder or hide what a report shows: bidi embeddings,
+# overrides, isolates and marks, C0 controls but tab and line ends, DEL, C1 controls
+_HIDDEN = re.compile(r"[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def visible_controls(text: str) -> str:
+    """``text`` with each bidi or control character shown as its escape (``\\u202e``); text
+    without any is returned unchanged."""
+    return _HIDDEN.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
 
 def pct(x: float, digits: int = 2) -> str:
     """A fraction as a percentage: ``pct(0.0759)`` is ``7.59%``; None is ``-``."""

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from ...model import match_order
 from ..build import CLAIM
-from .format import ci1, ci_range, fingerprint_words, pct, pct1, top_family, top_label
+from .format import ci1, ci_range, fingerprint_words, pct, pct1, top_family, top_label, visible_controls
 
 MAX_MODEL_ROWS = 15  # more models are summed into one row
 MAX_RATE_ROWS = 50  # shards in the rate chart (the table has all)
@@ -587,7 +587,7 @@ def render_html(report: dict, kinds: Counter | None = None, evidence: pa.Table |
         '<code>contamscan report DIR</code> renders it again. Loads nothing: works offline.</footer>',
         f"</main><script>{JS}</script></body></html>\n",
     ]
-    return "\n".join(parts)
+    return visible_controls("\n".join(parts))  # no bidi or control character from the data acts
 
 
 __all__ = ["render_html", "marked"]

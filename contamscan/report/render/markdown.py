@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..build import CLAIM
 from ..compare import shard_order
-from .format import ci1, ci_points, ci_text, fingerprint_words, pct, pct1, points, top_family, top_label
+from .format import ci1, ci_points, ci_text, fingerprint_words, pct, pct1, points, top_family, top_label, visible_controls
 
 
 def render_markdown(report: dict) -> str:
@@ -58,7 +58,7 @@ def render_markdown(report: dict) -> str:
     skipped = t["errors"]["skipped_files"]
     if skipped:
         lines += ["", "## Skipped files", ""] + [f"- `{s['path']}`: {s['reason']}" for s in skipped]
-    return "\n".join(lines) + "\n"
+    return visible_controls("\n".join(lines)) + "\n"  # no bidi or control character from the data acts
 
 
 def markdown_lines(report: dict) -> list[str]:
@@ -146,4 +146,4 @@ def render_comparison(cmp: dict) -> str:
                      f"{ci_points(m['delta_ci95'])} | {'**yes**' if m['changed'] else 'no'} |")
     if not cmp["models"]:
         lines.append("| (no flagged documents in either scan) | | | | | | | | | | |")
-    return "\n".join(lines) + "\n"
+    return visible_controls("\n".join(lines)) + "\n"  # no bidi or control character from the data acts

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from ...io import Location
 from ..compare import shard_order
-from .format import arrow, ci1, ci_points, ci_text, pct, pct1, points, summary_lines, top_family, top_label
+from .format import arrow, ci1, ci_points, ci_text, pct, pct1, points, summary_lines, top_family, top_label, visible_controls
 
 MAX_SHARD_ROWS = 40
 MAX_MODEL_BARS = 8
@@ -51,7 +51,7 @@ def model_bars(report: dict):
     table.add_column("rate", justify="right", no_wrap=True, style="dim")
     for label, n in items[:MAX_MODEL_BARS]:
         share = n / t["flagged_documents"] if t["flagged_documents"] else 0.0
-        table.add_row(Text(label), bar(n / top), f"{n:,}", f"{share:.1%} of flagged",
+        table.add_row(_name(label), bar(n / top), f"{n:,}", f"{share:.1%} of flagged",
                       f"{pct(n / t['documents']) if t['documents'] else '-'} of documents")
     if len(items) > MAX_MODEL_BARS:
         rest = items[MAX_MODEL_BARS:]
@@ -71,21 +71,21 @@ def print_comparison(cmp: dict, console) -> None:
         table.add_column(col, justify=just)
     for r in rows[:MAX_COMPARE_ROWS]:
         o, n = r["old"], r["new"]
-        table.add_row(Text(r["shard"]), arrow(o["flagged"], n["flagged"]), arrow(o["documents"], n["documents"]),
+        table.add_row(_name(r["shard"]), arrow(o["flagged"], n["flagged"]), arrow(o["documents"], n["documents"]),
                       arrow(o["rate"], n["rate"], pct), points(r["delta"]), ci_points(r["delta_ci95"]),
                       "changed" if r["changed"] else "", style="bold" if r["changed"] else None)
     if len(rows) > MAX_COMPARE_ROWS:
         table.add_row(f"… {len(rows) - MAX_COMPARE_ROWS} more shards (--markdown FILE lists all)", *[""] * 6)
     for r in cmp["shards"]:
         if r["presence"] == "both" and r["delta"] is None:
-            table.add_row(Text(r["shard"]), "", "", f"{r['old_status']} → {r['new_status']}", "", "", "failed")
+            table.add_row(_name(r["shard"]), "", "", f"{r['old_status']} → {r['new_status']}", "", "", "failed")
     only = [r for r in cmp["shards"] if r["presence"] != "both"]
     if only:
         table.add_section()
         for r in only[:MAX_COMPARE_ROWS]:
             side = r["new"] if r["presence"] == "new only" else r["old"]
             name = cmp["new_name"] if r["presence"] == "new only" else cmp["old_name"]
-            table.add_row(Text(r["shard"]), f"{side['flagged']:,}" if side else "-", f"{side['documents']:,}" if side else "-",
+            table.add_row(_name(r["shard"]), f"{side['flagged']:,}" if side else "-", f"{side['documents']:,}" if side else "-",
                           f"{pct(side['rate'])} {ci_text(side['ci95'])}" if side else "failed", "", "",
                           f"only in {name}")
         if len(only) > MAX_COMPARE_ROWS:
@@ -98,7 +98,7 @@ def print_comparison(cmp: dict, console) -> None:
         models.add_column(col, justify=just)
     for m in cmp["models"][:MAX_COMPARE_ROWS]:
         note = {"new only": f"only in {cmp['new_name']}", "old only": f"only in {cmp['old_name']}"}.get(m["presence"])
-        models.add_row(Text(m["label"]), arrow(m["old"]["flagged"], m["new"]["flagged"]),
+        models.add_row(_name(m["label"]), arrow(m["old"]["flagged"], m["new"]["flagged"]),
                        f"{m['new']['flagged'] - m['old']['flagged']:+,}",
                        arrow(m["old_share"], m["new_share"], lambda v: f"{v:.1%}"),
                        arrow(m["old"]["rate"], m["new"]["rate"], pct), points(m["delta"]), ci_points(m["delta_ci95"]),
@@ -119,8 +119,8 @@ def style_table(report: dict):
     ok = [s for s in report["shards"] if s["status"] == "ok"]
     for s in ok[:40]:
         sh = s.get("ai_share")
-        table.add_row(s["shard"], pct1(s["contamination_rate"]), pct1((sh or {}).get("alpha")),
-                      ci1(sh["ci95"]) if sh and sh.get("alpha") is not None else "-", top_family(sh))
+        table.add_row(_name(s["shard"]), pct1(s["contamination_rate"]), pct1((sh or {}).get("alpha")),
+                      ci1(sh["ci95"]) if sh and sh.get("alpha") is not None else "-", _name(top_family(sh)))
     if len(ok) > 40:
         table.add_row(f"… {len(ok) - 40} more shards in report.md", "", "", "", "")
     t = report["totals"]
@@ -137,6 +137,11 @@ def console() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
+def _name(text: str) -> Text:
+    """A name from the data as a table cell: never rich markup, bidi and control characters shown."""
+    return Text(visible_controls(text))
+
+
 def shard_table(report: dict) -> Table:
     """Each shard's documents, flagged documents, rate with its interval, top model and bad records."""
     t = report["totals"]
@@ -146,15 +151,15 @@ def shard_table(report: dict) -> Table:
         table.add_column(col, justify=just)
     for s in report["shards"][:MAX_SHARD_ROWS]:
         if s["status"] == "failed":
-            table.add_row(s["shard"], "-", "-", "FAILED", "-", (s["error"] or "")[:60], "-")
+            table.add_row(_name(s["shard"]), "-", "-", "FAILED", "-", _name((s["error"] or "")[:60]), "-")
         else:
-            table.add_row(s["shard"], f"{s['documents']:,}", f"{s['flagged_documents']:,}", pct(s["contamination_rate"]),
-                          ci_text(s["ci95"]), top_label(s["by_label"]), f"{s['errors']['bad_records']:,}")
+            table.add_row(_name(s["shard"]), f"{s['documents']:,}", f"{s['flagged_documents']:,}",
+                          pct(s["contamination_rate"]), ci_text(s["ci95"]), _name(top_label(s["by_label"])), f"{s['errors']['bad_records']:,}")
     if len(report["shards"]) > MAX_SHARD_ROWS:
         table.add_row(f"… {len(report['shards']) - MAX_SHARD_ROWS} more shards in report.md", "", "", "", "", "", "")
     table.add_section()
     table.add_row("total", f"{t['documents']:,}", f"{t['flagged_documents']:,}", pct(t["contamination_rate"]),
-                  ci_text(t["ci95"]), top_label(t["by_label"]), f"{t['errors']['bad_records']:,}")
+                  ci_text(t["ci95"]), _name(top_label(t["by_label"])), f"{t['errors']['bad_records']:,}")
     return table
 
 

@@ -1,0 +1,225 @@
+"""Faults of issue 15: outputs that overlap each other or the data, damaged checkpoints."""
+
+import errno
+import json
+import os
+import subprocess
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from contamscan import scan
+from contamscan.cli import cli
+from contamscan.config import ScanOptions
+from contamscan.errors import ContamscanError
+from contamscan.index import build_index
+from contamscan.io import Location
+from contamscan.scanner import run as run_module
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, ai_table):
+    root = tmp_path_factory.mktemp("faults")
+    refs = ai_table.slice(0, 200).select(["id", "model", "text"])
+    pq.write_table(refs, root / "refs.parquet")
+    index = build_index([str(root / "refs.parquet")], root / "index")
+    return root, index, refs
+
+
+def _data(tmp_path, refs):
+    data = tmp_path / "data"
+    data.mkdir()
+    texts = refs["text"].to_pylist()
+    # shards named as the scan's own outputs: a clean copy written into -o would clobber them
+    (data / "report.json").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[:3]))
+    (data / "a.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[3:6]))
+    return data
+
+
+@pytest.mark.parametrize("case", ["clean=out", "clean in out", "out in clean", "flagged=out", "clean in flagged",
+                                  "clean=data", "clean in data", "data in flagged", "out=data", "out contains data",
+                                  "glob base"])
+def test_overlapping_outputs_are_refused_before_any_work(setup, tmp_path, case):
+    root, index, refs = setup
+    data = _data(tmp_path, refs)
+    out = tmp_path / "out"
+    inputs = [str(data)]
+    kw = {}
+    if case == "clean=out":
+        kw = {"write_clean": str(out)}
+    elif case == "clean in out":
+        kw = {"write_clean": str(out / "clean")}
+    elif case == "out in clean":
+        kw = {"write_clean": str(tmp_path / "c")}
+        out = tmp_path / "c" / "out"
+    elif case == "flagged=out":
+        kw = {"write_flagged": str(out) + "/./"}
+    elif case == "clean in flagged":
+        kw = {"write_clean": str(tmp_path / "f" / "c"), "write_flagged": str(tmp_path / "f")}
+    elif case == "clean=data":
+        kw = {"write_clean": str(data)}
+    elif case == "clean in data":
+        kw = {"write_clean": str(data / "clean")}
+    elif case == "data in flagged":
+        kw = {"write_flagged": str(tmp_path)}
+    elif case == "out=data":
+        out = data
+    elif case == "out contains data":
+        out = tmp_path
+    elif case == "glob base":
+        inputs = [str(data / "*.jsonl")]
+        kw = {"write_clean": str(data / "clean")}
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(ContamscanError) as err:
+        scan(inputs, index, out, ScanOptions(workers=1, **kw))
+    assert "overlap" in str(err.value) or "outside the data" in str(err.value) or "different" in str(err.value)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing made, nothing written
+
+
+def test_separate_outputs_still_work_and_out_inside_data_is_skipped(setup, tmp_path):
+    root, index, refs = setup
+    data = _data(tmp_path, refs)
+    r = scan([str(data)], index, data / "out", ScanOptions(workers=1, write_clean=str(tmp_path / "clean")))
+    assert sorted(s["shard"] for s in r.shards) == ["a.jsonl", "report.json"]
+    assert (tmp_path / "clean" / "a.jsonl").exists()
+
+
+# --------------------------------------------------------------------------- damaged checkpoints
+
+
+def _interrupted(setup, tmp_path, monkeypatch):
+    """A scan of three shards stopped after every shard's checkpoint, before its report."""
+    root, index, refs = setup
+    texts = refs["text"].to_pylist()
+    data = tmp_path / "data"
+    data.mkdir()
+    for n in range(3):
+        (data / f"p{n}.jsonl").write_text("".join(json.dumps({"id": f"{n}-{i}", "text": t}) + "\n"
+                                                  for i, t in enumerate(texts[n * 4:n * 4 + 4] + texts[100:102])))
+    whole = scan([str(data)], index, tmp_path / "whole", ScanOptions(workers=1))
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(run_module, "_write", killed)
+        with pytest.raises(KeyboardInterrupt):
+            scan([str(data)], index, tmp_path / "out", ScanOptions(workers=1))
+    state = tmp_path / "out" / ".contamscan"
+    assert sorted(p.name for p in state.glob("[0-9]*")) == [f"{n:06d}.{e}" for n in range(3) for e in ("json", "parquet")]
+    return data, index, whole, state
+
+
+def _damage(state, how):
+    j, m = state / "000001.json", state / "000001.parquet"
+    if how == "empty json":
+        j.write_bytes(b"")
+    elif how == "not json":
+        j.write_bytes(b'{"shard": "p1.jsonl", "status": "o')
+    elif how == "json list":
+        j.write_text("[1, 2]")
+    elif how == "missing field":
+        fields = json.loads(j.read_text())
+        del fields["flagged_documents"]
+        j.write_text(json.dumps(fields))
+    elif how == "wrong type":
+        fields = json.loads(j.read_text())
+        fields["documents"] = "six"
+        j.write_text(json.dumps(fields))
+    elif how == "empty matches":
+        m.write_bytes(b"")
+    elif how == "garbage matches":
+        m.write_bytes(b"PAR1" + b"\x00" * 100 + b"PAR1")
+    elif how == "no matches":
+        m.unlink()
+    elif how == "damaged run.json":
+        (state / "run.json").write_bytes(b"{")
+
+
+@pytest.mark.parametrize("how", ["empty json", "not json", "json list", "missing field", "wrong type",
+                                 "empty matches", "garbage matches", "no matches", "damaged run.json"])
+def test_a_damaged_checkpoint_is_scanned_again(setup, tmp_path, monkeypatch, how):
+    data, index, whole, state = _interrupted(setup, tmp_path, monkeypatch)
+    _damage(state, how)
+    finished = []
+    r = scan([str(data)], index, tmp_path / "out", ScanOptions(workers=1), resume=True,
+             events=lambda name, f: finished.append(f["shard"]) if name == "shard_finished" else None)
+    assert finished == (["p0.jsonl", "p1.jsonl", "p2.jsonl"] if how == "damaged run.json" else ["p1.jsonl"])
+    strip = ("started_at", "finished_at")
+    assert {k: v for k, v in r.data.items() if k not in strip} == {k: v for k, v in whole.data.items() if k not in strip}
+    assert r.matches().equals(whole.matches())
+    assert r.totals["flagged_documents"] == 18  # every text is a reference
+
+
+def test_final_files_and_their_directory_are_fsynced(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    Location.of(str(tmp_path / "a.json")).write_atomic(b"{}")
+    assert len(synced) == 2 and synced[0].startswith(str(tmp_path / ".a.json.tmp")) and synced[1] == str(tmp_path)
+
+
+# --------------------------------------------------------------------------- output I/O errors
+
+
+def _cli_scan(data, index, out, *extra):
+    return CliRunner().invoke(cli, ["scan", str(data), "--index", str(index.path), "-o", str(out), "--workers", "1",
+                                    *extra])
+
+
+def _one_line_error(res, path, cause):
+    assert res.exit_code == 1, res.output
+    assert "Traceback" not in res.output and res.exception is None or isinstance(res.exception, SystemExit)
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and path in lines[0] and cause in lines[0], res.output
+    assert "cannot read" not in res.output and "failed" not in lines[0]
+
+
+@pytest.mark.parametrize("where", ["fsync", "write"])
+def test_a_full_disk_is_one_line_naming_the_output(setup, tmp_path, monkeypatch, where):
+    root, index, refs = setup
+    data = _data(tmp_path, refs)
+    out = tmp_path / "out"
+    if where == "fsync":
+        def failing(fd):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        monkeypatch.setattr(os, "fsync", failing)
+    else:  # the report files: the table written into its temporary file fails
+        real = pq.write_table
+
+        def failing(table, where, *a, **k):
+            if "report" in str(where) or "matches" in str(where) or "evidence" in str(where):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real(table, where, *a, **k)
+        monkeypatch.setattr(pq, "write_table", failing)
+    res = _cli_scan(data, index, out)
+    _one_line_error(res, str(out), "No space left on device")
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A read-only file system (root ignores permission bits, so chmod proves nothing)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], check=True,
+                       capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip("cannot mount a read-only tmpfs here (no privilege); the ENOSPC tests cover the path")
+    yield ro
+    subprocess.run(["umount", str(ro)], check=False, capture_output=True, timeout=10)
+
+
+def test_a_read_only_output_is_one_line_naming_it(setup, tmp_path, read_only_dir):
+    root, index, refs = setup
+    data = _data(tmp_path, refs)
+    res = _cli_scan(data, index, read_only_dir / "out")
+    _one_line_error(res, str(read_only_dir / "out"), "Read-only file system")
+    res = _cli_scan(data, index, tmp_path / "out", "--write-clean", str(read_only_dir / "clean"))
+    _one_line_error(res, str(read_only_dir / "clean"), "Read-only file system")
