@@ -10,7 +10,6 @@ dispatches to them by :attr:`Shard.format`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -21,6 +20,7 @@ import pyarrow.compute as pc
 from ..errors import ContamscanError, FieldMissingError, FieldTypeError, ShardReadError
 from ..model import BadRecord, Batch, Fields, Shard
 from .fields import Path, arrow_units, parse, resolve_type, type_hint
+from .fields import py_str as scalar_str  # noqa: F401 (the readers' name for it)
 
 # errors pyarrow raises for an unreadable input
 READ_ERRORS = (OSError, pa.ArrowException, ValueError)
@@ -185,21 +185,6 @@ def to_large_string(arr: pa.Array) -> pa.Array:
     except (pa.ArrowException, ValueError, TypeError):
         vals = [None if v is None else scalar_str(v) for v in arr.to_pylist()]
         return safe_large_strings(vals)
-
-
-def scalar_str(v) -> str:
-    if isinstance(v, str):
-        return v
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return json.dumps(v)
-    if isinstance(v, bytes):
-        return v.decode("utf-8", "replace")
-    try:
-        return json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=str)
-    except (TypeError, ValueError):
-        return str(v)
 
 
 def safe_large_strings(vals: list) -> pa.Array:

@@ -333,7 +333,8 @@ class Failure:
     detail: str
 
 
-def _kind(v) -> str:
+def json_type(v) -> str:
+    """The JSON type of a parsed value, as messages name it."""
     if v is None:
         return "null"
     if isinstance(v, bool):
@@ -350,14 +351,19 @@ def _kind(v) -> str:
 
 
 def py_str(v) -> str:
-    """A JSON value as text, as Arrow casts it (strings unchanged)."""
+    """A value as text, as Arrow casts it (strings unchanged; objects and lists as compact JSON)."""
     if isinstance(v, str):
         return v
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return json.dumps(v)
-    return json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=str)
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    try:
+        return json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=str)
+    except (TypeError, ValueError):
+        return str(v)
 
 
 def _path_py(obj, path: Path, strings: bool):
@@ -383,7 +389,7 @@ def _path_py(obj, path: Path, strings: bool):
                 continue
             if not isinstance(cur, list):
                 if not multi:
-                    return Failure("text_not_string", f"{s.name!r} is {_kind(cur)}, not a list")
+                    return Failure("text_not_string", f"{s.name!r} is {json_type(cur)}, not a list")
                 continue
             if s.index is not None:
                 i = s.index
@@ -408,7 +414,7 @@ def _path_py(obj, path: Path, strings: bool):
     if strings:
         for _, v in values:
             if not isinstance(v, str):
-                return Failure("text_not_string", _kind(v))
+                return Failure("text_not_string", json_type(v))
     return values
 
 

@@ -37,28 +37,12 @@ from .base import (
     shard_error,
     to_large_string,
 )
-from .fields import JOIN, Failure, Path, Step, arrow_units, parse, py_present, py_units, type_hint
+from .fields import JOIN, Failure, Path, Step, arrow_units, json_type, parse, py_present, py_units, type_hint
 
 _BOM = b"\xef\xbb\xbf"
 
 
 _JSON_WS = b" \t\r"
-
-
-def _json_type(v) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "list"
-    if isinstance(v, dict):
-        return "object"
-    return type(v).__name__
 
 
 def _resolve(name: str, option: str, samples: Sequence[dict]) -> tuple[Path, ...]:
@@ -309,7 +293,7 @@ def _slow_line(line: bytes, plan: _JsonPlan):
     except (ValueError, RecursionError) as e:
         return False, "malformed_json", str(e)[:200] or type(e).__name__, None
     if not isinstance(obj, dict):
-        return False, "not_an_object", _json_type(obj), None
+        return False, "not_an_object", json_type(obj), None
     units = py_units(obj, plan.text)
     if isinstance(units, Failure):
         return False, units.reason, units.detail, None
@@ -622,7 +606,7 @@ def _check_text_type(shard: Shard, name: str, paths: tuple[Path, ...], samples: 
                 t = pa.array([r]).type
             except (pa.ArrowException, ValueError, TypeError, OverflowError):
                 t = None
-            shown = str(t) if t is not None else _json_type(r)
+            shown = str(t) if t is not None else json_type(r)
             raise FieldTypeError(str(p), shard.relpath, shown, hint=type_hint(str(p), t) if t is not None else "")
 
 
