@@ -254,12 +254,17 @@ def open_profile(path, verify: bool = True) -> Profile:
     opened = artifact.open_dir(path, KIND, verify)
     manifest = opened.manifest
     words_file, counts_file, components_file = (opened.file(name) for name in FILES)  # listed, so checked
-    params = ProfileParams(**{k: tuple(v) if k == "windows" else v for k, v in manifest["params"].items()})
+    try:
+        params = ProfileParams(**{k: tuple(v) if k == "windows" else v for k, v in manifest["params"].items()})
+        components = [c["name"] for c in manifest["components"]]
+        kinds = [c["kind"] for c in manifest["components"]]
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ProfileFormatError(f"{opened.location.shown}/manifest.json: unreadable parameters or components "
+                                 f"({type(e).__name__}: {e}); rebuild the profile") from e
     words = pq.read_table(words_file).sort_by("word_id")
     comps = pq.read_table(components_file).to_pydict()
     counts = pq.read_table(counts_file).to_pydict()
-    components = [c["name"] for c in manifest["components"]]
-    kinds = [c["kind"] for c in manifest["components"]]
+    _check_tables(opened.location.shown, params, components, kinds, words, comps, counts)
     gi = {c: i for i, c in enumerate(components)}
     wi = {w: i for i, w in enumerate(params.windows)}
     B, G, V = len(params.windows), len(components), words.num_rows
@@ -274,6 +279,36 @@ def open_profile(path, verify: bool = True) -> Profile:
     return Profile(path=opened.location.shown, manifest=manifest, params=params,
                    words=words.column("word").to_pylist(), hashes=words.column("hash").to_numpy().astype(np.uint32),
                    components=components, kinds=kinds, counts=cnt, documents=documents)
+
+
+def _check_tables(shown: str, params: ProfileParams, components: list, kinds: list, words: pa.Table, comps: dict,
+                  counts: dict) -> None:
+    """The tables against the manifest: every component, window and word id they name is one
+    the manifest declares; a mismatch is a damaged or hand-edited profile, never an index out
+    of bounds or a KeyError."""
+    problems = []
+    V = words.num_rows
+    if words.column("word_id").to_pylist() != list(range(V)):
+        problems.append(f"word ids are not 0..{V - 1}")
+    if words.column("hash").null_count or words.column("word").null_count:
+        problems.append("words.parquet has missing words or hashes")
+    if len(set(components)) != len(components) or any(k not in (HUMAN, AI) for k in kinds):
+        problems.append("components are repeated or of an unknown kind")
+    if not params.windows or len(set(params.windows)) != len(params.windows) or min(params.windows) <= 0:
+        problems.append(f"window lengths {list(params.windows)} are not distinct positive numbers")
+    known_c, known_w = set(components), set(params.windows)
+    for name, table in (("components.parquet", comps), ("counts.parquet", counts)):
+        if not set(table["component"]) <= known_c or not set(table["window"]) <= known_w:
+            problems.append(f"{name} names components or windows the manifest does not list")
+    ids = np.asarray(counts["word_id"], np.int64)
+    if len(ids) and (ids.min() < 0 or ids.max() >= V):
+        problems.append(f"counts.parquet names word ids outside 0..{V - 1}")
+    values = np.asarray(counts["windows_with_word"] + comps["documents"], np.float64)
+    if len(values) and not (np.isfinite(values).all() and values.min() >= 0):
+        problems.append("counts are negative or not finite")
+    if problems:
+        raise ProfileFormatError(f"{shown}: the profile does not match its manifest ({'; '.join(problems)}); "
+                                 "rebuild the profile")
 
 
 _CACHE: dict = {}

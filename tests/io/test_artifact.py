@@ -5,6 +5,7 @@ import json
 import shutil
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -132,3 +133,32 @@ def test_profile_manifest_checks(profile, tmp_path):
         _edit(bad, change, resign)
         with pytest.raises(ProfileFormatError, match=f"{message}.*rebuild the profile"):
             open_profile(bad)
+
+
+def _rewrite(path, name, change):
+    """Rewrite one of a profile's Parquet files through ``change`` (a dict of columns) and relist it."""
+    t = pq.read_table(path / name).to_pydict()
+    change(t)
+    pq.write_table(pa.table(t, schema=pq.read_schema(path / name)), path / name)
+    _relist(path, name)
+
+
+@pytest.mark.parametrize("what", ["word id out of range", "unknown component", "unknown window", "negative count",
+                                  "params unknown key", "component without a kind"])
+def test_profile_tables_are_checked_against_the_manifest(profile, tmp_path, what):
+    bad = tmp_path / "p"
+    shutil.copytree(profile, bad)
+    if what == "word id out of range":
+        _rewrite(bad, "counts.parquet", lambda t: t["word_id"].__setitem__(0, 10**6))
+    elif what == "unknown component":
+        _rewrite(bad, "components.parquet", lambda t: t["component"].__setitem__(0, "nobody"))
+    elif what == "unknown window":
+        _rewrite(bad, "counts.parquet", lambda t: t["window"].__setitem__(0, 9999))
+    elif what == "negative count":
+        _rewrite(bad, "counts.parquet", lambda t: t["windows_with_word"].__setitem__(0, -5.0))
+    elif what == "params unknown key":
+        _edit(bad, lambda m: m["params"].update(bogus=1))
+    elif what == "component without a kind":
+        _edit(bad, lambda m: m["components"][0].pop("kind"))
+    with pytest.raises(ProfileFormatError, match="rebuild the profile"):
+        open_profile(bad)
