@@ -12,10 +12,15 @@ not Latin) whose prototype is one ASCII letter. For each such letter ``X`` the L
 chosen is the one of ``X``'s case among those sharing its prototype (Cyrillic ``І`` has
 prototype ``l``, shared with ``I``: a capital reads as ``I``). The key is ``X`` case-folded
 without marks; where a capital and its lower case read as different Latin letters, the lower
-case's letter wins (Greek ``Ν``/``ν``: ``v``; ``Υ``/``υ``: ``u``), and a lower case letter with
+case's letter is the key's (Greek ``ν``: ``v``; ``υ``: ``u``), and a lower case letter with
 no single-letter prototype of its own takes its capital's (``η`` from ``Η``: ``h``; ``ь`` from
-``Ь``: ``b``). Prototypes that are digits (``З`` → ``3``) or several characters are left out,
-and so are Latin look-alikes that are themselves Latin (``ı``, ``ɑ``, small capitals). Fullwidth
+``Ь``: ``b``). So Greek ``Ν`` folds to ``v`` like ``ν``, and ``Υ`` to ``u`` like ``υ``: an evasion
+that writes a Greek capital Nu for ``N`` is not undone, but Greek in capitals (where Nu and
+Upsilon are frequent) still matches the same text in lower case. Symbols whose fold goes
+through a compatibility decomposition are folded as they look before that
+(``READ_AS_WRITTEN``: the lunate sigma ``ϲ``/``Ϲ`` is ``c``, not ``σ``'s ``o``; ``ϒ`` is ``y``).
+Prototypes that are digits (``З`` → ``3``) or several characters are left out, and so
+are Latin look-alikes that are themselves Latin (``ı``, ``ɑ``, small capitals). Fullwidth
 and mathematical forms (``Ａ``, ``𝐚``) need no entry: NFKD already folds them.
 
 Folding these letters also changes real Greek, Cyrillic, … text (``σ`` becomes ``o``, ``н``
@@ -25,7 +30,7 @@ scripts are found as before; only different words of those scripts may now share
 
 from __future__ import annotations
 
-__all__ = ["CONFUSABLE_LATIN"]
+__all__ = ["CONFUSABLE_LATIN", "READ_AS_WRITTEN"]
 
 CONFUSABLE_LATIN: dict[int, str] = {
     # Greek
@@ -160,4 +165,11 @@ CONFUSABLE_LATIN: dict[int, str] = {
     0xA4F2: "l",  # LISU LETTER I
     0xA4F3: "o",  # LISU LETTER O
     0xA4F4: "u",  # LISU LETTER U
+}
+
+# symbols folded before their compatibility decomposition, as they look (the rule above)
+READ_AS_WRITTEN: dict[int, str] = {
+    0x03D2: "y",  # GREEK UPSILON WITH HOOK SYMBOL (case-folded: upsilon, "u")
+    0x03F2: "c",  # GREEK LUNATE SIGMA SYMBOL (case-folded: sigma, "o")
+    0x03F9: "c",  # GREEK CAPITAL LUNATE SIGMA SYMBOL (case-folded: sigma, "o")
 }

@@ -14,8 +14,9 @@ profile; one made with another version is refused):
    case folding, the combining marks (categories Mn, Me) dropped, and a letter of another
    script that a reader takes for a Latin letter (Cyrillic ``а``, Greek ``ο``, Armenian
    ``օ``, …; :data:`contamscan.sketch.confusables.CONFUSABLE_LATIN`, from Unicode TR39's
-   prototypes) replaced by that letter. This is NFKC plus case folding plus accent removal
-   plus confusable folding, computed one code point at a time so that a compiled kernel can
+   prototypes; three Greek symbols by how they look, not by their decomposition:
+   :data:`~contamscan.sketch.confusables.READ_AS_WRITTEN`) replaced by that letter. This
+   is NFKC plus case folding plus accent removal plus confusable folding, computed one code point at a time so that a compiled kernel can
    apply it from a table, and composed and decomposed input agree. Fullwidth and
    mathematical letters (``Ａ``, ``𝐚``) become ASCII by NFKD. Real Greek or Cyrillic text
    is folded too (``σ`` → ``o``), identically in references and documents.
@@ -41,7 +42,7 @@ import unicodedata
 import numpy as np
 import xxhash
 
-from .confusables import CONFUSABLE_LATIN
+from .confusables import CONFUSABLE_LATIN, READ_AS_WRITTEN
 
 NORMALIZATION = "nfkd-casefold-nomarks-noignorable-confusables-v2"
 UNICODE_VERSION = unicodedata.unidata_version
@@ -120,6 +121,8 @@ def fold_char(ch: str) -> str:
     deleted code point (default-ignorable, a combining mark) the empty string."""
     if ord(ch) in _IGNORABLE:
         return ""
+    if ord(ch) in READ_AS_WRITTEN:  # a symbol that reads otherwise than its decomposition
+        return READ_AS_WRITTEN[ord(ch)]
     out = []
     for c in unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", ch).casefold()):
         cat = unicodedata.category(c)
@@ -156,7 +159,10 @@ def shingles(text: str, ngram: int = 5) -> list[bytes]:
 
 def _cache_path():
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "contamscan", f"fold-{NORMALIZATION}-unicode{UNICODE_VERSION}.npz")
+    # the tables' digest too: an edited table is never read from an old cache file
+    tables = repr((DEFAULT_IGNORABLE, sorted(CONFUSABLE_LATIN.items()), sorted(READ_AS_WRITTEN.items()))).encode()
+    digest = xxhash.xxh32_hexdigest(tables)
+    return os.path.join(base, "contamscan", f"fold-{NORMALIZATION}-unicode{UNICODE_VERSION}-{digest}.npz")
 
 
 @functools.lru_cache(maxsize=1)
