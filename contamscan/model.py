@@ -44,6 +44,7 @@ class Skipped:
 
     path: str
     reason: str
+    failed: bool = False  # it could not be read (a directory that cannot be listed): a failed input, not a skip
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,7 @@ class ErrorsEntry(TypedDict, total=False):
     examples: list[dict]  # shards: {file, row, line, reason, detail}
     failed_shards: int  # totals only
     skipped_files: list[dict]  # totals only: {path, reason}
+    failed_inputs: list[dict]  # totals only: {path, reason}: paths that could not be read (also in skipped_files)
 
 
 class Counts(TypedDict, total=False):
