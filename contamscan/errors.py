@@ -118,3 +118,21 @@ class GateError(ContamscanError):
     def fields(self) -> dict:
         return {"contamination_rate": self.rate, "fail_above": self.fail_above,
                 "fail_above_shard": self.fail_above_shard, "shards_above": self.shards_above}
+
+
+class Interrupted(KeyboardInterrupt):
+    """The process was asked to stop: Ctrl-C (SIGINT) or SIGTERM (``kill PID``, ``timeout``, a
+    container stop), which the command line turns into this exception in the main thread so
+    that both stop the same way: work in flight is abandoned (a scan keeps its finished shards
+    for ``--resume``), locks are released, the message is one line and the exit status is
+    128 + the signal's number (130, 143). A KeyboardInterrupt, not a ContamscanError: nothing
+    that handles errors (a shard that fails alone) can swallow it."""
+
+    def __init__(self, signum: int, message: str = ""):
+        self.signum, self.message = signum, message
+        super().__init__(signum, message)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+

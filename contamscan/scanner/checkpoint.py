@@ -3,8 +3,8 @@ machine) resumes where it stopped, and two scans never write into one output dir
 
 The state lives in ``OUT/.contamscan/``:
 
-``lock``          held (``flock``) by the running scan; the kernel releases it when the
-                  process dies, however it dies
+``lock``          held (``flock``) by the running scan's process, never by its workers; the
+                  kernel releases it when that process dies, however it dies
 ``run.json``      what the scan is: its shards (path, size, mtime), the index's manifest
                   digest, the options that change results, the tool version
 ``NNNNNN.json``   one finished shard's result (shard NNNNNN of the run's list), written after
@@ -39,8 +39,28 @@ from ..model import MATCH_SCHEMA, ShardResult
 STATE_DIR = ".contamscan"
 
 
+_held_locks: set[int] = set()  # descriptors of the output locks this process holds
+
+
+def _close_locks_in_child() -> None:
+    """A forked child (a worker) must not hold the output lock: ``flock`` belongs to the open
+    file, which a fork shares, so a worker outliving its parent would keep the directory
+    locked. Closing the child's copy leaves the parent's lock as it is."""
+    for fd in _held_locks:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held_locks.clear()
+
+
+os.register_at_fork(after_in_child=_close_locks_in_child)
+
+
 class OutputLock:
-    """An exclusive lock on an output directory, held for the life of a scan."""
+    """An exclusive lock on an output directory, held for the life of a scan, by this process
+    only (forked children close their copy, see :func:`_close_locks_in_child`): when it dies,
+    however it dies, the kernel releases the lock and the next scan (``--resume``) takes it."""
 
     def __init__(self, out: Path, shown: str | None = None):
         self.path = Path(out) / STATE_DIR / "lock"
@@ -56,11 +76,13 @@ class OutputLock:
             os.close(self._fd)
             raise ContamscanError(f"another scan is writing to {shown or out} ({holder}); wait for it to finish or "
                                   "choose another output directory") from None
+        _held_locks.add(self._fd)
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, f"pid {os.getpid()}".encode(), 0)
 
     def release(self) -> None:
         if self._fd is not None:
+            _held_locks.discard(self._fd)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
