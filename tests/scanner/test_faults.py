@@ -12,8 +12,8 @@ import time
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-
 from conftest import ESSAYS
+
 from contamscan import scan
 from contamscan.cli import cli
 from contamscan.config import ScanOptions
