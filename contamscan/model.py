@@ -157,6 +157,7 @@ class ShardResult:
     seconds: float = 0.0
     evidence: tuple = ()  # the top matches with excerpts (EVIDENCE_SCHEMA rows, JSON-serialisable)
     ai_share: dict | None = None  # the style estimate (with a profile; contamscan.style.StyleTally.result)
+    content: str | None = None  # xxh3-128 of the bytes scanned (contamscan.scanner.fingerprint); None: remote
 
 
 # --------------------------------------------------------------------------- report.json

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -156,6 +157,67 @@ def test_a_damaged_checkpoint_is_scanned_again(setup, tmp_path, monkeypatch, how
     assert {k: v for k, v in r.data.items() if k not in strip} == {k: v for k, v in whole.data.items() if k not in strip}
     assert r.matches().equals(whole.matches())
     assert r.totals["flagged_documents"] == 18  # every text is a reference
+
+
+def _edit_keeping_size_and_time(path) -> None:
+    """Change the words of the first record's text, byte for byte the same length, and put the
+    file's times back (as ``cp -p``, ``rsync -t`` or ``tar`` leave a replaced file)."""
+    st = os.stat(path)
+    data = path.read_bytes()
+    head, sep, rest = data.partition(b'"text": "')
+    first, nl, tail = rest.partition(b"\n")
+    # letters that never follow a backslash in JSON (escapes: b f n r t u, hex digits a-f)
+    shifted = first.translate(bytes.maketrans(b"gikoqsvwy", b"hjlprtwxz"))
+    path.write_bytes(head + sep + shifted + nl + tail)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_size == st.st_size and os.stat(path).st_mtime_ns == st.st_mtime_ns
+
+
+def test_resume_rescans_a_shard_edited_with_its_size_and_time_kept(setup, tmp_path, monkeypatch):
+    data, index, whole, state = _interrupted(setup, tmp_path, monkeypatch)
+    _edit_keeping_size_and_time(data / "p1.jsonl")
+    finished = []
+    r = scan([str(data)], index, tmp_path / "out", ScanOptions(workers=2), resume=True,
+             events=lambda name, f: finished.append(f["shard"]) if name == "shard_finished" else None)
+    assert finished == ["p1.jsonl"]  # that one, and only that one
+    fresh = scan([str(data)], index, tmp_path / "fresh", ScanOptions(workers=1))
+    strip = ("started_at", "finished_at")
+    assert {k: v for k, v in r.data.items() if k not in strip} == {k: v for k, v in fresh.data.items() if k not in strip}
+    assert r.totals["flagged_documents"] == whole.totals["flagged_documents"] - 1  # the edited copy is no copy now
+
+
+def test_resume_rescans_only_the_edited_piece_of_a_parquet_shard(setup, tmp_path):
+    root, index, refs = setup
+    data = tmp_path / "data"
+    data.mkdir()
+    texts = refs["text"].to_pylist()
+    essays = pq.read_table(ESSAYS, columns=["text"])["text"].to_pylist()[:400]
+    table = pa.table({"text": [texts[i // 40] if i % 40 == 0 else essays[i % len(essays)] for i in range(400)]})
+    pq.write_table(table, data / "big.parquet", row_group_size=100, compression="none", use_dictionary=False)
+    options = ScanOptions(workers=1, piece_bytes=200_000)
+    calls = []
+
+    def stop_after_pieces(name, fields):
+        if name == "shard_finished":
+            calls.append(fields["row_groups"])
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(run_module, "_write", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+        with pytest.raises(KeyboardInterrupt):
+            scan([str(data)], index, tmp_path / "out", options, events=stop_after_pieces)
+    assert len(calls) >= 3, calls  # it was cut into pieces
+    # edit one byte of a text inside the third row group, size and time kept
+    path = data / "big.parquet"
+    st = os.stat(path)
+    md = pq.ParquetFile(path).metadata.row_group(2).column(0)
+    raw = bytearray(path.read_bytes())
+    at = raw.index(b"e", md.data_page_offset + md.total_compressed_size // 2)
+    raw[at] = ord("a")
+    path.write_bytes(bytes(raw))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = []
+    scan([str(data)], index, tmp_path / "out", options, resume=True,
+         events=lambda name, f: again.append(f["row_groups"]) if name == "shard_finished" else None)
+    assert again == [c for c in calls if c[0] <= 2 <= c[1]]  # the piece holding row group 2, only
 
 
 def test_final_files_and_their_directory_are_fsynced(tmp_path, monkeypatch):
