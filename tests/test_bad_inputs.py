@@ -671,3 +671,53 @@ def test_index_built_with_another_normalisation(tmp_path, index, human):
     assert s.status == EXIT_ERROR
     assert "built with normalization 'nfkc-lower-v0'" in s.stderr and "rebuild the index" in s.stderr
     assert s.report is None
+
+
+# ---------------------------------------------------------------------------------------
+# a file's bytes against its name
+# ---------------------------------------------------------------------------------------
+
+
+def _gzip_bytes(records) -> bytes:
+    return gzip.compress(b"".join(line(r) + b"\n" for r in records))
+
+
+def _zstd_bytes(records) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.CompressedOutputStream(sink, "zstd") as z:
+        z.write(b"".join(line(r) + b"\n" for r in records))
+    return sink.getvalue().to_pybytes()
+
+
+def _parquet_bytes(records) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(records), sink)
+    return sink.getvalue().to_pybytes()
+
+
+@pytest.mark.parametrize("name,make,reason", [
+    ("x.jsonl", _gzip_bytes, "x.jsonl: holds gzip-compressed bytes but is named .jsonl (rename it x.jsonl.gz)"),
+    ("x.json", _zstd_bytes, "x.json: holds zstd-compressed bytes but is named .json (rename it x.json.zst)"),
+    ("x.jsonl.gz", _zstd_bytes, "x.jsonl.gz: holds zstd-compressed bytes but is named .gz (rename it x.jsonl.zst)"),
+    ("x.jsonl.zst", lambda rs: b"".join(line(r) + b"\n" for r in rs),
+     "x.jsonl.zst: is named .zst but is not zstd-compressed (it does not start with 28 b5 2f fd; if it is plain text, "
+     "rename it x.jsonl)"),
+    ("x.jsonl", _parquet_bytes, "x.jsonl: holds a Parquet file but is named .jsonl"),
+    ("x.parquet", _gzip_bytes, "x.parquet: holds gzip-compressed bytes but is named .parquet"),
+    ("x.parquet", lambda rs: _parquet_bytes(rs)[:-2], "x.parquet: a Parquet file without its footer"),
+    ("x.arrow", _parquet_bytes, "x.arrow: holds a Parquet file but is named .arrow"),
+])
+def test_bytes_that_are_not_what_the_name_says_fail_the_shard(tmp_path, index, refs, human, name, make, reason):
+    """A file's first bytes (and a Parquet file's last) are checked against its extension: a
+    .jsonl of gzip bytes was 'ok', its records counted as lines of invalid UTF-8."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / name).write_bytes(make(human_records(human, 6)))
+    write_jsonl(data / "good.jsonl", human_records(human, 5) + [{"text": refs[13]["text"]}])
+    s = scan(data, index, tmp_path / "out")
+    assert s.status == EXIT_FAILED_SHARDS, s.stdout
+    bad = s.shard(name)
+    assert bad["status"] == "failed" and bad["documents"] == 0 and bad["error"].startswith(reason), bad["error"]
+    assert s.shard("good.jsonl")["status"] == "ok"
+    assert s.totals["errors"]["failed_shards"] == 1
+    assert_nothing_lost(s, written=6, flagged=1)
