@@ -721,3 +721,38 @@ def test_bytes_that_are_not_what_the_name_says_fail_the_shard(tmp_path, index, r
     assert s.shard("good.jsonl")["status"] == "ok"
     assert s.totals["errors"]["failed_shards"] == 1
     assert_nothing_lost(s, written=6, flagged=1)
+
+
+# ---------------------------------------------------------------------------------------
+# one JSON parser policy for both JSON paths
+# ---------------------------------------------------------------------------------------
+
+
+DEEP = 10_000  # levels: far past the limit of both paths (contamscan.formats.fields.MAX_JSON_DEPTH)
+
+
+@pytest.mark.parametrize("neighbours", ["alone", "among normal records", "beside a malformed line"])
+@pytest.mark.parametrize("batch_mb", ["0.0625", "1", "64"])
+def test_a_deeply_nested_record_has_one_verdict(tmp_path, index, refs, human, neighbours, batch_mb):
+    """A value nested 10,000 levels deep in a field the scan does not read: the fast (pyarrow)
+    path took the record as a document, the per-line path (json.loads) as malformed_json, so
+    the verdict hung on its neighbours (a malformed line sends its whole block to the second
+    path) and on --batch-mb. Now it is malformed_json, whatever the batching and the
+    neighbours; a record nested 500 levels deep (under the limit) is a document everywhere."""
+    deep = b'{"text": "a deep record", "meta": ' + b"[" * DEEP + b"]" * DEEP + b"}"
+    fine = b'{"text": "a nested record", "meta": ' + b"[" * 500 + b"]" * 500 + b"}"
+    records: list = [deep, fine]
+    if neighbours != "alone":  # thousands of records around it: several blocks at the smallest batch
+        records = human_records(human, 200) + [deep] + human_records(human, 200, "k") + [fine, {"text": refs[13]["text"]}]
+    if neighbours == "beside a malformed line":
+        records.insert(201, '{"text": "cut')
+    write_jsonl(tmp_path / "data" / "d.jsonl", records)
+    s = scan(tmp_path / "data", index, tmp_path / "out", "--batch-mb", batch_mb)
+    sh = s.shard("d.jsonl")
+    malformed = 1 + (neighbours == "beside a malformed line")
+    assert sh["errors"]["by_reason"] == {"malformed_json": malformed}, sh["errors"]
+    examples = {e["line"]: e["detail"] for e in sh["errors"]["examples"]}
+    deep_line = 1 if neighbours == "alone" else 201
+    assert "nested more than 512 levels deep" in examples[deep_line]
+    assert sh["documents"] == len(records) - malformed
+    assert_nothing_lost(s, written=len(records), flagged=0 if neighbours == "alone" else 1)

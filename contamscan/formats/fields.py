@@ -333,6 +333,43 @@ class Failure:
     detail: str
 
 
+# How deeply a JSON record may nest, on both JSON paths (pyarrow's parser and json.loads):
+# a line nested deeper is malformed_json. One fixed limit, because neither parser has one of
+# its own that agrees with the other: pyarrow's accepts any depth, json.loads fails with a
+# RecursionError near sys.getrecursionlimit() (1000) less the depth of the stack it is
+# called from, i.e. at no fixed depth. 512 is safely below the latter from any reader, and
+# far above real records (chat and SFT records nest less than 10 levels); RFC 8259 (section
+# 9) lets a parser limit nesting.
+MAX_JSON_DEPTH = 512
+_NESTING = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+TOO_DEEP = f"nested more than {MAX_JSON_DEPTH} levels deep (the limit of both JSON paths)"
+
+
+def too_deep(line: bytes) -> bool:
+    """Whether the JSON text ``line`` nests more than MAX_JSON_DEPTH levels (brackets inside
+    strings do not count; an unbalanced line is judged on the depth it reaches)."""
+    if line.count(b"[") + line.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    depth = 0
+    for m in _NESTING.finditer(line):
+        c = line[m.start()]
+        if c in b"[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif c in b"]}":
+            depth -= 1
+    return False
+
+
+def loads(line: bytes):
+    """``json.loads`` under the nesting limit: ValueError for a line nested too deep (or not
+    JSON), never RecursionError."""
+    if too_deep(line):
+        raise ValueError(TOO_DEEP)
+    return json.loads(line)
+
+
 def json_type(v) -> str:
     """The JSON type of a parsed value, as messages name it."""
     if v is None:
