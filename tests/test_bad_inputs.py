@@ -756,3 +756,41 @@ def test_a_deeply_nested_record_has_one_verdict(tmp_path, index, refs, human, ne
     assert "nested more than 512 levels deep" in examples[deep_line]
     assert sh["documents"] == len(records) - malformed
     assert_nothing_lost(s, written=len(records), flagged=0 if neighbours == "alone" else 1)
+
+
+# ---------------------------------------------------------------------------------------
+# string_view columns (what polars' to_arrow() gives)
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "arrow"])
+def test_string_view_text_and_id_with_clean_and_flagged_outputs(tmp_path, index, refs, human, fmt):
+    """Text and id columns of type string_view: the scan flags the planted copy, and the
+    clean and flagged outputs split the shard in the input's schema (the split crashed the
+    whole scan: pyarrow's take/filter has no kernel for string_view)."""
+    texts = human[:20] + [refs[13]["text"]]
+    view = pa.string_view()
+    table = pa.table({"id": pa.array([f"r{i}" for i in range(len(texts))], view), "text": pa.array(texts, view)})
+    data = tmp_path / "data"
+    data.mkdir()
+    path = data / f"v.{fmt}"
+    if fmt == "parquet":
+        pq.write_table(table, path)
+    else:
+        with pa.ipc.new_file(str(path), table.schema) as w:
+            w.write_table(table)
+    s = scan(data, index, tmp_path / "out", "--id-field", "id", "--write-clean", tmp_path / "clean",
+             "--write-flagged", tmp_path / "flagged")
+    assert s.status == EXIT_OK, s.stdout
+    assert s.shard(f"v.{fmt}")["status"] == "ok"
+    assert_nothing_lost(s, written=len(texts), flagged=1)
+    assert [m["doc_id"] for m in s.matches()] == [f"r{len(texts) - 1}"]
+
+    def read(p):
+        return pq.read_table(p) if fmt == "parquet" else pa.ipc.open_file(str(p)).read_all()
+
+    clean, flagged = read(tmp_path / "clean" / f"v.{fmt}"), read(tmp_path / "flagged" / f"v.{fmt}")
+    assert clean.schema.equals(read(path).schema) and flagged.schema.equals(read(path).schema)  # the input's types
+    assert flagged.column("text").to_pylist() == [refs[13]["text"]]
+    assert clean.column("text").to_pylist() == human[:20]
+    assert clean.column("id").to_pylist() == [f"r{i}" for i in range(20)]

@@ -399,4 +399,23 @@ def route_batch(batch, mask: np.ndarray, sides, write) -> None:
     """Send the unflagged rows of ``batch`` to sides[0] and the flagged ones to sides[1]."""
     for side, keep in zip(sides, (~mask, mask)):
         if side is not None and keep.any():
-            write(side, batch if keep.all() else batch.filter(pa.array(keep)))
+            write(side, batch if keep.all() else filter_rows(batch, pa.array(keep)))
+
+
+# types pyarrow cannot take or filter (no kernel), and the type that holds the same values
+_VIEWS = {"string_view": pa.large_string(), "binary_view": pa.large_binary()}
+
+
+def filter_rows(batch: pa.RecordBatch, keep: pa.Array) -> pa.RecordBatch:
+    """``batch.filter(keep)``, also for columns whose type has no filter kernel (string_view,
+    binary_view: what polars' to_arrow() gives): these are filtered as their large
+    counterpart and cast back, so the output keeps the input's schema."""
+    try:
+        return batch.filter(keep)
+    except pa.ArrowNotImplementedError:
+        pass
+    columns = []
+    for col in batch.columns:
+        plain = _VIEWS.get(str(col.type))
+        columns.append(col.filter(keep) if plain is None else pc.cast(pc.cast(col, plain).filter(keep), col.type))
+    return pa.RecordBatch.from_arrays(columns, schema=batch.schema)
