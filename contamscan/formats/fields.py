@@ -341,7 +341,7 @@ class Failure:
 # far above real records (chat and SFT records nest less than 10 levels); RFC 8259 (section
 # 9) lets a parser limit nesting.
 MAX_JSON_DEPTH = 512
-_NESTING = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+_NESTING = re.compile(rb'[\[\]{}"\\]')  # what changes the depth, or whether it counts
 TOO_DEEP = f"nested more than {MAX_JSON_DEPTH} levels deep (the limit of both JSON paths)"
 
 
@@ -350,16 +350,26 @@ def too_deep(line: bytes) -> bool:
     strings do not count; an unbalanced line is judged on the depth it reaches)."""
     if line.count(b"[") + line.count(b"{") <= MAX_JSON_DEPTH:
         return False
-    depth = 0
-    for m in _NESTING.finditer(line):
+    depth = pos = 0
+    in_string = False
+    while True:  # a loop over the special characters only; no regex backtracking over a long string
+        m = _NESTING.search(line, pos)
+        if m is None:
+            return False
         c = line[m.start()]
-        if c in b"[{":
+        pos = m.start() + 1
+        if c == 0x5C:  # a backslash: the next byte is escaped
+            pos += 1
+        elif c == 0x22:
+            in_string = not in_string
+        elif in_string:
+            pass
+        elif c in b"[{":
             depth += 1
             if depth > MAX_JSON_DEPTH:
                 return True
-        elif c in b"]}":
+        else:
             depth -= 1
-    return False
 
 
 def loads(line: bytes):

@@ -436,8 +436,10 @@ def _deep_lines(data: bytes, newlines: np.ndarray) -> set[int]:
     its own. Lines with fewer opening brackets than the limit cannot be: only the others
     are looked at."""
     arr = np.frombuffer(data, dtype=np.uint8)
-    opening = np.cumsum((arr == 91) | (arr == 123), dtype=np.int64)[newlines]
-    per_line = np.diff(opening, prepend=0)
+    opening = np.flatnonzero((arr == 91) | (arr == 123))  # memory: one int per bracket, not per byte
+    if len(opening) <= MAX_JSON_DEPTH:
+        return set()
+    per_line = np.bincount(np.searchsorted(newlines, opening), minlength=len(newlines))
     starts = np.concatenate(([0], newlines[:-1] + 1))
     return {k for k in np.flatnonzero(per_line > MAX_JSON_DEPTH).tolist()
             if too_deep(data[starts[k]:newlines[k]])}
