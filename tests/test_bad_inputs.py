@@ -712,3 +712,157 @@ def test_index_built_with_another_normalisation(tmp_path, index, human):
     assert s.status == EXIT_ERROR
     assert "built with normalization 'nfkc-lower-v0'" in s.stderr and "rebuild the index" in s.stderr
     assert s.report is None
+
+
+# ---------------------------------------------------------------------------------------
+# a file's bytes against its name
+# ---------------------------------------------------------------------------------------
+
+
+def _gzip_bytes(records) -> bytes:
+    return gzip.compress(b"".join(line(r) + b"\n" for r in records))
+
+
+def _zstd_bytes(records) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.CompressedOutputStream(sink, "zstd") as z:
+        z.write(b"".join(line(r) + b"\n" for r in records))
+    return sink.getvalue().to_pybytes()
+
+
+def _parquet_bytes(records) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(records), sink)
+    return sink.getvalue().to_pybytes()
+
+
+@pytest.mark.parametrize("name,make,reason", [
+    ("x.jsonl", _gzip_bytes, "x.jsonl: holds gzip-compressed bytes but is named .jsonl (rename it x.jsonl.gz)"),
+    ("x.json", _zstd_bytes, "x.json: holds zstd-compressed bytes but is named .json (rename it x.json.zst)"),
+    ("x.jsonl.gz", _zstd_bytes, "x.jsonl.gz: holds zstd-compressed bytes but is named .gz (rename it x.jsonl.zst)"),
+    ("x.jsonl.zst", lambda rs: b"".join(line(r) + b"\n" for r in rs),
+     "x.jsonl.zst: is named .zst but is not zstd-compressed (it does not start with 28 b5 2f fd; if it is plain text, "
+     "rename it x.jsonl)"),
+    ("x.jsonl", _parquet_bytes, "x.jsonl: holds a Parquet file but is named .jsonl"),
+    ("x.parquet", _gzip_bytes, "x.parquet: holds gzip-compressed bytes but is named .parquet"),
+    ("x.parquet", lambda rs: _parquet_bytes(rs)[:-2], "x.parquet: a Parquet file without its footer"),
+    ("x.arrow", _parquet_bytes, "x.arrow: holds a Parquet file but is named .arrow"),
+])
+def test_bytes_that_are_not_what_the_name_says_fail_the_shard(tmp_path, index, refs, human, name, make, reason):
+    """A file's first bytes (and a Parquet file's last) are checked against its extension: a
+    .jsonl of gzip bytes was 'ok', its records counted as lines of invalid UTF-8."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / name).write_bytes(make(human_records(human, 6)))
+    write_jsonl(data / "good.jsonl", human_records(human, 5) + [{"text": refs[13]["text"]}])
+    s = scan(data, index, tmp_path / "out")
+    assert s.status == EXIT_FAILED_SHARDS, s.stdout
+    bad = s.shard(name)
+    assert bad["status"] == "failed" and bad["documents"] == 0 and bad["error"].startswith(reason), bad["error"]
+    assert s.shard("good.jsonl")["status"] == "ok"
+    assert s.totals["errors"]["failed_shards"] == 1
+    assert_nothing_lost(s, written=6, flagged=1)
+
+
+# ---------------------------------------------------------------------------------------
+# one JSON parser policy for both JSON paths
+# ---------------------------------------------------------------------------------------
+
+
+DEEP = 10_000  # levels: far past the limit of both paths (contamscan.formats.fields.MAX_JSON_DEPTH)
+
+
+@pytest.mark.parametrize("neighbours", ["alone", "among normal records", "beside a malformed line"])
+@pytest.mark.parametrize("batch_mb", ["0.0625", "1", "64"])
+def test_a_deeply_nested_record_has_one_verdict(tmp_path, index, refs, human, neighbours, batch_mb):
+    """A value nested 10,000 levels deep in a field the scan does not read: the fast (pyarrow)
+    path took the record as a document, the per-line path (json.loads) as malformed_json, so
+    the verdict hung on its neighbours (a malformed line sends its whole block to the second
+    path) and on --batch-mb. Now it is malformed_json, whatever the batching and the
+    neighbours; a record nested 500 levels deep (under the limit) is a document everywhere."""
+    deep = b'{"text": "a deep record", "meta": ' + b"[" * DEEP + b"]" * DEEP + b"}"
+    fine = b'{"text": "a nested record", "meta": ' + b"[" * 500 + b"]" * 500 + b"}"
+    records: list = [deep, fine]
+    if neighbours != "alone":  # thousands of records around it: several blocks at the smallest batch
+        records = human_records(human, 200) + [deep] + human_records(human, 200, "k") + [fine, {"text": refs[13]["text"]}]
+    if neighbours == "beside a malformed line":
+        records.insert(201, '{"text": "cut')
+    write_jsonl(tmp_path / "data" / "d.jsonl", records)
+    s = scan(tmp_path / "data", index, tmp_path / "out", "--batch-mb", batch_mb)
+    sh = s.shard("d.jsonl")
+    malformed = 1 + (neighbours == "beside a malformed line")
+    assert sh["errors"]["by_reason"] == {"malformed_json": malformed}, sh["errors"]
+    examples = {e["line"]: e["detail"] for e in sh["errors"]["examples"]}
+    deep_line = 1 if neighbours == "alone" else 201
+    assert "nested more than 512 levels deep" in examples[deep_line]
+    assert sh["documents"] == len(records) - malformed
+    assert_nothing_lost(s, written=len(records), flagged=0 if neighbours == "alone" else 1)
+
+
+# ---------------------------------------------------------------------------------------
+# string_view columns (what polars' to_arrow() gives)
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "arrow"])
+def test_string_view_text_and_id_with_clean_and_flagged_outputs(tmp_path, index, refs, human, fmt):
+    """Text and id columns of type string_view: the scan flags the planted copy, and the
+    clean and flagged outputs split the shard in the input's schema (the split crashed the
+    whole scan: pyarrow's take/filter has no kernel for string_view)."""
+    texts = human[:20] + [refs[13]["text"]]
+    view = pa.string_view()
+    table = pa.table({"id": pa.array([f"r{i}" for i in range(len(texts))], view), "text": pa.array(texts, view)})
+    data = tmp_path / "data"
+    data.mkdir()
+    path = data / f"v.{fmt}"
+    if fmt == "parquet":
+        pq.write_table(table, path)
+    else:
+        with pa.ipc.new_file(str(path), table.schema) as w:
+            w.write_table(table)
+    s = scan(data, index, tmp_path / "out", "--id-field", "id", "--write-clean", tmp_path / "clean",
+             "--write-flagged", tmp_path / "flagged")
+    assert s.status == EXIT_OK, s.stdout
+    assert s.shard(f"v.{fmt}")["status"] == "ok"
+    assert_nothing_lost(s, written=len(texts), flagged=1)
+    assert [m["doc_id"] for m in s.matches()] == [f"r{len(texts) - 1}"]
+
+    def read(p):
+        return pq.read_table(p) if fmt == "parquet" else pa.ipc.open_file(str(p)).read_all()
+
+    clean, flagged = read(tmp_path / "clean" / f"v.{fmt}"), read(tmp_path / "flagged" / f"v.{fmt}")
+    assert clean.schema.equals(read(path).schema) and flagged.schema.equals(read(path).schema)  # the input's types
+    assert flagged.column("text").to_pylist() == [refs[13]["text"]]
+    assert clean.column("text").to_pylist() == human[:20]
+    assert clean.column("id").to_pylist() == [f"r{i}" for i in range(20)]
+
+
+_READ_ARROW = """
+import os, resource, sys
+from contamscan.formats import read_batches
+from contamscan.model import Fields, Shard
+path = sys.argv[1]
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+n = 0
+for b in read_batches(Shard(path, "big.arrow", "arrow", os.path.getsize(path)), Fields(text="text"), batch_bytes=16 << 20):
+    n += b.n_records
+print(n, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_a_large_arrow_file_is_read_in_bounded_memory(tmp_path):
+    """Read at offsets (not mapped), only the text column: 640 MB of Arrow IPC file (half
+    text, half another column) in 320 record batches add well under 200 MB to peak RSS."""
+    path = tmp_path / "big.arrow"
+    schema = pa.schema([("text", pa.string()), ("blob", pa.binary())])
+    texts = pa.array([("lorem ipsum dolor sit amet " * 40)[:1000]] * 1000)
+    blobs = pa.array([bytes(1000)] * 1000)
+    with pa.ipc.new_file(str(path), schema) as w:
+        for _ in range(320):
+            w.write_batch(pa.record_batch([texts, blobs], schema=schema))
+    p = subprocess.run([sys.executable, "-c", _READ_ARROW, str(path)], capture_output=True, text=True, timeout=300,
+                       cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    rows, grown_mb = map(int, p.stdout.split())
+    assert rows == 320_000
+    assert grown_mb < 200, f"peak RSS grew by {grown_mb} MB reading a 640 MB Arrow file"

@@ -7,7 +7,9 @@
   copy (only those), in the input's format, schema and compression.
 
 A ``.json`` file is JSON Lines, or one JSON array of records (:mod:`.json_array`): its
-first character tells.
+first character tells. Before any reader sees a shard, its first bytes are checked against
+its name (:func:`~contamscan.formats.base.check_contents`): a ``.jsonl`` of gzip bytes, a
+``.gz`` that is not gzip, a ``.parquet`` without ``PAR1`` at both ends fail the shard.
 
 A format is added by adding one module with ``read``, ``check``, ``has_field`` and ``split``
 and naming its extensions in :data:`contamscan.formats.base.EXTENSIONS`.
@@ -23,7 +25,7 @@ from ..errors import ContamscanError, OutputWriteError
 from ..io import Location
 from ..model import Batch, Fields, Shard
 from . import arrow_ipc, json_array, jsonl, parquet
-from .base import SplitCounts, classify
+from .base import SplitCounts, check_contents, classify
 
 FORMATS = {"parquet": parquet, "arrow": arrow_ipc, "jsonl": jsonl}
 
@@ -35,6 +37,7 @@ def _module(shard: Shard):
     m = FORMATS.get(shard.format)
     if m is None:
         raise ContamscanError(f"{shard.relpath}: unknown shard format {shard.format!r}")
+    check_contents(shard)  # its bytes are what its name says, before any reader sees them
     if m is jsonl and json_array.applies(shard):  # a .json file holding one JSON array of records
         return json_array
     return m

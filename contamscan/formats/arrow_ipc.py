@@ -1,5 +1,16 @@
-"""Arrow IPC (file and stream): read record batches in place from a memory map, and split
-into clean/flagged copies that keep schema, metadata, flavour and body compression."""
+"""Arrow IPC (file and stream): read record batches by random access (pread, not a memory
+map), and split into clean/flagged copies that keep schema, metadata, flavour and body
+compression.
+
+Why not a memory map: a mapped file that shrinks while it is read (truncated, rewritten in
+place) makes the next access to a page past its new end raise SIGBUS, which kills the
+process (the scan with one worker, the pool with several) and cannot be handled safely in
+Python. Reads at offsets fail with an error instead, and the shard fails alone. They cost a
+copy of what is read; only the columns the scan needs are read (``included_fields``), and
+each record batch is freed once scanned, so memory is bounded by a record batch, as with
+the map whose read pages were dropped (measured on a 1 GB file: see the commit that made
+the change).
+"""
 
 from __future__ import annotations
 
@@ -19,49 +30,72 @@ from .base import (
     convert_arrow,
     flag_mask,
     guarded,
+    release_memory,
     resolve_arrow,
     route_batch,
     shard_error,
 )
 
+_FILE_MAGIC = b"ARROW1"
+
 
 def open_ipc(shard: Shard):
-    """(kind, reader, mapped file) for an Arrow IPC file, falling back to the stream format."""
+    """(kind, reader, source) for an Arrow IPC file (it starts with ``ARROW1``) or stream."""
     try:
-        mapped = Location.of(shard.path).open_mapped()
+        src = Location.of(shard.path).open_random()
     except (OSError, ValueError, pa.ArrowException, ContamscanError) as e:
         raise shard_error(shard, e) from e
-    src = mapped.source
+    is_file = False
     try:
-        return "file", pa.ipc.open_file(src), mapped
-    except (pa.ArrowException, OSError):
-        pass
-    try:
-        src.seek(0)
-        return "stream", pa.ipc.open_stream(src), mapped
+        is_file = src.read(len(_FILE_MAGIC)) == _FILE_MAGIC
+        kind = "file" if is_file else "stream"
+        return kind, _reader(kind, src), src
     except (pa.ArrowException, OSError) as e:
         src.close()
-        raise ShardReadError(f"{shard.relpath}: not a valid Arrow IPC file or stream ({e})") from e
+        what = "an Arrow IPC file whose footer cannot be read" if is_file else "not a valid Arrow IPC file or stream"
+        raise ShardReadError(f"{shard.relpath}: {what} ({_first_line(e)})") from e
+
+
+def _reader(kind: str, src, columns: list[str] | None = None, schema: pa.Schema | None = None):
+    """A reader of ``src`` from its start; with ``columns``, of only these top-level columns
+    of ``schema`` (an IPC file then reads only their buffers)."""
+    src.seek(0)
+    opts = None if columns is None else pa.ipc.IpcReadOptions(
+        included_fields=[i for i, f in enumerate(schema) if f.name in columns])
+    if kind == "file":
+        return pa.ipc.open_file(src) if opts is None else pa.ipc.open_file(src, options=opts)
+    return pa.ipc.open_stream(src) if opts is None else pa.ipc.open_stream(src, options=opts)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def read(shard: Shard, fields: Fields, batch_bytes: int, strict: bool) -> Iterator[Batch]:
-    """Record batches read in place from a memory map (no copy), cut into batches of about
-    ``batch_bytes``; once a record batch has been handed out whole, its pages are dropped
-    from RSS, so resident memory is bounded by a record batch, not by the file."""
-    kind, reader, mapped = open_ipc(shard)
-    src = mapped.source
+    """Record batches read at their offsets (only the columns needed), cut into batches of
+    about ``batch_bytes``; an Arrow IPC file yields every record batch its footer lists, or
+    fails. Each record batch is freed once scanned, so memory is bounded by a record batch,
+    not by the file."""
+    kind, reader, src = open_ipc(shard)
     try:
         plan = arrow_plan(reader.schema, fields, shard.relpath)
+        try:
+            reader = _reader(kind, src, plan.columns, reader.schema)
+        except (pa.ArrowException, OSError) as e:
+            raise shard_error(shard, e) from e
         size = shard.size
         row0 = 0
         reported = 0
+        unreleased = 0
 
         def slices(rb, share: int):
-            nonlocal row0, reported
+            nonlocal row0, reported, unreleased
             n = rb.num_rows
             if n == 0:
                 return
             nbytes = sum(rb.column(c).nbytes for c in plan.text_columns)
+            unreleased += nbytes
             parts = max(1, -(-nbytes // max(1, batch_bytes)))
             step = -(-n // parts)
             base = reported
@@ -74,6 +108,12 @@ def read(shard: Shard, fields: Fields, batch_bytes: int, strict: bool) -> Iterat
                 row0 += part.num_rows
                 yield batch
 
+        def released():
+            nonlocal unreleased
+            if unreleased >= batch_bytes:  # as the other readers: every batch's worth of text
+                release_memory()
+                unreleased = 0
+
         if kind == "file":
             nb = reader.num_record_batches
             for i in range(nb):
@@ -83,8 +123,8 @@ def read(shard: Shard, fields: Fields, batch_bytes: int, strict: bool) -> Iterat
                     raise shard_error(shard, e) from e
                 share = size * (i + 1) // nb - size * i // nb
                 yield from slices(rb, share)
-                mapped.drop_until(mapped.end_of(rb))
                 del rb
+                released()
         else:
             last = 0
             while True:
@@ -97,8 +137,11 @@ def read(shard: Shard, fields: Fields, batch_bytes: int, strict: bool) -> Iterat
                 pos = src.tell()
                 yield from slices(rb, pos - last)
                 last = pos
-                mapped.drop_until(pos)
                 del rb
+                released()
+            if src.tell() != size:  # a stream has no footer: it must end where the file did when listed
+                raise ShardReadError(f"{shard.relpath}: the Arrow IPC stream ends at byte {src.tell():,} of "
+                                     f"{size:,} (the file was truncated or changed while it was read)")
         if reported < size and row0 > 0:
             # trailing footer / end-of-stream marker: account for it in a final empty batch
             yield Batch(
@@ -113,19 +156,19 @@ def read(shard: Shard, fields: Fields, batch_bytes: int, strict: bool) -> Iterat
 
 
 def check(shard: Shard, fields: Fields) -> None:
-    kind, reader, mapped = open_ipc(shard)
+    kind, reader, src = open_ipc(shard)
     try:
         arrow_plan(reader.schema, fields, shard.relpath)
     finally:
-        mapped.source.close()
+        src.close()
 
 
 def has_field(shard: Shard, name: str) -> bool:
-    kind, reader, mapped = open_ipc(shard)
+    kind, reader, src = open_ipc(shard)
     try:
         return resolve_arrow(reader.schema, name, shard.relpath) is not None
     finally:
-        mapped.source.close()
+        src.close()
 
 
 # --------------------------------------------------------------------------- splitting
@@ -182,18 +225,8 @@ def _ipc_batches(shard: Shard, kind: str, reader) -> Iterator[tuple[pa.RecordBat
                 return
 
 
-def _drop_read_pages(mapped, kind: str, source, batch: pa.RecordBatch) -> None:
-    """Let the pages of the input map read so far leave RSS, as readers._read_arrow does
-    (RSS would otherwise grow to the file's size); batches are written out at once, so
-    nothing still needs them."""
-    if not hasattr(mapped, "drop_until"):  # a plain NativeFile from an older open_ipc
-        return
-    mapped.drop_until(mapped.end_of(batch) if kind == "file" else source.tell())
-
-
 def split(shard: Shard, flagged_rows: np.ndarray, clean: str | None, flagged: str | None) -> SplitCounts:
-    kind, reader, mapped = open_ipc(shard)
-    source = getattr(mapped, "source", mapped)  # readers' map wrapper, or a plain NativeFile
+    kind, reader, source = open_ipc(shard)
     sides: list = [None, None]
     try:
         options = pa.ipc.IpcWriteOptions(compression=_ipc_compression(shard.path, kind))
@@ -212,7 +245,6 @@ def split(shard: Shard, flagged_rows: np.ndarray, clean: str | None, flagged: st
                          lambda side, part: side.write_batch(part, custom_metadata=custom))
             row0 += batch.num_rows
             n_flagged += int(mask.sum())
-            _drop_read_pages(mapped, kind, source, batch)
         close_all(sides)
     finally:
         close_quietly(sides)

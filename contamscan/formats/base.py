@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ContamscanError, FieldMissingError, FieldTypeError, ShardReadError
+from ..io import Location
 from ..model import BadRecord, Batch, Fields, Shard
 from .fields import Path, arrow_units, parse, resolve_type, type_hint
 from .fields import py_str as scalar_str  # noqa: F401 (the readers' name for it)
@@ -46,6 +47,75 @@ def classify(name: str) -> tuple[str, str | None] | None:
         if low.endswith(suffix) and len(low) > len(suffix):
             return fmt, comp
     return None
+
+
+# what a file's first bytes say it holds: (magic, what it is, the suffix a file of it has)
+_MAGIC: tuple[tuple[bytes, str, str], ...] = (
+    (b"\x1f\x8b", "gzip-compressed bytes", ".gz"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed bytes", ".zst"),
+    (b"PAR1", "a Parquet file", ".parquet"),
+    (b"ARROW1", "an Arrow IPC file", ".arrow"),
+)
+_HEAD = max(len(m) for m, _, _ in _MAGIC)
+_SUFFIX_OF = {"gzip": ".gz", "zstd": ".zst"}
+
+
+def check_contents(shard: Shard) -> None:
+    """Raise ShardReadError unless the file's first bytes (and a Parquet file's last ones)
+    are what its name says (:func:`classify`): ``.gz`` starts with 1f 8b, ``.zst`` with
+    28 b5 2f fd, ``.parquet`` starts and ends with ``PAR1``; an Arrow IPC or JSON file does
+    not start with another format's magic (a ``.jsonl`` of gzip bytes would otherwise be
+    read as lines of invalid UTF-8). An empty file is left to its reader. One rule for
+    every format, applied wherever a shard is read (:mod:`contamscan.formats`)."""
+    name = Location.of(shard.path).name
+    kind = classify(name)
+    if kind is None or shard.size == 0:
+        return
+    fmt, comp = kind
+    try:
+        with Location.of(shard.path).open_random() as src:
+            size = src.size()
+            if size == 0:
+                return
+            head = src.read(_HEAD)
+            tail = b""
+            if fmt == "parquet" and comp is None and size >= 8:
+                src.seek(size - 4)
+                tail = src.read(4)
+    except (OSError, pa.ArrowException, ContamscanError) as e:
+        raise shard_error(shard, e) from e
+    holds = next(((what, suffix) for magic, what, suffix in _MAGIC if head.startswith(magic)), None)  # (what, suffix)
+    low = name.lower()
+    if comp is not None:
+        if holds is not None and holds[1] == _SUFFIX_OF[comp]:
+            return
+        stem = name[: len(name) - len(_SUFFIX_OF[comp])]
+        if holds is None:
+            raise ShardReadError(f"{shard.relpath}: is named {_SUFFIX_OF[comp]} but is not {comp}-compressed (it does not "
+                                 f"start with {_hex(_magic_of(_SUFFIX_OF[comp]))}; if it is plain text, rename it {stem})")
+        rename = f" (rename it {stem}{holds[1]})" if holds[1] in _SUFFIX_OF.values() else ""
+        raise ShardReadError(f"{shard.relpath}: holds {holds[0]} but is named {_SUFFIX_OF[comp]}{rename}")
+    suffix = next(sfx for sfx, f, c in EXTENSIONS if low.endswith(sfx) and c is None)
+    if fmt == "parquet":
+        if holds is not None and holds[1] == ".parquet" and tail in (b"PAR1", b"PARE"):
+            return
+        if holds is not None and holds[1] == ".parquet":
+            raise ShardReadError(f"{shard.relpath}: a Parquet file without its footer (it does not end with PAR1: "
+                                 f"truncated?)")
+        raise ShardReadError(f"{shard.relpath}: holds {holds[0] if holds else 'something else'} but is named .parquet "
+                             f"(a Parquet file starts with PAR1)")
+    if holds is None or (fmt == "arrow" and holds[1] == ".arrow"):
+        return  # an Arrow IPC stream has no magic: its reader tells
+    rename = f" (rename it {name}{holds[1]})" if fmt == "jsonl" and holds[1] in _SUFFIX_OF.values() else ""
+    raise ShardReadError(f"{shard.relpath}: holds {holds[0]} but is named {suffix}{rename}")
+
+
+def _magic_of(suffix: str) -> bytes:
+    return next(m for m, _, s in _MAGIC if s == suffix)
+
+
+def _hex(b: bytes) -> str:
+    return " ".join(f"{x:02x}" for x in b)
 
 
 def shard_error(shard: Shard, exc: BaseException) -> ShardReadError:
@@ -329,4 +399,23 @@ def route_batch(batch, mask: np.ndarray, sides, write) -> None:
     """Send the unflagged rows of ``batch`` to sides[0] and the flagged ones to sides[1]."""
     for side, keep in zip(sides, (~mask, mask)):
         if side is not None and keep.any():
-            write(side, batch if keep.all() else batch.filter(pa.array(keep)))
+            write(side, batch if keep.all() else filter_rows(batch, pa.array(keep)))
+
+
+# types pyarrow cannot take or filter (no kernel), and the type that holds the same values
+_VIEWS = {"string_view": pa.large_string(), "binary_view": pa.large_binary()}
+
+
+def filter_rows(batch: pa.RecordBatch, keep: pa.Array) -> pa.RecordBatch:
+    """``batch.filter(keep)``, also for columns whose type has no filter kernel (string_view,
+    binary_view: what polars' to_arrow() gives): these are filtered as their large
+    counterpart and cast back, so the output keeps the input's schema."""
+    try:
+        return batch.filter(keep)
+    except pa.ArrowNotImplementedError:
+        pass
+    columns = []
+    for col in batch.columns:
+        plain = _VIEWS.get(str(col.type))
+        columns.append(col.filter(keep) if plain is None else pc.cast(pc.cast(col, plain).filter(keep), col.type))
+    return pa.RecordBatch.from_arrays(columns, schema=batch.schema)

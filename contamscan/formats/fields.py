@@ -333,6 +333,53 @@ class Failure:
     detail: str
 
 
+# How deeply a JSON record may nest, on both JSON paths (pyarrow's parser and json.loads):
+# a line nested deeper is malformed_json. One fixed limit, because neither parser has one of
+# its own that agrees with the other: pyarrow's accepts any depth, json.loads fails with a
+# RecursionError near sys.getrecursionlimit() (1000) less the depth of the stack it is
+# called from, i.e. at no fixed depth. 512 is safely below the latter from any reader, and
+# far above real records (chat and SFT records nest less than 10 levels); RFC 8259 (section
+# 9) lets a parser limit nesting.
+MAX_JSON_DEPTH = 512
+_NESTING = re.compile(rb'[\[\]{}"\\]')  # what changes the depth, or whether it counts
+TOO_DEEP = f"nested more than {MAX_JSON_DEPTH} levels deep (the limit of both JSON paths)"
+
+
+def too_deep(line: bytes) -> bool:
+    """Whether the JSON text ``line`` nests more than MAX_JSON_DEPTH levels (brackets inside
+    strings do not count; an unbalanced line is judged on the depth it reaches)."""
+    if line.count(b"[") + line.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    depth = pos = 0
+    in_string = False
+    while True:  # a loop over the special characters only; no regex backtracking over a long string
+        m = _NESTING.search(line, pos)
+        if m is None:
+            return False
+        c = line[m.start()]
+        pos = m.start() + 1
+        if c == 0x5C:  # a backslash: the next byte is escaped
+            pos += 1
+        elif c == 0x22:
+            in_string = not in_string
+        elif in_string:
+            pass
+        elif c in b"[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        else:
+            depth -= 1
+
+
+def loads(line: bytes):
+    """``json.loads`` under the nesting limit: ValueError for a line nested too deep (or not
+    JSON), never RecursionError."""
+    if too_deep(line):
+        raise ValueError(TOO_DEEP)
+    return json.loads(line)
+
+
 def json_type(v) -> str:
     """The JSON type of a parsed value, as messages name it."""
     if v is None:

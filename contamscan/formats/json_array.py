@@ -19,7 +19,6 @@ of elements (text after the closing ``]``, an unterminated string or array) fail
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Iterator
 
@@ -30,6 +29,7 @@ from ..io import Location
 from ..model import Batch, Fields, Shard
 from . import jsonl
 from .base import SplitCounts, classify, close_all, close_quietly, flag_mask
+from .fields import loads
 
 _BOM = b"\xef\xbb\xbf"
 _WS = b" \t\r\n"
@@ -205,7 +205,7 @@ def _samples(shard: Shard, limit: int = 100) -> list[dict]:
         for elements, _, raw_bytes in steps:
             for e in elements:
                 try:
-                    obj = json.loads(e)
+                    obj = loads(e)
                 except (ValueError, RecursionError):
                     continue
                 if isinstance(obj, dict):

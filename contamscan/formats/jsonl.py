@@ -37,7 +37,22 @@ from .base import (
     shard_error,
     to_large_string,
 )
-from .fields import JOIN, Failure, Path, Step, arrow_units, json_type, parse, py_present, py_units, type_hint
+from .fields import (
+    JOIN,
+    MAX_JSON_DEPTH,
+    TOO_DEEP,
+    Failure,
+    Path,
+    Step,
+    arrow_units,
+    json_type,
+    loads,
+    parse,
+    py_present,
+    py_units,
+    too_deep,
+    type_hint,
+)
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -158,7 +173,8 @@ def _sample_objects(data: bytes, limit: int = 100) -> list[dict]:
         if not line.strip(_JSON_WS):
             continue
         try:
-            obj = json.loads(line.decode("utf-8"))
+            line.decode("utf-8")  # as the readers: a line of invalid UTF-8 is no sample
+            obj = loads(line)
         except (ValueError, RecursionError):
             continue
         if isinstance(obj, dict):
@@ -292,6 +308,8 @@ def _slow_line(line: bytes, plan: _JsonPlan):
         s = line.decode("utf-8")
     except UnicodeDecodeError as e:
         return False, "invalid_utf8", f"invalid UTF-8 byte 0x{line[e.start]:02x} at byte {e.start + 1}", None
+    if too_deep(line):  # the same verdict as the fast path gives (see MAX_JSON_DEPTH)
+        return False, "malformed_json", TOO_DEEP, None
     try:
         obj = json.loads(s)
     except (ValueError, RecursionError) as e:
@@ -412,6 +430,21 @@ def _suspect_lines(data: bytes, newlines: np.ndarray) -> set[int]:
     return set(np.searchsorted(newlines, np.array(hits), side="left").tolist())
 
 
+def _deep_lines(data: bytes, newlines: np.ndarray) -> set[int]:
+    """Lines nested more than MAX_JSON_DEPTH levels deep: pyarrow's parser accepts them, so
+    they are re-parsed by the reference path, which makes them malformed_json as it does on
+    its own. Lines with fewer opening brackets than the limit cannot be: only the others
+    are looked at."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    opening = np.flatnonzero((arr == 91) | (arr == 123))  # memory: one int per bracket, not per byte
+    if len(opening) <= MAX_JSON_DEPTH:
+        return set()
+    per_line = np.bincount(np.searchsorted(newlines, opening), minlength=len(newlines))
+    starts = np.concatenate(([0], newlines[:-1] + 1))
+    return {k for k in np.flatnonzero(per_line > MAX_JSON_DEPTH).tolist()
+            if too_deep(data[starts[k]:newlines[k]])}
+
+
 def _fast_block(data: bytes, newlines: np.ndarray, plan: _JsonPlan, row0: int, line0: int):
     """Parse a block with pyarrow.json; None if the block must take the slow path.
 
@@ -440,7 +473,7 @@ def _fast_block(data: bytes, newlines: np.ndarray, plan: _JsonPlan, row0: int, l
         return None
     ids = select_values(table, list(plan.id), plan.simple["id"]) if plan.id is not None else None
     labels = select_values(table, list(plan.label), plan.simple["label"]) if plan.label is not None else None
-    suspects = _suspect_lines(data, newlines)
+    suspects = _suspect_lines(data, newlines) | _deep_lines(data, newlines)
     if plan.simple["text"] and not plan.per_turn:
         text = extract(table, [st.name for st in plan.text[0].steps])
         if text.null_count:

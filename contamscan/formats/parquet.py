@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import ContamscanError
+from ..errors import ContamscanError, ShardReadError
 from ..io import Location
 from ..model import Batch, Fields, Shard
 from .base import (
@@ -108,12 +108,14 @@ def read(shard: Shard, fields: Fields, batch_bytes: int, strict: bool) -> Iterat
     # a piece's rows are numbered as in the whole file; its raw bytes are its share of the file
     row0 = sum(md.row_group(g).num_rows for g in range(only[0])) if only else 0
     reported = size * row0 // total
+    first = row0
     for groups, n_rows, n_bytes in _row_group_runs(md, group_bytes, batch_bytes, only):
         rows_per = rows_per_batch(n_rows, n_bytes, batch_bytes)
         try:
             it = pf.iter_batches(batch_size=rows_per, row_groups=groups, columns=plan.columns, use_threads=False)
         except (OSError, pa.ArrowException, ValueError) as e:
             raise shard_error(shard, e) from e
+        run_end = row0 + n_rows
         while True:
             try:
                 rb = next(it)
@@ -122,6 +124,8 @@ def read(shard: Shard, fields: Fields, batch_bytes: int, strict: bool) -> Iterat
             except (OSError, pa.ArrowException, ValueError) as e:
                 raise shard_error(shard, e) from e
             n = rb.num_rows
+            if row0 + n > run_end:
+                raise promise_broken(shard, groups, row0 + n - (run_end - n_rows), n_rows)
             upto = size if row0 + n >= total else size * (row0 + n) // total
             try:
                 batch = convert_arrow(rb, plan, row0, shard, strict, upto - reported)
@@ -133,7 +137,21 @@ def read(shard: Shard, fields: Fields, batch_bytes: int, strict: bool) -> Iterat
             yield batch
             del batch  # the consumer holds it as long as it needs it
         del it
+        if row0 != run_end:
+            raise promise_broken(shard, groups, row0 - (run_end - n_rows), n_rows)
         release_memory()
+    promised = sum(md.row_group(g).num_rows for g in only) if only else total
+    if row0 - first != promised:  # the runs cover every row group (empty ones are skipped)
+        raise promise_broken(shard, list(only or range(md.num_row_groups)), row0 - first, promised)
+
+
+def promise_broken(shard: Shard, groups: Sequence[int], got: int, promised: int) -> ShardReadError:
+    """A shard that yields more or fewer rows than its footer promises fails: pyarrow reads a
+    row group whose pages lie past the end of the file (a file truncated after its footer was
+    read, while it is scanned) as no rows at all, without an error."""
+    where = f"row group {groups[0]}" if len(groups) == 1 else f"row groups {groups[0]}-{groups[-1]}"
+    return ShardReadError(f"{shard.relpath}: {where} gave {got:,} rows, the footer promises {promised:,} "
+                          f"(the file was truncated or changed while it was read)")
 
 
 def check(shard: Shard, fields: Fields) -> None:
@@ -227,12 +245,17 @@ def split(shard: Shard, flagged_rows: np.ndarray, clean: str | None, flagged: st
                 batches = pf.iter_batches(batch_size=batch_rows, row_groups=[g], use_threads=False)
             except READ_ERRORS as e:
                 raise shard_error(shard, e) from e
+            group_end = row0 + rg.num_rows
             for batch in guarded(shard, batches):
+                if row0 + batch.num_rows > group_end:
+                    raise promise_broken(shard, [g], row0 + batch.num_rows - group_end + rg.num_rows, rg.num_rows)
                 mask = flag_mask(flagged_rows, row0, batch.num_rows)
                 route_batch(batch, mask, sides, lambda side, part: side.add(part))
                 row0 += batch.num_rows
                 n_flagged += int(mask.sum())
             del batches
+            if row0 != group_end:
+                raise promise_broken(shard, [g], row0 - group_end + rg.num_rows, rg.num_rows)
             release_memory()  # once per row group, as the readers do
         close_all(sides)
     finally:

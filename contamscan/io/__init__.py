@@ -3,6 +3,6 @@ copies and staging that remote paths need (:mod:`.cache`), and the manifest dire
 indexes and profiles (:mod:`.artifact`)."""
 
 from .cache import OutputDir
-from .location import Found, Info, Location, MappedFile, PendingFile, RandomFile
+from .location import Found, Info, Location, PendingFile
 
-__all__ = ["Location", "Found", "Info", "MappedFile", "RandomFile", "PendingFile", "OutputDir"]
+__all__ = ["Location", "Found", "Info", "PendingFile", "OutputDir"]

@@ -5,8 +5,9 @@ A Location is a local path or a URI (``s3://``, ``gs://``, ``hdfs://``, ``abfs:/
 installed; ``file:///path`` is a local path). Datasets, references, indexes, profiles,
 outputs, checkpoints and clean/flagged shards all go through it, and nothing outside
 ``contamscan.io`` asks which kind a path is. Local files keep what pays on a disk behind the
-same methods: memory maps whose read pages leave RSS (:meth:`Location.open_mapped`), files
-named by bytes that are not UTF-8, atomic renames, symlink-loop detection when walking.
+same methods: files named by bytes that are not UTF-8, atomic renames, symlink-loop
+detection when walking. Inputs are read, never memory-mapped: a mapped file that shrinks
+while it is read kills the process with SIGBUS, a read fails with an error.
 
 A remote path is a URI: ``scheme://netloc/path?query``. The path is percent-decoded (``%20``
 is a space; a raw space is accepted too), so ``?`` always starts the query and cannot be a
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import errno
 import glob as globlib
-import mmap
 import os
 import re
 import secrets
@@ -621,11 +621,6 @@ class Location:
         """The file for sequential reading, as stored (no decompression by extension)."""
         return open_input_stream(self.path) if self.remote else self.open_random()
 
-    def open_mapped(self) -> "MappedFile | RandomFile":
-        """A local file memory-mapped (zero-copy reads whose pages can leave RSS once read); a
-        remote one for random access, with the same interface."""
-        return RandomFile(open_input_file(self.path)) if self.remote else MappedFile(self.path)
-
     def read_bytes(self) -> bytes:
         if self.remote:
             return read_bytes(self.path)
@@ -891,61 +886,3 @@ def _glob_base(pattern: str) -> str:
     if not fixed:
         return os.curdir
     return "/".join(fixed) or "/"
-
-
-class MappedFile:
-    """A read-only memory map of a local file, read by Arrow without copies, whose pages can
-    be dropped from this process's RSS once read.
-
-    Pages of a mapped file that have been read count in RSS (as RssFile) until they are
-    unmapped: a scan of a 2 GB Arrow file would end with 2 GB resident although none of
-    it is anonymous memory. :meth:`drop_until` tells the kernel the pages before an offset
-    are not needed (MADV_DONTNEED): they leave RSS (not the page cache), and a batch that
-    still points into them reads the same bytes again from the page cache if used."""
-
-    def __init__(self, path: str):
-        with open(path, "rb") as f:
-            self.size = os.fstat(f.fileno()).st_size
-            # an empty file cannot be mapped; the map outlives the file object
-            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
-        buf = pa.py_buffer(self._map if self._map is not None else b"")
-        self._base = buf.address
-        self._dropped = 0
-        self.source = pa.BufferReader(buf)  # zero-copy reads: batches point into the map
-
-    def end_of(self, rb: pa.RecordBatch) -> int:
-        """File offset of the end of the last buffer of ``rb`` that lies in the map
-        (decompressed buffers are elsewhere and are ignored)."""
-        end = 0
-        for col in rb.columns:
-            for b in col.buffers():
-                if b is not None and b.size and self._base <= b.address < self._base + self.size:
-                    end = max(end, b.address - self._base + b.size)
-        return end
-
-    def drop_until(self, offset: int) -> None:
-        """Drop the whole pages before ``offset`` from RSS."""
-        advise = getattr(mmap, "MADV_DONTNEED", None)
-        end = min(offset, self.size) // mmap.PAGESIZE * mmap.PAGESIZE
-        if self._map is None or advise is None or end <= self._dropped:
-            return
-        try:
-            self._map.madvise(advise, self._dropped, end - self._dropped)
-            self._dropped = end
-        except (OSError, ValueError):  # pragma: no cover - only an optimisation
-            pass
-
-
-class RandomFile:
-    """A remote file with :class:`MappedFile`'s interface: read at offsets, not mapped;
-    batches are copies, freed when dropped."""
-
-    def __init__(self, source: pa.NativeFile):
-        self.source = source
-        self.size = source.size()
-
-    def end_of(self, rb: pa.RecordBatch) -> int:
-        return 0
-
-    def drop_until(self, offset: int) -> None:
-        pass

@@ -452,3 +452,93 @@ def test_forked_children_do_not_hold_the_output_lock(tmp_path):
         for pid in (p.pid, child):
             if pid is not None and _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------- inputs that shrink while read
+
+
+def _big_shard(tmp_path, refs, kind):
+    """A shard of 20,000 records (~2 KB each) in many row groups / record batches."""
+    texts = refs["text"].to_pylist()
+    table = pa.table({"id": [str(i) for i in range(20_000)],
+                      "text": [texts[i % len(texts)][:2000] + f" {i}" for i in range(20_000)]})
+    data = tmp_path / "data"
+    data.mkdir()
+    path = data / f"big.{kind}"
+    if kind == "parquet":
+        pq.write_table(table, path, row_group_size=1000)
+    elif kind == "arrow":  # an Arrow IPC file: its footer lists 40 record batches
+        with pa.ipc.new_file(str(path), table.schema) as w:
+            w.write_table(table, max_chunksize=500)
+    else:  # an Arrow IPC stream (no footer), as datasets.save_to_disk writes
+        path = data / "big.ipc"
+        with pa.ipc.new_stream(str(path), table.schema) as w:
+            w.write_table(table, max_chunksize=500)
+    return data, path
+
+
+# `contamscan scan` whose reader cuts one file once the first batch of it is out (its footer,
+# or first messages, read; most of it not); the forked workers inherit the hook
+_TRUNCATING = """
+import os, sys
+from contamscan.cli import cli
+from contamscan.scanner import shard
+name, cut, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+real = shard.read_batches
+
+def reading(s, *a, **k):
+    for i, batch in enumerate(real(s, *a, **k)):
+        yield batch
+        if i == 0 and os.path.basename(s.path) == name:
+            os.truncate(s.path, cut)
+
+shard.read_batches = reading
+cli.main(argv)
+"""
+
+
+def _cut(path, kind, where) -> int:
+    """Where to cut: the middle of the file, or a boundary that pyarrow reads past without an
+    error (the start of a row group, the end of a message of a stream)."""
+    if where == "middle":
+        return os.path.getsize(path) // 2
+    if kind == "parquet":
+        col = pq.ParquetFile(path).metadata.row_group(10).column(0)
+        return col.dictionary_page_offset if col.has_dictionary_page else col.data_page_offset
+    if kind == "stream":
+        with pa.OSFile(str(path)) as src:
+            reader = pa.ipc.open_stream(src)
+            for _ in range(20):
+                reader.read_next_batch()
+            return src.tell()
+    return int(os.path.getsize(path) * 0.97)  # the file's footer is lost; batches left to read
+
+
+def _scan_that_truncates(data, path, index, out, workers, cut):
+    """The scan in its own process (a SIGBUS kills it, not the test); its exit code."""
+    argv = ["scan", str(data), "--index", str(index.path), "-o", str(out), "--workers", str(workers), "--batch-mb", "1"]
+    p = subprocess.run([sys.executable, "-c", _TRUNCATING, path.name, str(cut), *argv], capture_output=True,
+                       text=True, timeout=300, cwd=out.parent)  # not the checkout: `-c` imports from the cwd
+    assert "Traceback" not in p.stderr, p.stderr
+    return p.returncode
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("kind", ["parquet", "arrow", "stream"])
+@pytest.mark.parametrize("where", ["middle", "boundary"])
+def test_a_shard_truncated_while_it_is_scanned_fails_alone(setup, tmp_path, kind, workers, where):
+    """Parquet yields the rows its footer promises, an Arrow IPC file the batches its footer
+    lists, a stream the bytes it had when listed, or the shard fails: the scan goes on, reports
+    it failed (exit status 3), never "ok" with part of its rows, never killed by a SIGBUS."""
+    root, index, refs = setup
+    data, path = _big_shard(tmp_path, refs, kind)
+    (data / "good.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in refs["text"].to_pylist()[:5]))
+    code = _scan_that_truncates(data, path, index, tmp_path / "out", workers, _cut(path, kind, where))
+    assert code == 3, f"exit code {code} (-7: SIGBUS)"
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    by = {s["shard"]: s for s in report["shards"]}
+    assert by["good.jsonl"]["status"] == "ok" and by["good.jsonl"]["documents"] == 5
+    bad = by[path.name]
+    assert bad["status"] == "failed" and bad["documents"] == 0, bad
+    assert bad["error"].startswith(f"{path.name}: ") and "\n" not in bad["error"]
+    assert report["totals"]["errors"]["failed_shards"] == 1 and report["totals"]["documents"] == 5
