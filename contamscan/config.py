@@ -107,7 +107,7 @@ class IndexParams:
     num_perm: int = option(128, "MinHash permutations.")
     ngram: int = option(5, "Words per shingle.")
     seed: int = option(1, "Permutation seed (datasketch's default is 1).")
-    anchor_bits: int = option(4, "Partial matches: one shingle in 2**N is an anchor; 0 = whole-document matches only.")
+    anchor_bits: int = option(3, "Partial matches: one shingle in 2**N is an anchor; 0 = whole-document matches only.")
     max_anchor_refs: int = option(64, "Anchors shared by more references are stock phrases: dropped.", cli=False)
 
     def __post_init__(self):
@@ -152,7 +152,7 @@ class ScanOptions:
 
     Example:
         >>> ScanOptions(workers=8, write_clean="crawl-clean/").match_rules()
-        {'verify': 'estimate', 'min_anchors': 5.0, 'miss_penalty': 0.5, 'min_words': 50}
+        {'verify': 'estimate', 'min_anchors': 4.0, 'miss_penalty': 0.1, 'min_words': 25}
     """
 
     text_field: str = option("text", "Field holding the text: a selector (doc.body, messages[-1].content, "
@@ -179,13 +179,14 @@ class ScanOptions:
                                      "`index build --store-text`).", choices=("estimate", "exact"), results=True,
                          rule=True)
     # partial matches (indexes with anchors): a document is flagged when one reference
-    # shares a run of anchors with it that scores at least `min_anchors` (+1 per shared
-    # anchor, -`miss_penalty` per unshared one inside the run) and spans `min_words` words
-    min_anchors: float = option(5.0, "Partial matches: score a run of shared anchors must reach (+1 shared, "
-                                     "-0.5 unshared).", results=True, rule=True)
-    miss_penalty: float = option(0.5, "Partial matches: what an unshared anchor inside a run costs.", cli=False,
+    # shares a co-linear chain of anchors with it (index.kernels.best_chain) that scores at
+    # least `min_anchors` (+1 per shared anchor, -`miss_penalty` per unshared one inside the
+    # chain, less its drift) and spans `min_words` words
+    min_anchors: float = option(4.0, "Partial matches: score a chain of shared anchors must reach (+1 shared, "
+                                     "-0.1 unshared, less its drift).", results=True, rule=True)
+    miss_penalty: float = option(0.1, "Partial matches: what an unshared anchor inside a chain costs.", cli=False,
                                  results=True, rule=True)
-    min_words: int = option(50, "Partial matches: words a matched passage must span.", results=True, rule=True)
+    min_words: int = option(25, "Partial matches: words a matched passage must span.", results=True, rule=True)
     # copies of the input shards without / with only the flagged documents (same relative
     # paths, formats and schemas); None: not written
     write_clean: str | None = option(None, "Write each shard without its flagged documents to DIR (same relative "

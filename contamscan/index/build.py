@@ -60,7 +60,7 @@ def build_index(refs, out, options: BuildOptions | None = None, *, params: Index
         raise ContamscanError("no reference files found (expected .parquet, .jsonl, .json, .jsonl.gz, .jsonl.zst, .arrow)")
     hasher = Hasher(params.num_perm, params.seed, params.ngram, params.anchor_bits)
     parts = []  # per batch: an Arrow table of the kept references' columns
-    sig_parts, key_parts, ref_parts = [], [], []
+    sig_parts, key_parts, ref_parts, word_parts = [], [], [], []
     n_refs = 0
     skipped = Counter()
     for shard in shards:
@@ -98,6 +98,7 @@ def build_index(refs, out, options: BuildOptions | None = None, *, params: Index
                 number = n_refs + np.cumsum(keep) - 1
                 key_parts.append(anchor_keys32(sigs.anchors.key))  # kept in their stored form: half the memory
                 ref_parts.append(number[sigs.anchors.doc].astype(np.int32))
+                word_parts.append(sigs.anchors.word.astype(np.uint32))
             n_refs += len(idx)
             if progress:
                 progress(batch)
@@ -107,8 +108,9 @@ def build_index(refs, out, options: BuildOptions | None = None, *, params: Index
     sigs = np.concatenate(sig_parts) if sig_parts else np.zeros((0, params.num_perm), np.uint32)
     keys = np.concatenate(key_parts) if key_parts else np.zeros(0, np.uint32)
     refs = np.concatenate(ref_parts) if ref_parts else np.zeros(0, np.int64)
+    words = np.concatenate(word_parts) if word_parts else np.zeros(0, np.uint32)
     with artifact.building(out, KIND) as local:
-        save_index(local, params, table, sigs, keys, refs, skipped={k: n for k, n in skipped.items() if n})
+        save_index(local, params, table, sigs, keys, refs, words, skipped={k: n for k, n in skipped.items() if n})
     return open_index(out, verify=False)
 
 
@@ -184,15 +186,16 @@ def merge_indexes(indexes, out, *, replace: bool = False) -> ReferenceIndex:
                                                                      pa.large_string())))
     sigs = np.concatenate([np.asarray(ix.signatures) for ix in ixs])
     anchors = [ix.anchors() for ix in ixs]
-    keys = np.concatenate([k for k, _ in anchors])
-    refs = np.concatenate([r + off for (_, r), off in zip(anchors, offsets)])
+    keys = np.concatenate([k for k, _, _ in anchors])
+    refs = np.concatenate([r + off for (_, r, _), off in zip(anchors, offsets)])
+    words = np.concatenate([w for _, _, w in anchors])
     del anchors
     stop = np.unique(np.concatenate([np.asarray(ix.anchor_stop) for ix in ixs]))
     skipped = Counter()
     for ix in ixs:
         skipped.update(ix.manifest["counts"].get("skipped", {}))
     with artifact.building(out, KIND, beside=into_input) as local:
-        save_index(local, ixs[0].params, table, sigs, keys, refs, skipped=dict(skipped), anchor_stop=stop)
+        save_index(local, ixs[0].params, table, sigs, keys, refs, words, skipped=dict(skipped), anchor_stop=stop)
     return open_index(out, verify=False)
 
 

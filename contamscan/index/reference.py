@@ -82,6 +82,7 @@ class ReferenceIndex:
         self.dir_bits = int(round(math.log2(self.band_dir.shape[1] - 1)))
         self.anchor_tags = arrays["anchor_tags"]
         self.anchor_refs = arrays["anchor_refs"]
+        self.anchor_pos = arrays["anchor_pos"]
         self.anchor_dir = arrays["anchor_dir"]
         self.anchor_dir_bits = int(round(math.log2(self.anchor_dir.shape[0] - 1)))
         self.anchor_stop = arrays["anchor_stop"]
@@ -127,8 +128,9 @@ class ReferenceIndex:
         doc_ptr = np.searchsorted(anchors.doc, np.arange(n_docs + 1), side="left").astype(np.int64)
         out = [np.empty(n_docs, np.float64 if name.endswith("score") else np.int64)
                for name in PartialResult.__dataclass_fields__]
-        anchor_kernel(doc_ptr, anchors.key, self.anchor_tags, self.anchor_refs, self.anchor_dir,
-                       self.anchor_dir_bits, self.label_codes, min_hits, float(miss_penalty), self._touch, *out)
+        anchor_kernel(doc_ptr, anchors.key, anchors.word, self.anchor_tags, self.anchor_refs, self.anchor_pos,
+                      self.anchor_dir, self.anchor_dir_bits, self.label_codes, min_hits, float(miss_penalty),
+                      self._touch, *out)
         return PartialResult(*out)
 
     def candidates(self, sig: np.ndarray) -> set[int]:
@@ -142,13 +144,14 @@ class ReferenceIndex:
             out.update(int(r) for r in same_tag if band_key(self.signatures[r], b, self.rows) == k)
         return out
 
-    def anchors(self) -> tuple[np.ndarray, np.ndarray]:
-        """The anchor table as (stored keys uint32, references int64) arrays, in memory: each
-        key is its directory bucket's top bits and its tag's low bits."""
+    def anchors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The anchor table as (stored keys uint32, references int64, word positions uint16)
+        arrays, in memory: each key is its directory bucket's top bits and its tag's low bits."""
         bits = self.anchor_dir_bits
         bucket = np.repeat(np.arange(len(self.anchor_dir) - 1, dtype=np.uint32), np.diff(self.anchor_dir))
         low = np.asarray(self.anchor_tags).astype(np.uint32) & np.uint32((1 << (32 - bits)) - 1)
-        return (bucket << np.uint32(32 - bits)) | low, np.asarray(self.anchor_refs, np.int64)
+        return (bucket << np.uint32(32 - bits)) | low, np.asarray(self.anchor_refs, np.int64), \
+            np.asarray(self.anchor_pos, np.uint16)
 
     def summary(self) -> IndexSummary:
         m = self.manifest

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 
 from ..config import ScanOptions
 from ..index import ReferenceIndex
-from ..index.kernels import best_run
+from ..index.kernels import best_chain
 from ..model import HISTOGRAM_BINS, MATCH_SCHEMA
 from ..sketch.minhash import INVALID_UTF8, Hasher, char_spans
 
@@ -43,9 +43,9 @@ class ExactCheck:
 def exact_check(index: ReferenceIndex, hasher: Hasher, texts: pa.Array, docs: np.ndarray, refs: np.ndarray,
                 options: ScanOptions) -> ExactCheck:
     """Compare documents ``docs`` of ``texts`` with references ``refs`` on their exact shingle
-    sets. The flag rules are the estimate's, on exact values: Jaccard >= threshold, or a run of
-    shared shingles (first occurrences; the same +1/-miss_penalty score) worth ``min_anchors``
-    anchors (its score / 2**anchor_bits) over ``min_words`` words."""
+    sets. The flag rules are the estimate's, on exact values: Jaccard >= threshold, or a
+    co-linear chain of shared shingles (first occurrences; the same score as the anchors')
+    worth ``min_anchors`` anchors (its score / 2**anchor_bits) over ``min_words`` words."""
     n = len(docs)
     doc_sh = hasher.shingles(texts.take(pa.array(docs)))
     uref, which = np.unique(refs, return_inverse=True)
@@ -57,7 +57,8 @@ def exact_check(index: ReferenceIndex, hasher: Hasher, texts: pa.Array, docs: np
                      np.full(n, -1, np.int64), np.full(n, -1, np.int64))
     for i in range(n):
         lo, hi = d_ptr[i], d_ptr[i + 1]
-        ref_keys = np.unique(ref_sh.key[r_ptr[which[i]]:r_ptr[which[i] + 1]])
+        r_lo, r_hi = r_ptr[which[i]], r_ptr[which[i] + 1]
+        ref_keys, ref_first = np.unique(ref_sh.key[r_lo:r_hi], return_index=True)
         keys, first = np.unique(doc_sh.key[lo:hi], return_index=True)
         shared = np.isin(keys, ref_keys, assume_unique=True)
         inter = int(np.count_nonzero(shared))
@@ -65,8 +66,15 @@ def exact_check(index: ReferenceIndex, hasher: Hasher, texts: pa.Array, docs: np
         out.similarity[i] = inter / union if union else 0.0
         out.containment[i] = inter / len(ref_keys) if len(ref_keys) else 0.0
         out.whole[i] = out.similarity[i] >= index.params.threshold
-        positions = np.sort(first[shared]).astype(np.int64)
-        score, n_shared, f, last = best_run(positions, 0, len(positions), options.miss_penalty)
+        # the shared shingles in document order, at their first positions in both texts
+        order = np.argsort(first[shared])
+        ords = first[shared][order].astype(np.int64)
+        ref_at = ref_first[np.searchsorted(ref_keys, keys[shared][order])]
+        doc_words = doc_sh.word[lo + ords].astype(np.int64)
+        ref_words = ref_sh.word[r_lo + ref_at].astype(np.int64)
+        m = len(ords)
+        score, n_shared, f, last = best_chain(ords, doc_words, ref_words, 0, m, options.miss_penalty,
+                                              np.empty(m), np.empty(m, np.int64))
         partial = False
         if n_shared:
             f, last = lo + f, lo + last

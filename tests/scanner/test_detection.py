@@ -103,8 +103,8 @@ def test_a_repeated_phrase_counts_once(tmp_path, refs, human, index):
     docs = []
     for i, ref in enumerate(refs[1:11]):
         w = ref["text"].split()
-        start = rng.randrange(0, len(w) - 40)
-        stretch = " ".join(w[start:start + 40])  # ~2-3 anchors
+        start = rng.randrange(0, len(w) - 20)
+        stretch = " ".join(w[start:start + 20])  # ~2 anchors: too few once, and as few repeated
         docs.append((f"r{i}", human[i][:1500] + (" " + stretch) * 25))
     assert _scan(tmp_path, docs, index) == {}
 
