@@ -139,6 +139,11 @@ class BuildOptions:
     store_text: bool = option(False, "Keep reference texts in the index (for `scan --verify exact` and evidence "
                                      "in reports).")
     strict: bool = option(False, "Fail on the first bad record instead of counting and skipping it.")
+    # text people wrote that models also quote (public-domain books, encyclopaedias, speeches):
+    # a passage a document shares with a reference only through it does not flag the document
+    known_human: tuple = option((), "Text known to be human-written (files, directories, globs; its field is "
+                                    "--text-field): passages a reference shares with it flag no document "
+                                    "(repeatable).", multiple=True, metavar="PATH")
 
     def __post_init__(self):
         _check(not (self.label is not None and self.label_from_path),

@@ -19,6 +19,8 @@ worker processes share one copy through the page cache):
 ``anchor_dir.npy``    int32  [2**dir_bits + 1], where each run of the stored keys' top bits
                       starts (dir_bits >= 16: directory and tag hold the whole key)
 ``anchor_stop.npy``   uint32 [keys], anchor keys dropped as stock phrases (kept for merges)
+``anchor_human.npy``  uint32 [keys], sorted: the references' anchor keys also found in text known
+                      to be human-written (``--known-human``)
 
 How the tables are read (directory, then tags, then references) is told in
 :mod:`contamscan.index.kernels`.
@@ -49,7 +51,7 @@ FORMAT_VERSION = 4
 KIND = artifact.Kind(FORMAT, FORMAT_VERSION, "version", "indexes", "a contamscan index", IndexFormatError,
                      "build one with `contamscan index build`", "index")
 ARRAYS = ("signatures", "band_tags", "band_refs", "band_dir", "anchor_tags", "anchor_refs", "anchor_pos",
-          "anchor_dir", "anchor_stop")
+          "anchor_dir", "anchor_stop", "anchor_human")
 LOW32 = np.uint64(0xFFFFFFFF)
 TEXTS_SCHEMA = pa.schema([("text", pa.large_string())])
 
@@ -157,12 +159,14 @@ def params_dict(params: IndexParams) -> dict:
 def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.ndarray,
                anchor_keys: np.ndarray | None = None, anchor_refs: np.ndarray | None = None,
                anchor_words: np.ndarray | None = None, skipped: dict[str, int] | None = None,
-               anchor_stop: np.ndarray | None = None) -> None:
+               anchor_stop: np.ndarray | None = None, human_keys: np.ndarray | None = None) -> None:
     """Write the files of an index into the local directory ``path`` (from
     :func:`contamscan.io.artifact.building`) from the references' table, signatures and
     anchors (keys in their stored form, :func:`anchor_keys32`, with their references and word
     positions in them; none:
-    whole-document matches only; keys in ``anchor_stop`` are dropped), the manifest last."""
+    whole-document matches only; keys in ``anchor_stop`` are dropped; ``human_keys``: anchor
+    keys of text known to be human-written, of which those of the references are kept), the
+    manifest last."""
     path = Path(path)
     dup = refs["ref_id"].is_duplicated()
     if dup.any():
@@ -178,6 +182,8 @@ def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.nda
     p = params_dict(params)
     tags, order, directory = build_band_tables(sigs, p["bands"], p["rows"])
     codes = np.unique(refs["label"].to_numpy().astype(str), return_inverse=True)[1]
+    a_human = np.intersect1d(np.asarray(human_keys if human_keys is not None else [], np.uint32),
+                             np.asarray(anchor_keys, np.uint32)).astype(np.uint32)
     a_tags, a_refs, a_pos, a_dir, a_stop = build_anchor_table(anchor_keys, anchor_refs, anchor_words,
                                                               params.max_anchor_refs, anchor_stop, codes)
     refs = refs.with_columns(pl.Series("n_anchors", np.bincount(a_refs, minlength=len(refs)), pl.Int64))
@@ -191,7 +197,7 @@ def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.nda
     else:
         (path / "texts.arrow").unlink(missing_ok=True)
     pq.write_table(refs.to_arrow(), path / "refs.parquet", compression="zstd")
-    for name, arr in zip(ARRAYS, (sigs, tags, order, directory, a_tags, a_refs, a_pos, a_dir, a_stop)):
+    for name, arr in zip(ARRAYS, (sigs, tags, order, directory, a_tags, a_refs, a_pos, a_dir, a_stop, a_human)):
         np.save(path / f"{name}.npy", np.ascontiguousarray(arr))
     labels = refs.group_by("label").len().sort("label")
     artifact.write_manifest(path, {
@@ -202,6 +208,7 @@ def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.nda
         "params": p,
         "counts": {"refs": int(sigs.shape[0]), "labels": dict(zip(labels["label"].to_list(), labels["len"].to_list())),
                    "anchors": int(len(a_refs)), "common_anchors_dropped": int(len(a_stop)),
+                   "known_human_anchors": int(len(a_human)),
                    "skipped": dict(skipped or {})},
         "stored_text": stored_text,
     }, names)

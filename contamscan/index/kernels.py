@@ -248,7 +248,8 @@ def best_chain(ords, doc_words, ref_words, start, stop, miss_penalty, score, bac
 
 @numba.njit(cache=True, nogil=True)
 def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, label_codes, min_hits, miss_penalty,
-                  touch, best_ref, seg_score, seg_hits, seg_first, seg_last, total_hits, alt_ref, alt_score):
+                  touch, best_ref, seg_score, seg_hits, seg_first, seg_last, total_hits, alt_ref, alt_score,
+                  more_ref, more_score, more_first, more_last, more_total):
     """Partial matches from anchors. Document ``d`` has anchors ``a_key[doc_ptr[d]:doc_ptr[d + 1]]``
     in word order, at words ``a_word``; the table gives each (anchor, reference) pair the
     anchor's word position in the reference (``ref_pos``, modulo 2**16). For each reference
@@ -259,7 +260,8 @@ def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, 
     lowest index). Outputs per document: that reference (-1 if fewer than ``min_hits``
     anchors are shared), its chain's score, shared anchors and first/last anchor (global
     indices), its total shared anchors, and the best-scoring reference with another label
-    (alt_ref, alt_score)."""
+    (alt_ref, alt_score); and in ``more_*`` (columns of [n, k] arrays) the next ``k``
+    references by chain score, any label: the other sources a document may hold."""
     shift = np.uint64(64 - bits)
     # every anchor's directory bucket first, in one pass: its iterations are independent,
     # so the CPU overlaps their cache misses (the lookups are random reads of the table)
@@ -299,6 +301,10 @@ def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, 
         total_hits[d] = 0
         alt_ref[d] = -1
         alt_score[d] = 0.0
+        for k in range(more_ref.shape[1]):
+            more_ref[d, k] = -1
+            more_score[d, k] = 0.0
+            more_first[d, k] = more_last[d, k] = more_total[d, k] = -1
         lo, hi = doc_ptr[d], doc_ptr[d + 1]
         if hi - lo < min_hits:
             continue
@@ -366,4 +372,18 @@ def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, 
         if alt >= 0:
             alt_ref[d] = g_ref[alt]
             alt_score[d] = g_score[alt]
+        for k in range(more_ref.shape[1]):  # the next groups by score (k is small: a selection)
+            nxt = -1
+            for g in range(ng):
+                if g == b:
+                    continue
+                taken = False
+                for j in range(k):
+                    taken |= more_ref[d, j] == g_ref[g]
+                if not taken and (nxt < 0 or g_score[g] > g_score[nxt]):
+                    nxt = g
+            if nxt < 0:
+                break
+            more_ref[d, k], more_score[d, k], more_total[d, k] = g_ref[nxt], g_score[nxt], g_tot[nxt]
+            more_first[d, k], more_last[d, k] = g_first[nxt], g_last[nxt]
     return touched  # meaningless; returning it keeps the touching reads from being optimised away
