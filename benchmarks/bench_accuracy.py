@@ -7,26 +7,67 @@ What it measures (real texts from ../shared/data, everything seeded):
   INDEXED (the references); the other models' outputs on that prompt are UNINDEXED
   negatives: same prompts, other models, the hardest negative control. One index is built
   from the indexed outputs of all prompts; the evaluation uses only the split's prompts.
-* Planted documents, ``--per-kind`` of each kind, made from indexed outputs of the split:
-  ``exact``, ``reformat`` (markdown stripped, rewrapped to 72 columns, quotes swapped
-  straight <-> typographic), ``upper``, ``edit5`` / ``edit10`` (5% / 10% of the words
-  replaced, deleted or inserted, with words of human text), ``sentdrop20`` (20% of the
-  sentences dropped), ``trunc60`` (first 60% of the characters), ``whole_in_human`` (the
-  whole output inside 2,000-6,000 characters of human text) and ``passage30`` (a
-  ~1,200-character passage inside ~3,000 characters of human text). Embedded kinds keep
-  the true character span of the AI text.
-* Negatives: every human document (truncated to 20,000 characters) and the unindexed
-  outputs of the split's prompts.
-* ``--shards`` Parquet shards with true contamination rates spread from 0 to ~40%.
+* Planted documents, ``--per-kind`` of each kind (default 100: it was 200 before issue 16
+  added 17 kinds, and the run stays under ~3 minutes on 2 cores), made from indexed outputs
+  of the split:
+
+  - ``exact``; ``reformat`` (markdown stripped, rewrapped to 72 columns, quotes swapped
+    straight <-> typographic); ``upper``; ``hyphen`` (rewrapped to 60 columns, a word of 7+
+    letters crossing a line end split with a hyphen: "contami-\\nnation");
+  - ``edit5`` / ``edit10`` / ``edit15`` / ``edit20`` / ``edit30``: that share of the words
+    replaced, deleted or preceded by an inserted word (words of human text);
+  - ``syn25`` / ``syn50``: that share of the content words (alphabetic, >= 4 letters, not in
+    STOP_WORDS) replaced by a different content word of human text in the same case. There
+    is no thesaurus offline, so this is a harder stand-in for synonyms: the replacement is
+    any content word, not one of the same meaning;
+  - ``sentdrop20`` (20% of the sentences dropped), ``shuffle`` (the sentences in a random
+    order, the whitespace between them in place), ``trunc60`` (first 60% of the characters);
+  - ``html_text`` (paragraphs in <p>...</p>, & < > escaped, apostrophes and typographic
+    punctuation as entities: &amp; &#8217; ...) and ``html_raw`` (the same, plus tags inside
+    the sentences around 1-3 words, about one per 12 words: <b>, <a href="https://x.example/y">,
+    <span class="c">);
+  - invisible-character and look-alike evasions: ``zwsp`` (U+200B inside every word),
+    ``softhyphen`` (U+00AD inside every word of >= 6 letters), ``wj_bom`` (U+2060 or U+FEFF
+    inside 50% of the words), ``homoglyph10`` (10% of the words: every Latin letter with a
+    look-alike replaced by Cyrillic а е о р с х у і ѕ ј or Greek ο α ν ι κ ρ τ),
+    ``evasions_all`` (homoglyph10 + zwsp + softhyphen together);
+  - embedded, with the true character span of the AI text: ``whole_in_human`` (the whole
+    output inside 2,000-6,000 characters of human text), ``passage30`` (a ~1,200-character
+    passage inside ~3,000 characters of human text), ``passage_short`` (a 300-600 character
+    passage, sentence start to sentence end, inside ~5,000 characters of human text);
+  - several sources (MULTI; truth: every source, in ``Doc.others``): ``two_passages`` (two
+    ~800-character passages of two indexed outputs, of different models and prompts when
+    possible, at two places of ~3,000 characters of human text) and ``concat3`` (three
+    indexed outputs concatenated).
+* Negatives (NEGATIVES): ``human``, every human document (truncated to 20,000 characters);
+  ``unindexed``, the unindexed outputs of the split's prompts; ``quote``, 40 human documents
+  (essays, wikitext) each holding a 600-1,500 character passage of public-domain human text
+  (shakespeare, inaugural, state_union) that an INDEXED reference also quotes: that
+  reference is an unindexed output of a prompt outside the split (so no evaluated document
+  derives from it) with the passage put in its middle, added to the index with its model's
+  label; ``quote_source``, the 40 quoted human documents themselves (taken out of ``human``:
+  they hold the quoted passage too).
+* ``--shards`` Parquet shards with true contamination rates spread from 0 (a fifth of the
+  shards) to ~40-50% (the top depends on --per-kind).
 * Both systems scan the shards: ``contamscan.scan`` (one worker) and datasketch
   (5-word shingles of ``\\w+`` words, ``MinHash(num_perm=128)``, ``MinHashLSH(threshold=0.5)``,
   flagged when a candidate's estimated Jaccard is >= 0.5).
+* Known human text: when ``contamscan.build_index`` takes ``known_human`` (a parameter or a
+  BuildOptions field), the first mode's index is built again with the quoted sources'
+  files as known human text and the shards scanned again (``known_human`` in the output:
+  the false positives of every negative kind, the planted recall); else its
+  ``false_positives`` is null with a note. A match whose ``kind`` is
+  "shared_with_known_human" is never a flag.
 
-Reported, per system: recall per kind, false positives on human and on unindexed documents,
-per-shard |rate - truth| in percentage points, coverage of the shards' 95% intervals,
-attribution accuracy (label and reference id), mean span IoU of the
-embedded kinds (contamscan, when it reports spans), scan MB/s; and ``targets``, the
-acceptance booleans of contamscan.
+Reported, per system: recall per kind, false positives per negative kind, per-shard
+|rate - truth| in percentage points, coverage of the shards' 95% intervals, attribution of
+the strongest match (right when it names one of the document's sources: label and
+reference id), ``all_sources`` (share of the multi-source documents where every true model
+is among the labels of the document's match rows, any rank), mean span IoU of the embedded
+kinds (contamscan, when it reports spans; two_passages: the better of its two spans), scan
+MB/s; and ``targets``, the acceptance booleans of contamscan (RECALL_TARGETS, 0 false
+positives on human and unindexed text and on the quotation cases once the quoted sources are
+known human text, all_sources >= 0.95, attribution >= 0.99, the shard rates).
 
 Run::
 
@@ -39,6 +80,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import html
 import json
 import math
 import os
@@ -57,16 +99,32 @@ from _common import pin_threads  # noqa: E402
 
 pin_threads()  # before numba, polars and Arrow start
 
-from _common import (MB, Timer, add_common_args, emit, log, machine, pin_arrow, rate,  # noqa: E402
-                     versions, workdir)
+from _common import MB, Timer, add_common_args, emit, log, machine, pin_arrow, rate, versions, workdir  # noqa: E402
 
-KINDS = ("exact", "reformat", "upper", "edit5", "edit10", "sentdrop20", "trunc60", "whole_in_human", "passage30")
-EMBEDDED = ("whole_in_human", "passage30")
+KINDS = ("exact", "reformat", "upper", "edit5", "edit10", "edit15", "edit20", "edit30", "syn25", "syn50",
+         "sentdrop20", "shuffle", "trunc60", "html_text", "html_raw", "hyphen", "zwsp", "softhyphen", "wj_bom",
+         "homoglyph10", "evasions_all", "whole_in_human", "passage30", "passage_short", "two_passages", "concat3")
+EMBEDDED = ("whole_in_human", "passage30", "passage_short", "two_passages")
+MULTI = ("two_passages", "concat3")  # planted kinds with several sources (Doc.others)
+NEGATIVES = ("human", "unindexed", "quote", "quote_source")
 RECALL_TARGETS = {"exact": 0.99, "reformat": 0.99, "upper": 0.99, "edit5": 0.97, "sentdrop20": 0.97,
-                  "trunc60": 0.97, "edit10": 0.9, "passage30": 0.9}
+                  "trunc60": 0.97, "edit10": 0.9, "passage30": 0.9,
+                  # issue 16
+                  "edit15": 0.99, "syn25": 0.99, "shuffle": 0.99, "html_text": 0.99, "html_raw": 0.99,
+                  "hyphen": 0.99, "zwsp": 0.99, "softhyphen": 0.99, "wj_bom": 0.99, "homoglyph10": 0.99,
+                  "two_passages": 0.99, "concat3": 0.99, "edit20": 0.97, "evasions_all": 0.97,
+                  "passage_short": 0.9, "edit30": 0.8, "syn50": 0.8}
+ALL_SOURCES_TARGET = 0.95
 MIN_WORDS = 100  # outputs with fewer words (refusals, stubs) are references only, never evaluated
 PASSAGE_CHARS = 1200
 PASSAGE_HOST_CHARS = (2700, 3300)
+TWO_PASSAGE_CHARS = 800
+SHORT_PASSAGE_CHARS = (300, 600)
+SHORT_HOST_CHARS = (4700, 5300)
+QUOTES = 40  # quotation negatives (and as many quote references)
+QUOTE_CHARS = (600, 1500)
+QUOTE_SOURCES = ("shakespeare", "inaugural", "state_union")  # public-domain text that is quoted
+QUOTE_HOSTS = ("essays", "wikitext2")  # human documents that quote it
 WHOLE_HOST_CHARS = (2000, 6000)
 HUMAN_MAX_CHARS = 20_000
 TOP_RATE = 0.40  # true contamination rate of the most contaminated shard (about)
@@ -77,7 +135,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--split", choices=("tune", "report"), default="report",
                    help="half of the prompts evaluated (default: %(default)s)")
-    p.add_argument("--per-kind", type=int, default=200, help="planted documents per kind (default: %(default)s)")
+    p.add_argument("--per-kind", type=int, default=100,
+                   help="planted documents per kind (default: %(default)s; 200 before issue 16 added 17 kinds)")
     p.add_argument("--shards", type=int, default=20, help="Parquet shards of the dataset (default: %(default)s)")
     p.add_argument("--ngram", type=int, default=5, help="contamscan words per shingle (default: %(default)s)")
     p.add_argument("--threshold", type=float, default=0.5, help="contamscan threshold (default: %(default)s)")
@@ -124,10 +183,24 @@ class Doc:
     id: str = ""
     shard: str = ""
     row: int = -1
+    others: list[tuple[str, str]] = field(default_factory=list)  # further sources (ref id, model): MULTI kinds
+    other_spans: list[tuple[int, int]] = field(default_factory=list)  # their spans (two_passages)
 
     @property
     def planted(self) -> bool:
         return self.kind in KINDS
+
+    @property
+    def refs(self) -> set[str]:
+        return {self.origin, *(r for r, _ in self.others)}
+
+    @property
+    def models(self) -> set[str]:
+        return {self.model, *(m for _, m in self.others)}
+
+    @property
+    def spans(self) -> list[tuple[int, int]]:
+        return [self.span, *self.other_spans] if self.span else list(self.other_spans)
 
 
 def load_outputs(data: Path) -> list[Output]:
@@ -331,6 +404,174 @@ def pick_passage(text: str, target: int, rng: random.Random) -> str:
     return text[spans[i][0]:spans[j][1]]
 
 
+def pick_span(text: str, lo: int, hi: int, rng: random.Random) -> tuple[int, int] | None:
+    """[start, end) of a random passage of ``lo``-``hi`` characters from a sentence start to
+    a sentence end (final punctuation); None when the text has none."""
+    spans = sentence_spans(text)
+    full = [j for j, (s, e) in enumerate(spans) if re.search(r"""[.!?…]["”’')\]*_]*$""", text[s:e])]
+    cands = []
+    for i, (s, _) in enumerate(spans):
+        for j in full:
+            if j < i:
+                continue
+            n = spans[j][1] - s
+            if n > hi:
+                break
+            if n >= lo:
+                cands.append((s, spans[j][1]))
+    return rng.choice(cands) if cands else None
+
+
+# words of 4+ letters that are not content words (shorter words never are)
+STOP_WORDS = frozenset("""
+    about above after again against also although among another because been before being below
+    between both could does doing down during each even every from further have having here hers
+    herself himself however into itself just many more most much must myself only other ought ours
+    over same shall should since some such than that their theirs them themselves then there these
+    they this those through thus under until upon very were what when where whether which while
+    whom whose will with within without would your yours yourself
+""".split())
+_LETTERS = re.compile(r"\b[^\W\d_]{4,}\b")
+
+
+def is_content(word: str) -> bool:
+    return len(word) >= 4 and word.isalpha() and word.lower() not in STOP_WORDS
+
+
+def replace_content_words(text: str, frac: float, rng: random.Random, content_vocab: list[str]) -> str:
+    """``frac`` of the content words (alphabetic, >= 4 letters, not a stop word) replaced by a
+    different content word of human text, in the same case. A harder stand-in for synonyms
+    (there is no thesaurus offline): the replacement is any content word, not one of the
+    same meaning, so no shingle across it survives either way."""
+    words = [m for m in _LETTERS.finditer(text) if m.group().lower() not in STOP_WORDS]
+    chosen = sorted(rng.sample(range(len(words)), round(frac * len(words))))
+    out, pos = [], 0
+    for i in chosen:
+        m = words[i]
+        w = m.group()
+        r = rng.choice(content_vocab)
+        while r == w.lower():
+            r = rng.choice(content_vocab)
+        out += [text[pos:m.start()], _same_case(r, w)]
+        pos = m.end()
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def shuffle_sentences(text: str, rng: random.Random) -> str:
+    """The sentences in a random order (never the original one); the whitespace between them
+    (spaces, line and paragraph breaks) stays where it was."""
+    spans = sentence_spans(text)
+    if len(spans) < 2:
+        return text
+    order = list(range(len(spans)))
+    while order == sorted(order):
+        rng.shuffle(order)
+    out = [text[:spans[0][0]]]
+    for k, i in enumerate(order):
+        out.append(text[spans[i][0]:spans[i][1]])
+        out.append(text[spans[k][1]:spans[k + 1][0]] if k + 1 < len(spans) else text[spans[-1][1]:])
+    return "".join(out)
+
+
+_ENTITIES = {"’": "&#8217;", "‘": "&#8216;", "“": "&#8220;", "”": "&#8221;", "—": "&#8212;", "–": "&#8211;",
+             "…": "&#8230;", "\u00a0": "&nbsp;"}
+_TAGS = (("<b>", "</b>"), ('<a href="https://x.example/y">', "</a>"), ('<span class="c">', "</span>"))
+
+
+def to_html(text: str, rng: random.Random, raw_tags: bool) -> str:
+    """Every paragraph in <p>...</p>; & < > escaped (&amp; ...), apostrophes inside words made
+    typographic and typographic punctuation written as numeric entities (&#8217; ...). With
+    ``raw_tags`` also about one tag per 12 words inside the sentences: <b>, <a href=...> or
+    <span class="c"> around 1-3 words."""
+    paras = []
+    for para in re.split(r"\n\s*\n", text):
+        if not para.strip():
+            continue
+        para = html.escape(re.sub(r"(?<=\w)'(?=\w)", "’", para.strip()), quote=False)
+        para = "".join(_ENTITIES.get(ch, ch) for ch in para)
+        if raw_tags:
+            tokens = re.split(r"(\s+)", para)  # words at even positions
+            words = list(range(0, len(tokens), 2))
+            i = rng.randrange(0, 12)
+            while i < len(words):
+                n = rng.randint(1, 3)
+                a, b = words[i], words[min(i + n, len(words)) - 1]
+                op, cl = rng.choice(_TAGS)
+                tokens[a], tokens[b] = op + tokens[a], tokens[b] + cl
+                i += n + rng.randint(6, 18)
+            para = "".join(tokens)
+        paras.append(f"<p>{para}</p>")
+    return "\n".join(paras)
+
+
+def hyphen_wrap(text: str, width: int = 60, min_letters: int = 7) -> str:
+    """Every line rewrapped to ``width`` columns; an alphabetic word of ``min_letters`` or more
+    that crosses the line end is split with a hyphen ("contami-\\nnation", >= 3 letters on each
+    side). Blank lines (paragraphs) kept."""
+    out = []
+    for line in text.split("\n"):
+        words = line.split()
+        if not words:
+            out.append("")
+            continue
+        cur = words[0]
+        for w in words[1:]:
+            if len(cur) + 1 + len(w) <= width:
+                cur += " " + w
+                continue
+            m = re.match(r"[^\W\d_]+", w)
+            k = min(width - len(cur) - 2, len(m.group()) - 3) if m and len(m.group()) >= min_letters else 0
+            if k >= 3:
+                out.append(f"{cur} {w[:k]}-")
+                cur = w[k:]
+            else:
+                out.append(cur)
+                cur = w
+        out.append(cur)
+    return "\n".join(out)
+
+
+ZWSP, SHY, WJ, BOM = "\u200b", "\u00ad", "\u2060", "\ufeff"
+HOMOGLYPHS = {"a": "аα", "e": "е", "o": "оο", "p": "рρ", "c": "с", "x": "х", "y": "у", "i": "іι", "s": "ѕ",
+              "j": "ј", "v": "ν", "k": "κ", "t": "τ"}  # Cyrillic а е о р с х у і ѕ ј, Greek ο α ν ι κ ρ τ
+
+
+def _inside(word: str, ch: str, rng: random.Random) -> str:
+    """``ch`` at a random position strictly inside ``word``."""
+    k = rng.randint(1, len(word) - 1)
+    return word[:k] + ch + word[k:]
+
+
+def evade(text: str, rng: random.Random, homoglyph: float = 0.0, zwsp: bool = False, shy: bool = False,
+          wj_bom: float = 0.0) -> str:
+    """Word-level evasions, on the ``\\w+`` words of the text: ``homoglyph`` of the words that
+    have Latin letters with a look-alike get all of them replaced by a Cyrillic or Greek one;
+    ``shy``: a soft hyphen U+00AD inside every word of >= 6 letters; ``zwsp``: a zero-width
+    space U+200B inside every word (of >= 2 characters); ``wj_bom``: that share of the words
+    gets a word joiner U+2060 or a BOM U+FEFF inside."""
+    words = list(re.finditer(r"\w+", text))
+    glyph = set()
+    if homoglyph:
+        able = [i for i, m in enumerate(words) if any(c in HOMOGLYPHS for c in m.group())]
+        glyph = set(rng.sample(able, min(len(able), round(homoglyph * len(words)))))
+    out, pos = [], 0
+    for i, m in enumerate(words):
+        w = m.group()
+        if i in glyph:
+            w = "".join(rng.choice(HOMOGLYPHS[c]) if c in HOMOGLYPHS else c for c in w)
+        if shy and len(w) >= 6 and w.isalpha():
+            w = _inside(w, SHY, rng)
+        if zwsp and len(w) >= 2:
+            w = _inside(w, ZWSP, rng)
+        if wj_bom and len(w) >= 2 and rng.random() < wj_bom:
+            w = _inside(w, rng.choice((WJ, BOM)), rng)
+        out += [text[pos:m.start()], w]
+        pos = m.end()
+    out.append(text[pos:])
+    return "".join(out)
+
+
 class HostMaker:
     """Human text of a wanted length: a window of human documents of one source (a source
     drawn uniformly, then a document), continued with further documents of that source when
@@ -361,9 +602,8 @@ class HostMaker:
         return cut_words(host, want).rstrip()
 
 
-def insert_at_boundary(host: str, ai: str, rng: random.Random) -> tuple[str, tuple[int, int]]:
-    """``ai`` inserted as its own paragraph at a line or sentence boundary in the middle
-    70% of ``host``; returns the document and the span of ``ai`` in it."""
+def _boundaries(host: str) -> list[int]:
+    """Line (else sentence, else word) boundaries in the middle 70% of ``host``."""
     n = len(host)
     inside = lambda p: 0.15 * n <= p <= 0.85 * n  # noqa: E731
     cands = [m.end() for m in re.finditer(r"\n\s*", host) if inside(m.end())]
@@ -371,7 +611,13 @@ def insert_at_boundary(host: str, ai: str, rng: random.Random) -> tuple[str, tup
         cands = [s for s, e in sentence_spans(host) if inside(s)]
     if not cands:
         cands = [m.end() for m in re.finditer(r"\s+", host) if inside(m.end())] or [n]
-    p = rng.choice(cands)
+    return cands
+
+
+def insert_at_boundary(host: str, ai: str, rng: random.Random) -> tuple[str, tuple[int, int]]:
+    """``ai`` inserted as its own paragraph at a line or sentence boundary in the middle
+    70% of ``host``; returns the document and the span of ``ai`` in it."""
+    p = rng.choice(_boundaries(host))
     before = host[:p].rstrip()
     after = host[p:].lstrip()
     prefix = before + "\n\n" if before else ""
@@ -379,24 +625,82 @@ def insert_at_boundary(host: str, ai: str, rng: random.Random) -> tuple[str, tup
     return prefix + ai + suffix, (len(prefix), len(prefix) + len(ai))
 
 
+def insert_two(host: str, a: str, b: str, rng: random.Random) -> tuple[str, list[tuple[int, int]]]:
+    """``a`` and ``b`` inserted as paragraphs at two boundaries of ``host`` (at least a fifth
+    of the host apart when it can be), in a random order; their spans, ``a``'s first."""
+    cands = _boundaries(host)
+    p = rng.choice(cands)
+    far = [c for c in cands if abs(c - p) >= 0.2 * len(host)] or [c for c in cands if c != p] or [p]
+    q = rng.choice(far)
+    p, q = sorted((p, q))
+    a_first = rng.random() < 0.5
+    x, y = (a, b) if a_first else (b, a)
+    parts = [host[:p].rstrip(), x, host[p:q].strip(), y, host[q:].lstrip()]
+    doc, spans, pos = [], {}, 0
+    for k, part in enumerate(parts):
+        if not part:
+            continue
+        if doc:
+            doc.append("\n\n")
+            pos += 2
+        spans[k] = (pos, pos + len(part))
+        doc.append(part)
+        pos += len(part)
+    return "".join(doc), [spans[1], spans[3]] if a_first else [spans[3], spans[1]]
+
+
 class Planter:
     """Makes the planted documents of each kind from a reference output."""
 
-    def __init__(self, human, vocab, seed: int):
+    def __init__(self, human, vocab, seed: int, pool: list[Output] = ()):
         self.vocab = vocab
+        self.content_vocab = [w.lower() for w in vocab if is_content(w)]
         self.hosts = HostMaker(human, random.Random(f"{seed}:hosts"))
+        self.pool = list(pool)  # where the further sources of the MULTI kinds come from
+
+    def partners(self, o: Output, k: int, rng: random.Random, min_chars: int = 0) -> list[Output]:
+        """``k`` further outputs of the pool (other prompts), of models not yet used when there
+        are such, else of any model."""
+        chosen, models = [], {o.model}
+        for _ in range(k):
+            ok = [p for p in self.pool if p.prompt != o.prompt and len(p.text) >= min_chars
+                  and p not in chosen and p.id != o.id]
+            fresh = [p for p in ok if p.model not in models]
+            p = rng.choice(fresh or ok)
+            chosen.append(p)
+            models.add(p.model)
+        return chosen
 
     def make(self, kind: str, o: Output, rng: random.Random) -> Doc:
         text = o.text
         span = None
+        others, other_spans = [], []
         if kind == "exact":
             doc = text
         elif kind == "reformat":
             doc = reformat(text)
         elif kind == "upper":
             doc = text.upper()
-        elif kind in ("edit5", "edit10"):
+        elif re.fullmatch(r"edit\d+", kind):
             doc = edit_words(text, int(kind[4:]) / 100, rng, self.vocab)
+        elif kind in ("syn25", "syn50"):
+            doc = replace_content_words(text, int(kind[3:]) / 100, rng, self.content_vocab)
+        elif kind == "shuffle":
+            doc = shuffle_sentences(text, rng)
+        elif kind in ("html_text", "html_raw"):
+            doc = to_html(text, rng, raw_tags=kind == "html_raw")
+        elif kind == "hyphen":
+            doc = hyphen_wrap(text)
+        elif kind == "zwsp":
+            doc = evade(text, rng, zwsp=True)
+        elif kind == "softhyphen":
+            doc = evade(text, rng, shy=True)
+        elif kind == "wj_bom":
+            doc = evade(text, rng, wj_bom=0.5)
+        elif kind == "homoglyph10":
+            doc = evade(text, rng, homoglyph=0.1)
+        elif kind == "evasions_all":
+            doc = evade(text, rng, homoglyph=0.1, zwsp=True, shy=True)
         elif kind == "sentdrop20":
             doc = drop_sentences(text, 0.2, rng)
         elif kind == "trunc60":
@@ -406,16 +710,36 @@ class Planter:
         elif kind == "passage30":
             passage = pick_passage(text, PASSAGE_CHARS, rng)
             doc, span = insert_at_boundary(self.hosts.make(*PASSAGE_HOST_CHARS), passage, rng)
+        elif kind == "passage_short":
+            s, e = pick_span(text, *SHORT_PASSAGE_CHARS, rng)
+            doc, span = insert_at_boundary(self.hosts.make(*SHORT_HOST_CHARS), text[s:e], rng)
+        elif kind == "two_passages":
+            (p,) = self.partners(o, 1, rng, 2 * TWO_PASSAGE_CHARS)
+            a, b = pick_passage(text, TWO_PASSAGE_CHARS, rng), pick_passage(p.text, TWO_PASSAGE_CHARS, rng)
+            doc, (span, sb) = insert_two(self.hosts.make(*PASSAGE_HOST_CHARS), a, b, rng)
+            others, other_spans = [(p.id, p.model)], [sb]
+        elif kind == "concat3":
+            ps = self.partners(o, 2, rng)
+            doc = "\n\n".join(x.text.strip() for x in (o, *ps))
+            others = [(x.id, x.model) for x in ps]
         else:
             raise ValueError(kind)
-        return Doc(doc, kind, o.id, o.model, o.prompt, span or (0, len(doc)))
+        return Doc(doc, kind, o.id, o.model, o.prompt, span or (0, len(doc)), others=others, other_spans=other_spans)
 
 
 def make_planted(pool: list[Output], per_kind: int, planter: Planter, seed: int) -> list[Doc]:
     docs = []
     for kind in KINDS:
         rng = random.Random(f"{seed}:planted:{kind}")
-        eligible = pool if kind != "passage30" else [o for o in pool if len(o.text) >= 2 * PASSAGE_CHARS]
+        if kind == "passage30":
+            eligible = [o for o in pool if len(o.text) >= 2 * PASSAGE_CHARS]
+        elif kind == "two_passages":
+            eligible = [o for o in pool if len(o.text) >= 2 * TWO_PASSAGE_CHARS]
+        elif kind == "passage_short":
+            probe = random.Random(0)
+            eligible = [o for o in pool if pick_span(o.text, *SHORT_PASSAGE_CHARS, probe) is not None]
+        else:
+            eligible = pool
         chosen = rng.sample(eligible, min(per_kind, len(eligible)))
         if per_kind > len(eligible):  # more than the pool: reuse outputs
             chosen += rng.choices(eligible, k=per_kind - len(eligible))
@@ -423,10 +747,50 @@ def make_planted(pool: list[Output], per_kind: int, planter: Planter, seed: int)
     return docs
 
 
-def make_negatives(human, unindexed: list[Output]) -> list[Doc]:
-    docs = [Doc(cut_words(t, HUMAN_MAX_CHARS), "human", hid) for hid, src, t in human]
+def make_negatives(human, unindexed: list[Output], quoted: set[str] = frozenset()) -> list[Doc]:
+    """Every human document (``quote_source`` when an indexed quote reference quotes it, else
+    ``human``) and the unindexed outputs."""
+    docs = [Doc(cut_words(t, HUMAN_MAX_CHARS), "quote_source" if hid in quoted else "human", hid)
+            for hid, src, t in human]
     docs += [Doc(o.text, "unindexed", o.id, o.model, o.prompt) for o in unindexed]
     return docs
+
+
+def make_quotes(human, base: list[Output], n: int, seed: int) -> tuple[list[Output], list[Doc], set[str]]:
+    """The quotation hard negatives: ``n`` passages (QUOTE_CHARS, sentence start to sentence
+    end) of public-domain human text (QUOTE_SOURCES, one document each, the sources taken in
+    turn); each is put in the middle of an AI output of ``base`` to make a new reference (its
+    model's label), and into a different human document (QUOTE_HOSTS), the ``quote``
+    negative. Returns the references, the negatives and the ids of the quoted documents."""
+    rng = random.Random(f"{seed}:quotes")
+    by_src = defaultdict(list)
+    for hid, src, text in human:
+        by_src[src].append((hid, text))
+    sources = [src for src in QUOTE_SOURCES if by_src[src]]
+    hosts = [(hid, t) for src in QUOTE_HOSTS for hid, t in by_src[src] if len(t) >= 1500]
+    for lst in (*by_src.values(), hosts):
+        rng.shuffle(lst)
+    base = rng.sample(base, min(n, len(base)))
+    refs, docs, quoted = [], [], set()
+    k = 0
+    while len(refs) < min(n, len(base), len(hosts)) and any(by_src[s] for s in sources):
+        src = sources[k % len(sources)]
+        k += 1
+        if not by_src[src]:
+            continue
+        hid, text = by_src[src].pop()
+        text = cut_words(text, HUMAN_MAX_CHARS)  # the quote lies in the human negative's text
+        span = pick_span(text, *QUOTE_CHARS, rng)
+        if span is None:
+            continue
+        passage = text[span[0]:span[1]]
+        o, (host_id, host) = base[len(refs)], hosts[len(refs)]
+        ref_text, _ = insert_at_boundary(o.text.strip(), passage, rng)
+        refs.append(Output(f"quote-{len(refs):03d}:{o.id}", o.model, o.prompt, ref_text, indexed=True))
+        doc, qspan = insert_at_boundary(cut_words(host, HUMAN_MAX_CHARS), passage, rng)
+        docs.append(Doc(doc, "quote", f"{hid}>{host_id}", span=qspan))
+        quoted.add(hid)
+    return refs, docs, quoted
 
 
 # --------------------------------------------------------------------------- shards
@@ -485,7 +849,8 @@ def write_shards(shards: list[list[Doc]], out_dir: Path) -> list[Path]:
         paths.append(path)
     # the truth beside the shards (outside the scanned directory), for inspecting a kept run
     truth = [{"id": d.id, "kind": d.kind, "origin": d.origin, "model": d.model, "prompt": d.prompt,
-              "span_start": d.span[0] if d.span else None, "span_end": d.span[1] if d.span else None}
+              "span_start": d.span[0] if d.span else None, "span_end": d.span[1] if d.span else None,
+              "others": ";".join(f"{r}|{m}" for r, m in d.others) or None}
              for docs in shards for d in docs]
     pq.write_table(pa.Table.from_pylist(truth), out_dir.parent / "truth.parquet")
     return paths
@@ -519,6 +884,7 @@ class SystemResult:
     seconds: float
     nbytes: int
     notes: dict = field(default_factory=dict)
+    labels: dict[str, set[str]] = field(default_factory=dict)  # doc id -> labels of all its flagging matches
 
 
 def scan_options(extra: list[str]):
@@ -558,13 +924,17 @@ def run_contamscan(paths: list[Path], index, out: Path, options, docs_by_id: dic
     if report.failed_shards:
         raise SystemExit(f"contamscan: failed shards {report.failed_shards}")
     matches = pl.from_arrow(report.matches())
-    flags, id_mismatch = {}, 0
+    flags, labels, id_mismatch, known_human = {}, defaultdict(set), 0, 0
     std = {"shard", "row", "doc_id", "ref_id", "label", "similarity", "containment", "char_start", "char_end"}
     for m in matches.iter_rows(named=True):
         d = docs_by_place.get((Path(m["shard"]).name, m["row"])) or docs_by_id.get(m["doc_id"])
         if d is None:
             raise SystemExit(f"contamscan: match of an unknown document {m}")
         id_mismatch += m["doc_id"] != d.id
+        if m.get("kind") == KNOWN_HUMAN_KIND:  # reported, not a flag
+            known_human += 1
+            continue
+        labels[d.id].add(m["label"])
         span = (m["char_start"], m["char_end"]) if m.get("char_start") is not None and m.get("char_end") is not None \
             else None
         f = Flag(m["ref_id"], m["label"], m["similarity"], m.get("containment"), span,
@@ -572,9 +942,26 @@ def run_contamscan(paths: list[Path], index, out: Path, options, docs_by_id: dic
         if d.id not in flags or f.similarity > flags[d.id].similarity:
             flags[d.id] = f
     rates = {Path(s["shard"]).name: (s["contamination_rate"], *s["ci95"]) for s in report.shards}
-    notes = {"match_rows": matches.height, "match_columns": matches.columns, "doc_id_mismatches": id_mismatch}
+    notes = {"match_rows": matches.height, "match_columns": matches.columns, "doc_id_mismatches": id_mismatch,
+             "shared_with_known_human_rows": known_human,
+             "docs_with_several_match_rows": sum(len(v) > 1 for v in labels.values())}
     log(f"contamscan: {len(flags)} documents flagged in {t.wall:.1f} s ({rate(nbytes, t.wall)} MB/s)")
-    return SystemResult(flags, rates, t.wall, nbytes, notes)
+    return SystemResult(flags, rates, t.wall, nbytes, notes, dict(labels))
+
+
+KNOWN_HUMAN_KIND = "shared_with_known_human"
+
+
+def known_human_supported() -> bool:
+    """Whether contamscan.build_index takes ``known_human`` (a parameter, or a BuildOptions field
+    its keyword arguments set)."""
+    import inspect
+
+    import contamscan
+    from contamscan import BuildOptions
+
+    return "known_human" in inspect.signature(contamscan.build_index).parameters or \
+        "known_human" in {f.name for f in dataclasses.fields(BuildOptions)}
 
 
 _WORD = re.compile(r"\w+")
@@ -621,7 +1008,7 @@ def run_datasketch(paths: list[Path], refs: list[Output], nbytes: int) -> System
     from contamscan.report.stats import wilson  # the same interval as contamscan's reports
 
     lsh, sigs, labels, build_s = build_datasketch(refs)
-    flags, rates = {}, {}
+    flags, rates, all_labels = {}, {}, {}
     log(f"datasketch: scanning {len(paths)} shards")
     with Timer() as t:
         for path in paths:
@@ -632,13 +1019,15 @@ def run_datasketch(paths: list[Path], refs: list[Output], nbytes: int) -> System
                 m, k = ds_minhash(text)
                 if not k:
                     continue
-                best = max(((m.jaccard(sigs[key]), key) for key in lsh.query(m)), default=None)
+                cands = [(m.jaccard(sigs[key]), key) for key in lsh.query(m)]
+                best = max(cands, default=None)
                 if best is not None and best[0] >= 0.5:
                     flags[doc_id] = Flag(best[1], labels[best[1]], best[0])
+                    all_labels[doc_id] = {labels[key] for j, key in cands if j >= 0.5}
                     flagged += 1
             rates[path.name] = (flagged / n if n else 0.0, *wilson(flagged, n))
     log(f"datasketch: {len(flags)} documents flagged in {t.wall:.1f} s ({rate(nbytes, t.wall)} MB/s)")
-    return SystemResult(flags, rates, t.wall, nbytes, {"index_seconds": round(build_s, 2)})
+    return SystemResult(flags, rates, t.wall, nbytes, {"index_seconds": round(build_s, 2)}, all_labels)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -665,7 +1054,7 @@ def false_positives(docs: list[Doc], flags: dict[str, Flag], ref_prompt: dict[st
         examples.append(ex)
     out = {"count": len(hits), "documents": len(docs), "rate": round(len(hits) / len(docs), 6) if docs else 0.0,
            "examples": examples}
-    if docs and docs[0].kind == "human":
+    if docs and docs[0].kind in ("human", "quote_source"):
         out["by_source"] = dict(Counter(d.origin.split("/")[0] for d in hits))
     return out
 
@@ -678,11 +1067,20 @@ def evaluate(res: SystemResult, docs: list[Doc], shards: list[list[Doc]], ref_pr
         ds = [d for d in planted if d.kind == kind]
         recall[kind] = round(sum(d.id in res.flags for d in ds) / len(ds), 4) if ds else None
     found = [d for d in planted if d.id in res.flags]
+    # the strongest match is right when it names one of the document's sources
     attribution = {"documents": len(found),
-                   "label": round(sum(res.flags[d.id].label == d.model for d in found) / len(found), 4)
+                   "label": round(sum(res.flags[d.id].label in d.models for d in found) / len(found), 4)
                    if found else None,
-                   "ref_id": round(sum(res.flags[d.id].ref_id == d.origin for d in found) / len(found), 4)
+                   "ref_id": round(sum(res.flags[d.id].ref_id in d.refs for d in found) / len(found), 4)
                    if found else None}
+    # every true model among the labels of the document's matches (all its rows, any rank)
+    multi = [d for d in planted if d.kind in MULTI and len(d.models) > 1]
+
+    def every(ds):
+        return round(sum(d.models <= res.labels.get(d.id, set()) for d in ds) / len(ds), 4) if ds else None
+
+    all_sources = {"documents": len(multi), "all": every(multi),
+                   **{k: every([d for d in multi if d.kind == k]) for k in MULTI}}
     errors, covered, per_shard = [], 0, []
     for docs_s in shards:
         name = docs_s[0].shard if docs_s else None
@@ -695,13 +1093,12 @@ def evaluate(res: SystemResult, docs: list[Doc], shards: list[list[Doc]], ref_pr
     out = {
         "recall": recall,
         "recall_all": round(len(found) / len(planted), 4) if planted else None,
-        "false_positives": {
-            "human": false_positives([d for d in docs if d.kind == "human"], res.flags, ref_prompt),
-            "unindexed": false_positives([d for d in docs if d.kind == "unindexed"], res.flags, ref_prompt),
-        },
+        "false_positives": {k: false_positives([d for d in docs if d.kind == k], res.flags, ref_prompt)
+                            for k in NEGATIVES},
         "shard_rate_error_pp": {"max": round(max(errors), 3), "mean": round(sum(errors) / len(errors), 3)},
         "ci_coverage": round(covered / len(shards), 4),
         "attribution": attribution,
+        "all_sources": all_sources,
         "scan": {"seconds": round(res.seconds, 2), "mb": round(res.nbytes / MB, 2),
                  "mb_per_s": rate(res.nbytes, res.seconds)},
         "shards": per_shard,
@@ -714,21 +1111,28 @@ def evaluate(res: SystemResult, docs: list[Doc], shards: list[list[Doc]], ref_pr
 def span_iou(planted: list[Doc], flags: dict[str, Flag]) -> dict:
     out = {}
     for kind in EMBEDDED:
-        pairs = [(d.span, flags[d.id].span) for d in planted if d.kind == kind and d.id in flags]
-        with_span = [iou(t, s) for t, s in pairs if s is not None]
+        pairs = [(d.spans, flags[d.id].span) for d in planted if d.kind == kind and d.id in flags]
+        with_span = [max(iou(t, s) for t in ts) for ts, s in pairs if s is not None]  # two_passages: either
         out[kind] = {"flagged": len(pairs), "with_span": len(with_span),
                      "mean": round(sum(with_span) / len(with_span), 4) if with_span else None}
     return out
 
 
-def targets(m: dict) -> dict:
+def targets(m: dict, known: dict | None = None) -> dict:
+    """The acceptance booleans; ``known``: the known-human run (``fp_quote_known_human_zero``
+    is None when contamscan cannot take known human text, and "all" is then False)."""
     t = {f"recall_{k}": (m["recall"][k] or 0) >= v for k, v in RECALL_TARGETS.items()}
     t["fp_human_zero"] = m["false_positives"]["human"]["count"] == 0
     t["fp_unindexed_zero"] = m["false_positives"]["unindexed"]["count"] == 0
+    if known is not None:  # the quotation cases count once the quoted sources are known human text
+        fp = known.get("false_positives")
+        t["fp_quote_known_human_zero"] = None if fp is None else \
+            fp["quote"]["count"] + fp["quote_source"]["count"] == 0
     t["rate_error_max_le_1pp"] = m["shard_rate_error_pp"]["max"] <= 1.0
     t["ci_coverage_ge_0.9"] = m["ci_coverage"] >= 0.9
     t["attribution_ge_0.99"] = (m["attribution"]["label"] or 0) >= 0.99
-    t["all"] = all(t.values())
+    t[f"all_sources_ge_{ALL_SOURCES_TARGET}"] = (m["all_sources"]["all"] or 0) >= ALL_SOURCES_TARGET
+    t["all"] = all(v is True for v in t.values())
     return t
 
 
@@ -749,18 +1153,54 @@ def build_eval(args, outputs: list[Output], human) -> tuple[list[Doc], list[Doc]
     unindexed = [o for o in unindexed if o.text.strip() not in indexed_texts]
     log(f"split {args.split}: {len(prompts)} prompts, {len(pool)} indexed and {len(unindexed)} unindexed outputs "
         f"usable; {len(refs)} references in the index")
-    planter = Planter(human, human_vocab(human), args.seed)
+    # the quote references come from outputs no evaluated document derives from: unindexed
+    # outputs of the other half's prompts
+    base = [o for o in outputs if o.prompt not in prompts and not o.indexed and n_words(o.text) >= MIN_WORDS
+            and o.text.strip() not in indexed_texts]
+    quote_refs, quotes, quoted = make_quotes(human, base, QUOTES, args.seed)
+    refs += quote_refs
+    planter = Planter(human, human_vocab(human), args.seed, pool)
     planted = make_planted(pool, args.per_kind, planter, args.seed)
-    negatives = make_negatives(human, unindexed)
+    negatives = make_negatives(human, unindexed, quoted) + quotes
     counts = {
         "prompts": len(prompts), "references": len(refs), "indexed_pool": len(pool),
         "short_outputs_skipped": sum(n_words(o.text) < MIN_WORDS for o in in_split),
         "unindexed_duplicates_of_refs_skipped": len(dup),
         **{k: sum(d.kind == k for d in planted) for k in KINDS},
-        "human": sum(d.kind == "human" for d in negatives), "unindexed": len(unindexed),
+        **{k: sum(d.kind == k for d in negatives) for k in NEGATIVES},
+        "quote_references": len(quote_refs),
         "planted_distinct_refs_by_kind_min": min(len({d.origin for d in planted if d.kind == k}) for k in KINDS),
     }
-    return planted, negatives, refs, counts
+    return planted, negatives, refs, counts, quote_refs
+
+
+def run_known_human(args, wd: Path, params, opts, paths, by_id, by_place, nbytes, docs, ref_prompt) -> dict:
+    """The index again, with the quoted human source files (QUOTE_SOURCES) as known human text,
+    and the same scan; the false positives of every negative kind and the planted recall.
+    ``false_positives`` is None when contamscan.build_index takes no ``known_human``."""
+    import contamscan
+
+    files = [str(args.data / "human" / f"{src}.parquet") for src in QUOTE_SOURCES
+             if (args.data / "human" / f"{src}.parquet").is_file()]
+    out = {"known_human_files": [Path(f).name for f in files], "false_positives": None}
+    if not known_human_supported():
+        out["note"] = ("contamscan.build_index takes no known_human (index build --known-human is not in "
+                       "this tree): not measured")
+        log(f"known human: {out['note']}")
+        return out
+    log(f"contamscan [known human]: building the index with {len(files)} known-human files")
+    with Timer() as tb:
+        index = contamscan.build_index([str(wd / "refs.parquet")], wd / "index-known-human", text_field="text",
+                                       label_field="model", id_field="id", params=params,
+                                       store_text=opts.verify == "exact", known_human=files)
+    res = run_contamscan(paths, index, wd / "scan-known-human", opts, by_id, by_place, nbytes, repeat=1)
+    planted = [d for d in docs if d.planted]
+    out.update({
+        "false_positives": {k: false_positives([d for d in docs if d.kind == k], res.flags, ref_prompt)
+                            for k in NEGATIVES},
+        "recall_all": round(sum(d.id in res.flags for d in planted) / len(planted), 4) if planted else None,
+        "index_seconds": round(tb.wall, 2), "notes": res.notes})
+    return out
 
 
 def main(argv=None) -> None:
@@ -777,8 +1217,8 @@ def main(argv=None) -> None:
         raise SystemExit(f"--modes: choose from {', '.join(MODES)}")
     outputs = load_outputs(args.data)
     human = load_human(args.data)
-    planted, negatives, refs, counts = build_eval(args, outputs, human)
-    ref_prompt = {o.id: o.prompt for o in outputs}
+    planted, negatives, refs, counts, quote_refs = build_eval(args, outputs, human)
+    ref_prompt = {o.id: o.prompt for o in (*outputs, *quote_refs)}
 
     with workdir(args.workdir, args.keep) as wd:
         shards = assign_shards(planted, negatives, args.shards, args.seed)
@@ -791,7 +1231,7 @@ def main(argv=None) -> None:
         write_refs(refs, wd / "refs.parquet")
         by_id = {d.id: d for d in docs}
         by_place = {(d.shard, d.row): d for d in docs}
-        runs = {}
+        runs, known = {}, None
         for mode in modes:
             bits, verify = MODES[mode]
             bits = args.anchor_bits if bits is None and args.anchor_bits is not None else bits
@@ -806,6 +1246,8 @@ def main(argv=None) -> None:
             contamscan.scan([str(paths[0])], index, wd / "warmup", opts)  # kernels compiled before timing
             res = run_contamscan(paths, index, wd / f"scan-{mode}", opts, by_id, by_place, nbytes)
             runs[mode] = (res, tb.wall, index.params.anchor_bits)
+            if known is None:  # the first mode, again with the quoted sources as known human text
+                known = run_known_human(args, wd, params, opts, paths, by_id, by_place, nbytes, docs, ref_prompt)
         ds = None if args.no_baseline else run_datasketch(paths, refs, nbytes)
 
     result = {
@@ -819,8 +1261,9 @@ def main(argv=None) -> None:
         m.update({"mode": mode, "anchor_bits": bits, "verify": MODES[mode][1], "index_seconds": round(build_s, 2),
                   "notes": res.notes})
         if n == 0:  # the mode the targets are about
-            result["targets"] = targets(m)
+            result["targets"] = targets(m, known)
             result["contamscan"] = m
+            result["known_human"] = known
         else:
             m["targets"] = targets(m)
             result.setdefault("modes", {})[mode] = m

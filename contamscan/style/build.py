@@ -16,7 +16,7 @@ from ..formats import check_fields, has_field, read_batches
 from ..io import Location, artifact
 from ..model import Fields
 from ..sketch.minhash import INVALID_UTF8
-from ..sketch.text import NORMALIZATION, UNICODE_VERSION, normalize
+from ..sketch.text import normalize
 from ..sketch.words import word_hashes
 from .kernels import count_kernel, loglik_kernel
 from .profile import (
@@ -28,6 +28,7 @@ from .profile import (
     Profile,
     _probabilities,
     family_of,
+    normalization_name,
     open_profile,
     parse_family_rules,
     save_profile,
@@ -219,7 +220,7 @@ def build_profile(human, ai, out, options: ProfileBuildOptions | None = None, *,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "build_seconds": round(time.time() - t0, 3),
         "params": {**asdict(params), "windows": list(params.windows)},
-        "normalization": _normalization(),
+        "normalization": normalization_name(),
         "word_hash": "xxh32-seed0-utf8",
         "text_field": text_field,
         "label_field": label_field,
@@ -237,10 +238,6 @@ def build_profile(human, ai, out, options: ProfileBuildOptions | None = None, *,
     with artifact.building(out, KIND) as local:
         save_profile(local, manifest, words, vocab, div[sel], components, kinds, df, nd, params)
     return open_profile(out, verify=False)
-
-
-def _normalization() -> str:
-    return f"{NORMALIZATION} (Unicode {UNICODE_VERSION})"
 
 
 def _resolve_words(inputs, vocab: np.ndarray, text_field: str, strict: bool) -> list:

@@ -55,6 +55,7 @@ from ..config import ProfileParams
 from ..errors import ContamscanError, ProfileFormatError
 from ..io import Location, artifact
 from ..sketch.minhash import INVALID_UTF8
+from ..sketch.text import NORMALIZATION, UNICODE_VERSION
 from ..sketch.words import word_hashes
 from .kernels import NO_DATA, OBS_SCALE, hash_table, loglik_kernel, lookup  # noqa: F401 (OBS_SCALE: public)
 
@@ -244,7 +245,8 @@ def open_profile(path, verify: bool = True) -> Profile:
         The :class:`Profile`.
 
     Raises:
-        ProfileFormatError: not a profile, a damaged one, or of another format version.
+        ProfileFormatError: not a profile, a damaged one, of another format version, or
+            built with another text normalisation (its word hashes would not match).
 
     Example:
         >>> profile = open_profile("style.profile")  # doctest: +SKIP
@@ -253,6 +255,11 @@ def open_profile(path, verify: bool = True) -> Profile:
     """
     opened = artifact.open_dir(path, KIND, verify)
     manifest = opened.manifest
+    built_with = str(manifest.get("normalization", "")).split(" (Unicode ")[0]
+    if built_with != NORMALIZATION:
+        raise ProfileFormatError(f"{opened.location.shown}: the profile was built with normalization {built_with!r}, and "
+                                 f"this contamscan uses {NORMALIZATION!r}: its word hashes would not match; rebuild the "
+                                 "profile (contamscan profile build)")
     words_file, counts_file, components_file = (opened.file(name) for name in FILES)  # listed, so checked
     try:
         params = ProfileParams(**{k: tuple(v) if k == "windows" else v for k, v in manifest["params"].items()})
@@ -309,6 +316,11 @@ def _check_tables(shown: str, params: ProfileParams, components: list, kinds: li
     if problems:
         raise ProfileFormatError(f"{shown}: the profile does not match its manifest ({'; '.join(problems)}); "
                                  "rebuild the profile")
+
+
+def normalization_name() -> str:
+    """What a profile's manifest records as its ``normalization``: the name and Unicode version."""
+    return f"{NORMALIZATION} (Unicode {UNICODE_VERSION})"
 
 
 _CACHE: dict = {}
