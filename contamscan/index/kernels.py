@@ -221,7 +221,7 @@ def best_chain(ords, doc_words, ref_words, start, stop, miss_penalty, score, bac
         k = i - start
         s_i = 1.0
         b_i = -1
-        for j in range(max(start, i - LOOKBACK), i):
+        for j in range(i - 1, max(start, i - LOOKBACK) - 1, -1):  # nearest first
             gd = doc_words[i] - doc_words[j]
             gr = (ref_words[i] - ref_words[j]) & 0xFFFF
             if gd <= 0 or gr == 0 or gr >= 0x8000:  # not forward in both texts
@@ -233,6 +233,8 @@ def best_chain(ords, doc_words, ref_words, start, stop, miss_penalty, score, bac
             s = score[j - start] + 1.0 - miss_penalty * (ords[i] - ords[j] - 1) - drift / limit
             if s > s_i:
                 s_i, b_i = s, j - start
+            if drift == 0 and ords[i] - ords[j] == 1:  # the next anchor, in step: an exact copy needs no more
+                break
         score[k], back[k] = s_i, b_i
         if s_i > best:
             best, best_end = s_i, k

@@ -20,6 +20,7 @@ from ..sketch.minhash import INVALID_UTF8, Anchors, Hasher, char_spans
 CLOSE = 0.9  # another label's evidence within this ratio of the best's makes a match ambiguous
 SHARED_WITH_HUMAN = "shared_with_known_human"  # the kind of a match that flags nothing (--known-human)
 HUMAN_SHARE = 0.5  # a whole-document match this much of whose anchors are known human text is one
+DENSE = 0.4  # share of a document's anchors shared with one reference that flags it whatever their order
 MORE_SOURCES = 3  # other sources looked for in a document besides its strongest match
 OVERLAP = 0.5  # a source whose passage lies this much inside a stronger one's is the same passage
 _DOC_SCHEMA = pa.schema([f for f in MATCH_SCHEMA if f.name not in ("shard", "row", "turn")])
@@ -198,7 +199,12 @@ def match_batch(texts: pa.Array, index: ReferenceIndex, hasher: Hasher, options:
                              MORE_SOURCES)
         first, last = np.maximum(part.seg_first, 0), np.maximum(part.seg_last, 0)
         words = sigs.anchors.word[last] - sigs.anchors.word[first] + hasher.ngram if len(sigs.anchors) else 0
-        partial = (part.best_ref >= 0) & (part.seg_score >= options.min_anchors) & (words >= options.min_words)
+        chained = (part.seg_score >= options.min_anchors) & (words >= options.min_words)
+        # most of the document's anchors shared with one reference, in whatever order: a copy
+        # whose sentences or paragraphs were moved about (a sibling shares far fewer)
+        n_anchors = np.bincount(sigs.anchors.doc, minlength=len(whole))[:len(whole)]
+        dense = (part.total_hits >= options.min_anchors) & (part.total_hits >= DENSE * n_anchors)
+        partial = (part.best_ref >= 0) & (chained | dense)
     hit = np.flatnonzero(whole | partial)
     none = BatchMatches(_DOC_SCHEMA.empty_table(), np.zeros(0, np.int64), np.zeros(0, np.int64), invalid, histogram)
     if not len(hit):

@@ -91,6 +91,8 @@ class ShardTally:
     def _count_labels(self, docs: np.ndarray, table: pa.Table) -> None:
         """by_label from each document's strongest match (its first row), by_label_any from
         every label among its rows, once per document (``docs``: each row's document)."""
+        if not len(docs):  # every match of the batch holds through known human text
+            return
         labels = np.asarray(table.column("label").to_pylist(), dtype=object)
         first = np.flatnonzero(np.append(True, docs[1:] != docs[:-1]))
         self.by_label.update(labels[first].tolist())
