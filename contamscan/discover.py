@@ -26,7 +26,7 @@ from .formats import classify
 from .io import Found, Location
 from .model import Shard, Skipped
 
-__all__ = ["discover"]
+__all__ = ["discover", "failed_input"]
 
 # bookkeeping files written by Spark/Hadoop/Arrow dataset writers: ignored silently
 _IGNORED_NAMES = frozenset({"_SUCCESS", "_metadata", "_common_metadata", "_temporary"})
@@ -45,6 +45,14 @@ def _ignored(name: str) -> bool:
 # JSON files that say what their directory is: read (they are small) when discovery meets them
 _MARKERS = frozenset({"manifest.json", "report.json", "state.json", "dataset_info.json", "dataset_dict.json"})
 _DATASETS_METADATA = ("state.json", "dataset_info.json", "dataset_dict.json")
+
+
+def failed_input(reason: str) -> bool:
+    """Whether a path skipped for ``reason`` is a failed input: the file system refused to list
+    or stat it (permission denied, an I/O error), so data may be there unread. A scan with one
+    fails as a scan with a failed shard does; a skip by rule (unknown extension, excluded, not
+    data, a symbolic-link loop, a broken link) does not."""
+    return reason.startswith("unreadable")
 
 
 def _marker(loc: Location) -> dict | None:
@@ -84,7 +92,7 @@ class _Discovery:
 
     def skip(self, loc: Location, reason: str) -> None:
         path = loc.absolute().shown
-        self.skipped.setdefault((path, reason), Skipped(path, reason))
+        self.skipped.setdefault((path, reason), Skipped(path, reason, failed=failed_input(reason)))
 
     def excluded(self, loc: Location) -> bool:
         return any(loc.within(e) for e in self.exclude)

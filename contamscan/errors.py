@@ -66,22 +66,26 @@ class OutputWriteError(ContamscanError):
 
 class FailedShardsError(ContamscanError):
     """The scan finished, but some shards failed (unreadable, records and no document, more bad
-    records than `max_bad_share`), or a gate was asked for and input paths could not be read:
-    exit status 3."""
+    records than `max_bad_share`) or some inputs could not be read (a directory that cannot be
+    listed), or a gate was asked for and input paths led nowhere (a broken link): exit status 3."""
 
     exit_code = 3
     event = "failed_shards"
 
-    def __init__(self, shards: list[str], unreadable: list[str] = ()):
-        self.shards, self.unreadable = list(shards), list(unreadable)
-        message = f"{len(self.shards)} shard(s) could not be read; see report.json" if self.shards else ""
+    def __init__(self, shards: list[str], unreadable: list[str] = (), failed_inputs: list[str] = ()):
+        self.shards, self.unreadable, self.failed_inputs = list(shards), list(unreadable), list(failed_inputs)
+        parts = [f"{len(self.shards)} shard(s) could not be read"] if self.shards else []
+        if self.failed_inputs:
+            parts.append(f"{len(self.failed_inputs)} input path(s) could not be listed or read: "
+                         f"{', '.join(self.failed_inputs[:5])}")
+        message = "; ".join(parts) + ("; see report.json" if parts else "")
         if self.unreadable:
             message += ("; " if message else "") + (f"{len(self.unreadable)} input path(s) could not be read, so a gate "
                                                     f"cannot pass: {', '.join(self.unreadable[:5])}")
         super().__init__(message)
 
     def fields(self) -> dict:
-        return {"shards": self.shards, "unreadable": self.unreadable}
+        return {"shards": self.shards, "unreadable": self.unreadable, "failed_inputs": self.failed_inputs}
 
 
 class NoDocumentsError(ContamscanError):
@@ -114,3 +118,21 @@ class GateError(ContamscanError):
     def fields(self) -> dict:
         return {"contamination_rate": self.rate, "fail_above": self.fail_above,
                 "fail_above_shard": self.fail_above_shard, "shards_above": self.shards_above}
+
+
+class Interrupted(KeyboardInterrupt):
+    """The process was asked to stop: Ctrl-C (SIGINT) or SIGTERM (``kill PID``, ``timeout``, a
+    container stop), which the command line turns into this exception in the main thread so
+    that both stop the same way: work in flight is abandoned (a scan keeps its finished shards
+    for ``--resume``), locks are released, the message is one line and the exit status is
+    128 + the signal's number (130, 143). A KeyboardInterrupt, not a ContamscanError: nothing
+    that handles errors (a shard that fails alone) can swallow it."""
+
+    def __init__(self, signum: int, message: str = ""):
+        self.signum, self.message = signum, message
+        super().__init__(signum, message)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+

@@ -45,6 +45,7 @@ class Skipped:
 
     path: str
     reason: str
+    failed: bool = False  # it could not be read (a directory that cannot be listed): a failed input, not a skip
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ class ShardResult:
     seconds: float = 0.0
     evidence: tuple = ()  # the top matches with excerpts (EVIDENCE_SCHEMA rows, JSON-serialisable)
     ai_share: dict | None = None  # the style estimate (with a profile; contamscan.style.StyleTally.result)
+    content: str | None = None  # xxh3-128 of the bytes scanned (contamscan.scanner.fingerprint); None: remote
 
 
 # --------------------------------------------------------------------------- report.json
@@ -177,6 +179,7 @@ class ErrorsEntry(TypedDict, total=False):
     examples: list[dict]  # shards: {file, row, line, reason, detail}
     failed_shards: int  # totals only
     skipped_files: list[dict]  # totals only: {path, reason}
+    failed_inputs: list[dict]  # totals only: {path, reason}: paths that could not be read (also in skipped_files)
 
 
 class Counts(TypedDict, total=False):

@@ -451,6 +451,47 @@ def test_unreadable_file(tmp_path, index, refs, human):
     assert_nothing_lost(s, written=3, flagged=1)
 
 
+def _without_root_bypass(locked) -> list[str] | None:
+    """A command prefix under which permission bits hold (for root: without CAP_DAC_OVERRIDE
+    and CAP_DAC_READ_SEARCH, which ``setpriv`` drops from the bounding set), proven on the
+    directory ``locked`` (mode 000); None when this machine cannot do it (the test then skips)."""
+    prefix = [] if os.geteuid() != 0 else ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    if prefix and shutil.which("setpriv") is None:
+        return None
+    probe = subprocess.run([*prefix, sys.executable, "-c", "import os, sys; os.listdir(sys.argv[1])", str(locked)],
+                           capture_output=True, text=True)
+    return prefix if "PermissionError" in probe.stderr else None
+
+
+def test_unlistable_directory_is_a_failed_input(tmp_path, index, refs, human):
+    # a directory that cannot be listed may hold data: the scan must not pass on the part it saw
+    data = tmp_path / "data"
+    write_jsonl(data / "good.jsonl", human_records(human, 2) + [{"text": refs[17]["text"]}])
+    write_jsonl(data / "locked" / "hidden.jsonl", [{"text": refs[18]["text"]}] * 3)
+    os.chmod(data / "locked", 0)
+    try:
+        prefix = _without_root_bypass(data / "locked")
+        if prefix is None:
+            pytest.skip("cannot drop root's permission bypass here (no setpriv, or no CAP_SETPCAP)")
+        for extra in ([], ["--fail-above", "0.9"]):
+            out = tmp_path / f"out{len(extra)}"
+            argv = [*prefix, sys.executable, "-m", "contamscan", "scan", str(data), "--index", index, "-o", str(out),
+                    "--workers", "1", *ANY_BAD_SHARE, *extra]
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+            assert "Traceback" not in p.stderr, p.stderr
+            assert p.returncode == EXIT_FAILED_SHARDS, p.stderr  # as for a failed shard, gate or not
+            assert "1 input path(s) could not be listed or read" in p.stderr and "locked" in p.stderr
+            s = Scan(p.returncode, _report(out), str(out), p.stdout, p.stderr)
+            failed = s.totals["errors"]["failed_inputs"]
+            assert failed == [{"path": str(data / "locked"), "reason": "unreadable: Permission denied"}]
+            assert failed[0] in s.totals["errors"]["skipped_files"]  # listed there too, as before
+            assert [sh["shard"] for sh in s.report["shards"]] == ["good.jsonl"]  # the rest is scanned
+            assert_nothing_lost(s, written=3, flagged=1)
+            assert "failed input" in open(out / "report.md").read()
+    finally:
+        os.chmod(data / "locked", 0o755)
+
+
 # ---------------------------------------------------------------------------------------
 # a very large document
 # ---------------------------------------------------------------------------------------

@@ -3,15 +3,20 @@ renders the result; one handler turns every :class:`~contamscan.errors.Contamsca
 a message (options spelled as flags) and the exit status the error carries.
 
 Exit status: 0 success; 1 error (bad arguments, bad input, bad index); 2 usage error;
-3 the scan finished but some shards failed; 4 the contamination rate is above
-``--fail-above``; 5 the scan read no document at all.
+3 the scan finished but some shards (or inputs) failed; 4 the contamination rate is above
+``--fail-above``; 5 the scan read no document at all; 130 interrupted (Ctrl-C, SIGINT);
+143 stopped by SIGTERM. SIGTERM stops a command as Ctrl-C does (:class:`~contamscan.errors.Interrupted`).
 """
 
 from __future__ import annotations
 
+import signal
+import threading
+from contextlib import contextmanager
+
 import click
 
-from ..errors import ContamscanError, FailedShardsError, GateError
+from ..errors import ContamscanError, FailedShardsError, GateError, Interrupted
 from ..version import __version__
 from .commands.demo import demo_cmd
 from .commands.index import index_group
@@ -30,7 +35,8 @@ class Cli(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with stop_signals():
+                return super().invoke(ctx)
         except ContamscanError as e:
             if ctx.params.get("debug"):
                 raise
@@ -38,6 +44,38 @@ class Cli(click.Group):
             fields = {k: spelled(v) if k == "message" else v for k, v in e.fields().items()}
             log(ctx, e.event, fields, message if isinstance(e, GateError) else f"error: {message}")
             ctx.exit(e.exit_code)
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: one line, 128 + the signal
+            if ctx.params.get("debug"):
+                raise
+            signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+            name = signal.Signals(signum).name
+            message = e.message if isinstance(e, Interrupted) else ""
+            log(ctx, "interrupted", {"signal": name, "message": message},
+                f"interrupted ({name})" + (f": {message}" if message else ""))
+            ctx.exit(128 + signum)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+@contextmanager
+def stop_signals():
+    """While a command runs, SIGTERM stops it as Ctrl-C does: both raise
+    :class:`~contamscan.errors.Interrupted` in the main thread (elsewhere, nothing changes).
+    The previous handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _raise_interrupted) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,7 +88,8 @@ def cli(debug, log_format):
 
     Build an index from reference texts (outputs of named models), then scan a dataset of
     Parquet / JSON Lines / Arrow shards against it. Exit status: 0 ok, 1 error, 2 usage,
-    3 some shards failed, 4 rate above --fail-above, 5 no document read.
+    3 some shards or inputs failed, 4 rate above --fail-above, 5 no document read,
+    130 interrupted (Ctrl-C), 143 stopped by SIGTERM (as Ctrl-C: finished shards kept for --resume).
     """
 
 

@@ -91,6 +91,7 @@ def build_report(results, *, index_summary, started_at: str, finished_at: str, s
                 "by_reason": dict(sorted(bad.items())),
                 "failed_shards": len(results) - len(ok),
                 "skipped_files": [{"path": s.path, "reason": s.reason} for s in skipped],
+                "failed_inputs": [{"path": s.path, "reason": s.reason} for s in skipped if s.failed],
             },
         },
         "shards": shards,

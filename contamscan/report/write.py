@@ -162,9 +162,16 @@ class ScanReport:
         return [s["shard"] for s in self.shards if s["status"] == "failed"]
 
     @property
+    def failed_inputs(self) -> list[str]:
+        """Input paths that could not be read (a directory that cannot be listed): failed
+        inputs, which fail the scan as failed shards do (report.json's ``failed_inputs``)."""
+        return [s["path"] for s in self.totals["errors"].get("failed_inputs", [])]
+
+    @property
     def unreadable(self) -> list[str]:
-        """Input paths that discovery skipped because they could not be read (not unknown
-        extensions, excludes or non-data directories)."""
+        """Input paths that discovery skipped because they could not be read or led nowhere
+        (failed inputs, broken links, symbolic-link loops; not unknown extensions, excludes or
+        non-data directories): no gate passes with one."""
         return [s["path"] for s in self.totals["errors"]["skipped_files"]
                 if s["reason"].startswith(("unreadable", "broken symlink", "vanished", "symlink loop"))]
 
@@ -187,7 +194,8 @@ class ScanReport:
 
     def check(self, fail_above: float | None = None, fail_above_shard: float | None = None) -> None:
         """Raise when the scan should fail a pipeline step: :class:`~contamscan.errors.FailedShardsError`
-        (exit status 3) when shards failed, or, with a gate, when input paths could not be read;
+        (exit status 3) when shards failed or inputs could not be read (a directory that cannot
+        be listed), or, with a gate, when input paths led nowhere (a broken link);
         else :class:`~contamscan.errors.NoDocumentsError` (exit status 5) when the scan read no
         document at all; else :class:`~contamscan.errors.GateError` (exit status 4) when the
         dataset's rate is above ``fail_above`` or a shard's above ``fail_above_shard``.
@@ -196,8 +204,8 @@ class ScanReport:
             fail_above: the highest acceptable contamination rate of the dataset (a fraction).
             fail_above_shard: the same, for every shard.
         """
-        if self.failed_shards:
-            raise FailedShardsError(self.failed_shards)
+        if self.failed_shards or self.failed_inputs:
+            raise FailedShardsError(self.failed_shards, failed_inputs=self.failed_inputs)
         gated = fail_above is not None or fail_above_shard is not None
         if gated and self.unreadable:
             raise FailedShardsError([], self.unreadable)

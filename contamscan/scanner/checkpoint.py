@@ -3,10 +3,12 @@ machine) resumes where it stopped, and two scans never write into one output dir
 
 The state lives in ``OUT/.contamscan/``:
 
-``lock``          held (``flock``) by the running scan; the kernel releases it when the
-                  process dies, however it dies
+``lock``          held (``flock``) by the running scan's process, never by its workers; the
+                  kernel releases it when that process dies, however it dies
 ``run.json``      what the scan is: its shards (path, size, mtime), the index's manifest
                   digest, the options that change results, the tool version
+                  (each checkpoint also holds its unit's content digest, checked on resume:
+                  :mod:`contamscan.scanner.fingerprint`)
 ``NNNNNN.json``   one finished shard's result (shard NNNNNN of the run's list), written after
 ``NNNNNN.parquet``  its matches and any clean/flagged outputs, each by write-then-rename
 
@@ -25,6 +27,7 @@ import dataclasses
 import fcntl
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -36,12 +39,33 @@ from ..errors import ContamscanError, OutputWriteError
 from ..io import Location
 from ..io.artifact import manifest_digest
 from ..model import MATCH_SCHEMA, ShardResult, flagging
+from .fingerprint import content_digest
 
 STATE_DIR = ".contamscan"
 
 
+_held_locks: set[int] = set()  # descriptors of the output locks this process holds
+
+
+def _close_locks_in_child() -> None:
+    """A forked child (a worker) must not hold the output lock: ``flock`` belongs to the open
+    file, which a fork shares, so a worker outliving its parent would keep the directory
+    locked. Closing the child's copy leaves the parent's lock as it is."""
+    for fd in _held_locks:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held_locks.clear()
+
+
+os.register_at_fork(after_in_child=_close_locks_in_child)
+
+
 class OutputLock:
-    """An exclusive lock on an output directory, held for the life of a scan."""
+    """An exclusive lock on an output directory, held for the life of a scan, by this process
+    only (forked children close their copy, see :func:`_close_locks_in_child`): when it dies,
+    however it dies, the kernel releases the lock and the next scan (``--resume``) takes it."""
 
     def __init__(self, out: Path, shown: str | None = None):
         self.path = Path(out) / STATE_DIR / "lock"
@@ -57,11 +81,13 @@ class OutputLock:
             os.close(self._fd)
             raise ContamscanError(f"another scan is writing to {shown or out} ({holder}); wait for it to finish or "
                                   "choose another output directory") from None
+        _held_locks.add(self._fd)
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, f"pid {os.getpid()}".encode(), 0)
 
     def release(self) -> None:
         if self._fd is not None:
+            _held_locks.discard(self._fd)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
@@ -120,6 +146,28 @@ class Checkpoints:
         fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "matches"}
         Location.of(str(self.dir / f"{number:06d}.json")).write_atomic(json.dumps(fields).encode())
 
+    def drop_changed(self, units) -> list[int]:
+        """Drop the checkpoints of finished units whose content changed since they were
+        scanned (their digest differs: a same-size edit with its time kept, as ``cp -p`` leaves
+        it), so that they are scanned again; returns their numbers. The digests are computed
+        on 8 threads (reads release the GIL)."""
+        numbers = [n for n in sorted(self.done) if n < len(units)]
+
+        def now(n: int) -> str | None:
+            try:
+                return content_digest(units[n])
+            except (OSError, pa.ArrowException):
+                return "unreadable"
+
+        with ThreadPoolExecutor(8) as pool:
+            digests = list(pool.map(now, numbers))
+        changed = [n for n, d in zip(numbers, digests) if d != self.done[n].content]
+        for n in changed:
+            del self.done[n]
+            (self.dir / f"{n:06d}.json").unlink(missing_ok=True)
+            self.matches_file(n).unlink(missing_ok=True)
+        return changed
+
     def matches_file(self, number: int) -> Path:
         """Where a finished shard's matches are (the scan copies them into matches.parquet)."""
         return self.dir / f"{number:06d}.parquet"
@@ -149,7 +197,7 @@ class Checkpoints:
 _FIELDS = {"shard": str, "status": str, "error": (str, type(None)), "documents": int, "bytes": int,
            "flagged_documents": int, "flagged_bytes": int, "by_label": dict, "similarity_histogram": list,
            "bad_records": int, "bad_by_reason": dict, "bad_examples": list, "seconds": (int, float),
-           "evidence": list, "ai_share": (dict, type(None)), "by_label_any": dict}
+           "evidence": list, "ai_share": (dict, type(None)), "content": (str, type(None)), "by_label_any": dict}
 _OPTIONAL = {"evidence", "by_label_any"}  # fields that came later
 
 

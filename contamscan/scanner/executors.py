@@ -12,9 +12,14 @@ completion, so reports do not depend on the executor or on the number of workers
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
 import queue
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Callable, Protocol
 
@@ -44,8 +49,39 @@ def executor_for(options: ScanOptions) -> Executor:
 _worker = {}  # per worker process: the opened index, its hasher, the progress queue
 
 
-def _init_worker(index, progress_queue) -> None:
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+WATCHDOG_SECONDS = 0.5
+
+
+def _init_worker(index, progress_queue, parent: int) -> None:
+    die_with_parent(parent)
     _worker.update(index=index, hasher=index.hasher(), queue=progress_queue)
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this forked worker end when its parent ends, however the parent ends (SIGKILL by
+    the OOM killer, ``kill PID``, ``timeout``, a container stop): on Linux the kernel sends
+    it SIGKILL (PR_SET_PDEATHSIG); everywhere, a watchdog thread that sees it re-parented
+    (``getppid()`` changed) kills it. A worker left behind would keep scanning, hold the
+    caller's pipes open, and write into an output directory whose scan is over. Ctrl-C at a
+    terminal reaches the whole process group: the worker ignores it, the parent decides (it
+    stops its workers and keeps the finished shards)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # whatever the parent set up for itself
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the watchdog still holds
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+    threading.Thread(target=_watchdog, args=(parent,), name="contamscan-watchdog", daemon=True).start()
+
+
+def _watchdog(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(WATCHDOG_SECONDS)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _report_batch(batch) -> None:
@@ -76,7 +112,8 @@ class LocalExecutor:
         q = ctx.Queue() if progress else None
         results = [None] * len(units)
         warm_up(index)
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(index, q)) as pool:
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(index, q, os.getpid()))
+        try:
             pending = {pool.submit(_scan_in_worker, s, options): i for i, s in enumerate(units)}
             while pending:
                 done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -84,8 +121,26 @@ class LocalExecutor:
                     i = pending.pop(f)
                     results[i] = keep(i, f.result())
                 _drain(q, progress)
+        except BaseException:  # Ctrl-C, SIGTERM, a failed checkpoint: the workers stop now, not after their shards
+            _kill_workers(pool)
+            raise
+        pool.shutdown(wait=True)
         _drain(q, progress)
         return results
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool's workers at once (SIGKILL: what they were writing is temporary files,
+    removed by the next scan) and wait until they are gone."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for p in processes:
+        try:
+            p.kill()
+        except (OSError, ValueError):
+            pass
+    for p in processes:
+        p.join(10)
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def warm_up(index) -> None:

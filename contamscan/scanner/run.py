@@ -232,7 +232,10 @@ def _checkpoints(output: OutputDir | None, units, index, options: ScanOptions, r
     if output is None:
         return None
     output.remove(FINAL_OUTPUTS)
-    return Checkpoints(output.work, run_fingerprint(units, index, options, __version__), resume, output.shown)
+    checkpoints = Checkpoints(output.work, run_fingerprint(units, index, options, __version__), resume, output.shown)
+    if resume:  # a finished shard whose bytes changed (same size and time) is scanned again
+        checkpoints.drop_changed(units)
+    return checkpoints
 
 
 def _run_units(units, numbers, index, options: ScanOptions, progress, checkpoints, emit) -> list[ShardResult]:

@@ -35,6 +35,7 @@ from ..report.evidence import EvidenceKeeper
 from ..sketch.minhash import Hasher
 from ..style.estimate import StyleTally
 from ..style.profile import open_cached
+from .fingerprint import content_digest
 from .match import match_batch
 
 
@@ -234,6 +235,10 @@ def scan_shard(shard: Shard, index: ReferenceIndex, options: ScanOptions, hasher
     style = StyleTally(open_cached(options.profile)) if options.profile is not None else None
     tally = ShardTally(shard, EvidenceKeeper(options.top_matches, index, hasher), style)
     try:
+        content = content_digest(shard)  # before reading: what a resumed scan compares (its checkpoint keeps it)
+    except (OSError, pa.ArrowException):
+        content = None  # unreadable: reading it says why
+    try:
         id_field = options.id_field if options.id_field is not None and has_field(shard, options.id_field) else None
         fields = Fields(text=options.text_field, id=id_field, per_turn=options.per_turn)
         for batch in read_batches(shard, fields, batch_bytes=options.batch_bytes, strict=options.strict):
@@ -265,7 +270,7 @@ def scan_shard(shard: Shard, index: ReferenceIndex, options: ScanOptions, hasher
         if isinstance(e, OutputWriteError):  # not the shard's fault: the scan stops, naming the output and why
             raise
         return ShardResult(shard=shard.relpath, status="failed", error=str(e), seconds=time.perf_counter() - t0)
-    return result
+    return dataclasses.replace(result, content=content)
 
 
 def plan_units(shards, options: ScanOptions) -> list[Shard]:

@@ -3,11 +3,17 @@
 import errno
 import json
 import os
+import signal
 import subprocess
+import sys
+import threading
+import time
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from conftest import ESSAYS
 
 from contamscan import scan
 from contamscan.cli import cli
@@ -16,6 +22,7 @@ from contamscan.errors import ContamscanError
 from contamscan.index import build_index
 from contamscan.io import Location
 from contamscan.scanner import run as run_module
+from contamscan.scanner.checkpoint import OutputLock
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +159,67 @@ def test_a_damaged_checkpoint_is_scanned_again(setup, tmp_path, monkeypatch, how
     assert r.totals["flagged_documents"] == 18  # every text is a reference
 
 
+def _edit_keeping_size_and_time(path) -> None:
+    """Change the words of the first record's text, byte for byte the same length, and put the
+    file's times back (as ``cp -p``, ``rsync -t`` or ``tar`` leave a replaced file)."""
+    st = os.stat(path)
+    data = path.read_bytes()
+    head, sep, rest = data.partition(b'"text": "')
+    first, nl, tail = rest.partition(b"\n")
+    # letters that never follow a backslash in JSON (escapes: b f n r t u, hex digits a-f)
+    shifted = first.translate(bytes.maketrans(b"gikoqsvwy", b"hjlprtwxz"))
+    path.write_bytes(head + sep + shifted + nl + tail)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_size == st.st_size and os.stat(path).st_mtime_ns == st.st_mtime_ns
+
+
+def test_resume_rescans_a_shard_edited_with_its_size_and_time_kept(setup, tmp_path, monkeypatch):
+    data, index, whole, state = _interrupted(setup, tmp_path, monkeypatch)
+    _edit_keeping_size_and_time(data / "p1.jsonl")
+    finished = []
+    r = scan([str(data)], index, tmp_path / "out", ScanOptions(workers=2), resume=True,
+             events=lambda name, f: finished.append(f["shard"]) if name == "shard_finished" else None)
+    assert finished == ["p1.jsonl"]  # that one, and only that one
+    fresh = scan([str(data)], index, tmp_path / "fresh", ScanOptions(workers=1))
+    strip = ("started_at", "finished_at")
+    assert {k: v for k, v in r.data.items() if k not in strip} == {k: v for k, v in fresh.data.items() if k not in strip}
+    assert r.totals["flagged_documents"] == whole.totals["flagged_documents"] - 1  # the edited copy is no copy now
+
+
+def test_resume_rescans_only_the_edited_piece_of_a_parquet_shard(setup, tmp_path):
+    root, index, refs = setup
+    data = tmp_path / "data"
+    data.mkdir()
+    texts = refs["text"].to_pylist()
+    essays = pq.read_table(ESSAYS, columns=["text"])["text"].to_pylist()[:400]
+    table = pa.table({"text": [texts[i // 40] if i % 40 == 0 else essays[i % len(essays)] for i in range(400)]})
+    pq.write_table(table, data / "big.parquet", row_group_size=100, compression="none", use_dictionary=False)
+    options = ScanOptions(workers=1, piece_bytes=200_000)
+    calls = []
+
+    def stop_after_pieces(name, fields):
+        if name == "shard_finished":
+            calls.append(fields["row_groups"])
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(run_module, "_write", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+        with pytest.raises(KeyboardInterrupt):
+            scan([str(data)], index, tmp_path / "out", options, events=stop_after_pieces)
+    assert len(calls) >= 3, calls  # it was cut into pieces
+    # edit one byte of a text inside the third row group, size and time kept
+    path = data / "big.parquet"
+    st = os.stat(path)
+    md = pq.ParquetFile(path).metadata.row_group(2).column(0)
+    raw = bytearray(path.read_bytes())
+    at = raw.index(b"e", md.data_page_offset + md.total_compressed_size // 2)
+    raw[at] = ord("a")
+    path.write_bytes(bytes(raw))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = []
+    scan([str(data)], index, tmp_path / "out", options, resume=True,
+         events=lambda name, f: again.append(f["row_groups"]) if name == "shard_finished" else None)
+    assert again == [c for c in calls if c[0] <= 2 <= c[1]]  # the piece holding row group 2, only
+
+
 def test_final_files_and_their_directory_are_fsynced(tmp_path, monkeypatch):
     synced = []
     real = os.fsync
@@ -223,3 +291,164 @@ def test_a_read_only_output_is_one_line_naming_it(setup, tmp_path, read_only_dir
     _one_line_error(res, str(read_only_dir / "out"), "Read-only file system")
     res = _cli_scan(data, index, tmp_path / "out", "--write-clean", str(read_only_dir / "clean"))
     _one_line_error(res, str(read_only_dir / "clean"), "Read-only file system")
+
+
+# --------------------------------------------------------------------------- the parent dies or is stopped
+
+
+@pytest.fixture(scope="module")
+def big_data(setup, tmp_path_factory):
+    """24 JSON Lines shards of real human essays (about 130 MB): seconds of work for two
+    workers, so a scan is surely mid-way when its first shard finishes."""
+    root, index, refs = setup
+    data = tmp_path_factory.mktemp("big") / "data"
+    data.mkdir()
+    essays = pq.read_table(ESSAYS, columns=["text"])["text"].to_pylist()
+    texts = refs["text"].to_pylist()
+    block = "".join(json.dumps({"text": t}) + "\n" for t in essays)
+    while len(block) < 5_500_000:
+        block += block
+    for n in range(24):
+        (data / f"part-{n:02d}.jsonl").write_text(json.dumps({"text": texts[n]}) + "\n" + block)
+    return data
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie has ended (its new parent may never reap it)
+
+
+def _poll(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_die_with_their_parent_and_resume_works(setup, big_data, tmp_path, sig):
+    root, index, refs = setup
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "contamscan", "--log-format", "json", "scan", str(big_data), "--index",
+           str(index.path), "-o", str(out), "--workers", "2"]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    workers = []
+    try:
+        lines = []
+        for line in p.stderr:  # the first finished shard: the workers are busy with the next ones
+            lines.append(line)
+            if '"shard_finished"' in line:
+                break
+        workers = _children(p.pid)
+        assert len([w for w in workers if _alive(w)]) >= 2, lines
+        os.kill(p.pid, sig)  # the parent only, as the OOM killer, `kill PID` or `timeout` do
+        rest = []
+        reader = threading.Thread(target=lambda: rest.append(p.stderr.read()), daemon=True)
+        reader.start()
+        reader.join(60)  # end of file: no process holds the caller's pipe any more
+        assert not reader.is_alive(), "a worker still holds the caller's stderr"
+        assert p.wait(60) == (-signal.SIGKILL if sig == signal.SIGKILL else 128 + signal.SIGTERM)
+        assert _poll(lambda: not any(_alive(w) for w in workers), 30), [w for w in workers if _alive(w)]
+        assert not (out / "report.json").exists()  # it was stopped mid-scan
+        if sig == signal.SIGTERM:  # as Ctrl-C: one line, the finished shards kept
+            events = [json.loads(x) for x in rest[0].splitlines() if x.startswith("{")]
+            assert events[-1]["event"] == "interrupted" and events[-1]["signal"] == "SIGTERM", rest
+            assert "continue with --resume" in events[-1]["message"]
+            assert "Traceback" not in rest[0]
+        assert list((out / ".contamscan").glob("[0-9]*.json"))  # at least the first shard's checkpoint
+        r = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr  # the lock was not left held
+        started = [json.loads(x) for x in r.stderr.splitlines() if '"scan_started"' in x][0]
+        assert started["resumed_shards"] >= 1
+        assert json.loads((out / "report.json").read_text())["totals"]["flagged_documents"] == 24
+    finally:
+        for pid in [p.pid, *workers]:  # nothing of this test outlives it, whatever failed
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        p.wait(30)
+
+
+def test_sigterm_stops_a_one_worker_scan_as_ctrl_c_does(setup, big_data, tmp_path):
+    root, index, refs = setup
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "contamscan", "scan", str(big_data), "--index", str(index.path), "-o", str(out),
+           "--workers", "1"]
+    for sig, status in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+        try:
+            for line in p.stderr:
+                if ": ok," in line:  # a shard finished (a log line per shard: stderr is not a terminal)
+                    break
+            p.send_signal(sig)
+            err = p.stderr.read()
+            assert p.wait(60) == status, err
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(30)
+        assert "Traceback" not in err
+        assert err.strip().splitlines()[-1] == (f"interrupted ({signal.Signals(sig).name}): the finished shards are "
+                                                 f"kept in {out}; continue with --resume")
+        assert not (out / "report.json").exists()
+        assert list((out / ".contamscan").glob("[0-9]*.json"))
+        cmd = [*cmd, "--resume"] if "--resume" not in cmd else cmd
+
+
+def test_a_lock_left_by_a_dead_scan_is_taken_over(tmp_path):
+    # a real process takes the lock and is SIGKILLed: the next one takes the lock at once
+    code = ("import sys, time; from contamscan.scanner.checkpoint import OutputLock; "
+            "lock = OutputLock(sys.argv[1]); print('locked', flush=True); time.sleep(600)")
+    p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "locked"
+        with pytest.raises(ContamscanError, match=f"another scan is writing .*pid {p.pid}"):
+            OutputLock(tmp_path)
+        p.kill()
+        p.wait(30)
+        lock = OutputLock(tmp_path)
+        assert (tmp_path / ".contamscan" / "lock").read_text() == f"pid {os.getpid()}"
+        lock.release()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(30)
+
+
+def test_forked_children_do_not_hold_the_output_lock(tmp_path):
+    # a scan forks a child while it holds the lock, then dies (SIGKILL): the child, still
+    # alive, must not keep the directory locked (flock belongs to the open file, which a fork shares)
+    code = ("import os, sys, time; from contamscan.scanner.checkpoint import OutputLock; "
+            "lock = OutputLock(sys.argv[1]); child = os.fork()\n"
+            "if child == 0: time.sleep(600); os._exit(0)\n"
+            "print(child, flush=True); time.sleep(600)")
+    p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    child = None
+    try:
+        child = int(p.stdout.readline())
+        p.kill()
+        p.wait(30)
+        assert _alive(child)
+        OutputLock(tmp_path).release()  # taken while the child lives
+    finally:
+        for pid in (p.pid, child):
+            if pid is not None and _alive(pid):
+                os.kill(pid, signal.SIGKILL)

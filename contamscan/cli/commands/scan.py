@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 
 import click
 
 from ...config import ScanOptions
-from ...errors import ContamscanError
+from ...errors import ContamscanError, Interrupted
 from ...report.render.terminal import print_summary, summary_json
 from ...scanner.run import scan
 from ..options import config_option, dataclass_from, dataclass_options, spelled
@@ -62,6 +63,9 @@ def scan_cmd(ctx, dataset, index_path, out, fail_above, fail_above_shard, as_jso
     try:
         report = scan(list(dataset), index_path, out, options, progress=None if json_log else progress,
                       resume=resume, events=events)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the finished shards are on disk
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        raise Interrupted(signum, f"the finished shards are kept in {out}; continue with --resume") from None
     finally:
         progress.close()
     if as_json:

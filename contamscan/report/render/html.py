@@ -349,8 +349,13 @@ def problems_section(report: dict) -> str:
             items.append(f"<li><b>{e(s['shard'])}</b> could not be read: {e(s['error'])}</li>")
     for reason, n in t["errors"]["by_reason"].items():
         items.append(f"<li>{n:,} bad record(s): {e(reason)}</li>")
+    failed = {s["path"] for s in t["errors"].get("failed_inputs", [])}
     for s in t["errors"]["skipped_files"]:
-        items.append(f"<li>skipped <code>{e(s['path'])}</code>: {e(s['reason'])}</li>")
+        if s["path"] in failed:
+            items.append(f"<li><b><code>{e(s['path'])}</code></b> could not be read (a failed input): "
+                         f"{e(s['reason'])}</li>")
+        else:
+            items.append(f"<li>skipped <code>{e(s['path'])}</code>: {e(s['reason'])}</li>")
     if not items:
         return ""
     examples = [x for s in report["shards"] for x in s["errors"]["examples"]][:10]

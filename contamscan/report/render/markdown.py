@@ -57,7 +57,10 @@ def render_markdown(report: dict) -> str:
                       "(evidence.parquet)."]
     skipped = t["errors"]["skipped_files"]
     if skipped:
-        lines += ["", "## Skipped files", ""] + [f"- `{s['path']}`: {s['reason']}" for s in skipped]
+        failed = {s["path"] for s in t["errors"].get("failed_inputs", [])}
+        lines += ["", "## Skipped files", ""] + [f"- `{s['path']}`: {s['reason']}"
+                                                 + (" (**failed input**: not read, the scan fails)"
+                                                    if s["path"] in failed else "") for s in skipped]
     return visible_controls("\n".join(lines)) + "\n"  # no bidi or control character from the data acts
 
 

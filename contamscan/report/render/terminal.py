@@ -186,7 +186,8 @@ def summary_json(report: dict) -> dict:
     return {
         "totals": {"shards": t["shards"], **{k: t[k] for k in keys if k in t},
                    "bad_records": t["errors"]["bad_records"], "failed_shards": t["errors"]["failed_shards"],
-                   "skipped_files": len(t["errors"]["skipped_files"])},
+                   "skipped_files": len(t["errors"]["skipped_files"]),
+                   "failed_inputs": len(t["errors"].get("failed_inputs", []))},
         "shards": [{"shard": s["shard"], "status": s["status"], "error": s["error"],
                     **{k: s[k] for k in keys if k in s}, "bad_records": s["errors"]["bad_records"]}
                    for s in report["shards"]],
