@@ -20,7 +20,7 @@ from ..formats import check_fields, has_field, read_batches
 from ..io import Location, artifact
 from ..model import Fields
 from ..sketch.minhash import INVALID_UTF8, Hasher
-from .format import KIND, anchor_keys32, open_index, save_index
+from .format import KIND, anchor_keys32, open_index, save_index, sorted_unique
 from .reference import ReferenceIndex
 
 
@@ -133,8 +133,8 @@ def known_human_keys(paths, options: BuildOptions, hasher: Hasher) -> np.ndarray
                                   strict=options.strict):
             anchors = hasher.signatures(batch.texts).anchors
             if anchors is not None:
-                parts.append(np.unique(anchor_keys32(anchors.key)))
-    return np.unique(np.concatenate(parts))
+                parts.append(sorted_unique(anchor_keys32(anchors.key)))
+    return sorted_unique(np.concatenate(parts))
 
 
 _LABEL_WAYS = ("give each reference its label one of three ways: `label_field` (the field naming the model "
@@ -214,8 +214,8 @@ def merge_indexes(indexes, out, *, replace: bool = False, human_keys: np.ndarray
     refs = np.concatenate([r + off for (_, r, _), off in zip(anchors, offsets)])
     words = np.concatenate([w for _, _, w in anchors])
     del anchors
-    stop = np.unique(np.concatenate([np.asarray(ix.anchor_stop) for ix in ixs]))
-    human = np.unique(np.concatenate([np.asarray(ix.anchor_human) for ix in ixs]
+    stop = sorted_unique(np.concatenate([np.asarray(ix.anchor_stop) for ix in ixs]))
+    human = sorted_unique(np.concatenate([np.asarray(ix.anchor_human) for ix in ixs]
                                      + [np.asarray(human_keys if human_keys is not None else [], np.uint32)]))
     skipped = Counter()
     for ix in ixs:

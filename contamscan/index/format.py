@@ -118,16 +118,20 @@ def build_anchor_table(keys: np.ndarray, refs: np.ndarray, words: np.ndarray, ma
     common = count > max_refs
     if ref_labels is not None and len(k):  # keys in the outputs of several models: shared text, not one model's
         lab = np.asarray(ref_labels)[r]
-        kl = np.unique((k.astype(np.uint64) << np.uint64(32)) | lab.astype(np.uint64))
-        kk = (kl >> np.uint64(32)).astype(np.uint32)
-        multi = np.unique(kk[1:][kk[1:] == kk[:-1]])
-        common |= np.isin(k[starts], multi)
+        common |= np.minimum.reduceat(lab, starts) != np.maximum.reduceat(lab, starts)
     stop = np.union1d(k[starts[common]], stop if stop is not None else np.zeros(0, np.uint32)).astype(np.uint32)
     keep = ~np.isin(k, stop)
     k, r, w = k[keep], r[keep], (words[keep] & 0xFFFF).astype(np.uint16)
     directory = key_directory(k, anchor_dir_bits(len(k)), key_bits=32)
     directory = directory.astype(np.int32) if len(k) < 2**31 else directory
     return (k & np.uint32(0xFFFF)).astype(np.uint16), r, w, directory, stop
+
+
+def sorted_unique(a: np.ndarray) -> np.ndarray:
+    """The distinct values of ``a``, sorted (a sort and a compare: numpy's hash-based
+    ``unique`` is several times slower on large integer arrays)."""
+    a = np.sort(a)
+    return a[np.append(True, a[1:] != a[:-1])] if len(a) else a
 
 
 def anchor_dir_bits(n: int) -> int:
@@ -182,8 +186,10 @@ def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.nda
     p = params_dict(params)
     tags, order, directory = build_band_tables(sigs, p["bands"], p["rows"])
     codes = np.unique(refs["label"].to_numpy().astype(str), return_inverse=True)[1]
-    a_human = np.intersect1d(np.asarray(human_keys if human_keys is not None else [], np.uint32),
-                             np.asarray(anchor_keys, np.uint32)).astype(np.uint32)
+    a_human = np.zeros(0, np.uint32)
+    if human_keys is not None and len(human_keys):  # the known human keys that are the references' too
+        a_human = sorted_unique(np.asarray(human_keys, np.uint32))
+        a_human = a_human[np.isin(a_human, np.asarray(anchor_keys, np.uint32))]
     a_tags, a_refs, a_pos, a_dir, a_stop = build_anchor_table(anchor_keys, anchor_refs, anchor_words,
                                                               params.max_anchor_refs, anchor_stop, codes)
     refs = refs.with_columns(pl.Series("n_anchors", np.bincount(a_refs, minlength=len(refs)), pl.Int64))
