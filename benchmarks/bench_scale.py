@@ -349,14 +349,15 @@ def main(argv=None):
         refs_big = pl.concat([real_refs, fake_refs])
         # anchors: the real references' own, and as many random ones per synthetic reference
         # as the real ones have on average (their lookups then cost what a real index's would)
-        real_keys, real_arefs = idx_small.anchors()
+        real_keys, real_arefs, real_words = idx_small.anchors()
         per_ref = max(1, round(len(real_keys) / n_real))
         keys = np.concatenate([real_keys, rng.integers(0, 1 << 32, size=n_fake * per_ref, dtype=np.uint32)])
         arefs = np.concatenate([real_arefs,
                                 np.repeat(np.arange(n_real, n_big, dtype=np.int64), per_ref)])
+        words = np.concatenate([real_words, np.tile(np.arange(per_ref, dtype=np.uint16) * 8, n_fake)])
         with Timer() as t:
-            save_index(wd / "index-big", IndexParams(), refs_big, sigs, keys, arefs)
-        del keys, arefs
+            save_index(wd / "index-big", IndexParams(), refs_big, sigs, keys, arefs, words)
+        del keys, arefs, words
         log(f"index of {n_big} references ({n_real} real, {n_fake} random) saved in {t.wall:.1f} s, "
             f"{dir_bytes(wd / 'index-big') / MB:.1f} MB")
         build_big_s = t.wall

@@ -10,6 +10,7 @@ from typing import TypedDict
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 HISTOGRAM_BINS = 10  # best-candidate similarity in bins of 0.1
 MAX_ERROR_EXAMPLES = 5
@@ -99,7 +100,14 @@ MATCH_SCHEMA = pa.schema([
     ("alt_ref_id", pa.string()),
     ("alt_label", pa.string()),
     ("turn", pa.int64()),  # per turn (`per_turn`): the list item's position; null otherwise
+    ("rank", pa.int32()),  # 1: the document's strongest match; 2, 3, ...: its other sources
 ])
+
+def flagging(matches: pa.Table) -> pa.Table:
+    """The rows of matches.parquet that flag their document: all but the matches through
+    text known to be human-written (``kind`` shared_with_known_human)."""
+    return matches.filter(pc.not_equal(matches.column("kind"), "shared_with_known_human"))
+
 
 _SPAN = pa.list_(pa.struct([("start", pa.int64()), ("end", pa.int64())]))
 EVIDENCE_SCHEMA = pa.schema([
@@ -139,7 +147,7 @@ def match_order(containment: float, similarity: float, row: int) -> tuple:
 
 @dataclass(frozen=True)
 class ShardResult:
-    """What one shard contributed. ``matches`` has one row per flagged document."""
+    """What one shard contributed. ``matches`` has one row per flagged document and source."""
 
     shard: str
     status: str  # "ok" | "failed"
@@ -148,7 +156,8 @@ class ShardResult:
     bytes: int = 0
     flagged_documents: int = 0
     flagged_bytes: int = 0
-    by_label: dict = field(default_factory=dict)
+    by_label: dict = field(default_factory=dict)  # flagged documents by their strongest match's label
+    by_label_any: dict = field(default_factory=dict)  # ... by every label among their matches
     similarity_histogram: tuple = (0,) * HISTOGRAM_BINS
     bad_records: int = 0
     bad_by_reason: dict = field(default_factory=dict)

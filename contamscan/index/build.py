@@ -20,7 +20,7 @@ from ..formats import check_fields, has_field, read_batches
 from ..io import Location, artifact
 from ..model import Fields
 from ..sketch.minhash import INVALID_UTF8, Hasher
-from .format import KIND, anchor_keys32, open_index, save_index
+from .format import KIND, anchor_keys32, open_index, save_index, sorted_unique
 from .reference import ReferenceIndex
 
 
@@ -60,7 +60,7 @@ def build_index(refs, out, options: BuildOptions | None = None, *, params: Index
         raise ContamscanError("no reference files found (expected .parquet, .jsonl, .json, .jsonl.gz, .jsonl.zst, .arrow)")
     hasher = Hasher(params.num_perm, params.seed, params.ngram, params.anchor_bits)
     parts = []  # per batch: an Arrow table of the kept references' columns
-    sig_parts, key_parts, ref_parts = [], [], []
+    sig_parts, key_parts, ref_parts, word_parts = [], [], [], []
     n_refs = 0
     skipped = Counter()
     for shard in shards:
@@ -98,6 +98,7 @@ def build_index(refs, out, options: BuildOptions | None = None, *, params: Index
                 number = n_refs + np.cumsum(keep) - 1
                 key_parts.append(anchor_keys32(sigs.anchors.key))  # kept in their stored form: half the memory
                 ref_parts.append(number[sigs.anchors.doc].astype(np.int32))
+                word_parts.append(sigs.anchors.word.astype(np.uint32))
             n_refs += len(idx)
             if progress:
                 progress(batch)
@@ -107,9 +108,33 @@ def build_index(refs, out, options: BuildOptions | None = None, *, params: Index
     sigs = np.concatenate(sig_parts) if sig_parts else np.zeros((0, params.num_perm), np.uint32)
     keys = np.concatenate(key_parts) if key_parts else np.zeros(0, np.uint32)
     refs = np.concatenate(ref_parts) if ref_parts else np.zeros(0, np.int64)
+    words = np.concatenate(word_parts) if word_parts else np.zeros(0, np.uint32)
+    human = known_human_keys(options.known_human, options, hasher)
     with artifact.building(out, KIND) as local:
-        save_index(local, params, table, sigs, keys, refs, skipped={k: n for k, n in skipped.items() if n})
+        save_index(local, params, table, sigs, keys, refs, words, skipped={k: n for k, n in skipped.items() if n},
+                   human_keys=human)
     return open_index(out, verify=False)
+
+
+def known_human_keys(paths, options: BuildOptions, hasher: Hasher) -> np.ndarray:
+    """The distinct anchor keys (stored form) of the text known to be human-written in
+    ``paths`` (files, directories, globs; the field ``options.text_field``)."""
+    if not paths:
+        return np.zeros(0, np.uint32)
+    shards, _ = discover(list(paths))
+    if not shards:
+        raise ContamscanError(f"no known-human files found in {', '.join(map(str, paths))}")
+    parts = [np.zeros(0, np.uint32)]
+    for shard in shards:
+        if not has_field(shard, options.text_field):
+            raise ContamscanError(f"{shard.relpath}: known-human text has no field {options.text_field!r}; "
+                                  "give its field with --text-field")
+        for batch in read_batches(shard, Fields(text=options.text_field), batch_bytes=ScanOptions().batch_bytes,
+                                  strict=options.strict):
+            anchors = hasher.signatures(batch.texts).anchors
+            if anchors is not None:
+                parts.append(sorted_unique(anchor_keys32(anchors.key)))
+    return sorted_unique(np.concatenate(parts))
 
 
 _LABEL_WAYS = ("give each reference its label one of three ways: `label_field` (the field naming the model "
@@ -143,7 +168,7 @@ def _check_reference_fields(shard, text_field: str, label_field: str | None) -> 
         raise FieldMissingError(e.field, e.path, e.available, hint=_LABEL_WAYS) from None
 
 
-def merge_indexes(indexes, out, *, replace: bool = False) -> ReferenceIndex:
+def merge_indexes(indexes, out, *, replace: bool = False, human_keys: np.ndarray | None = None) -> ReferenceIndex:
     """Merge indexes built with the same parameters into one at ``out``; the result equals
     an index built from all their references at once (in this order).
 
@@ -152,6 +177,7 @@ def merge_indexes(indexes, out, *, replace: bool = False) -> ReferenceIndex:
         out: the merged index's directory.
         replace: allow ``out`` to be one of the inputs (``index add``): the merge is written
             beside it and swapped in when complete.
+        human_keys: anchor keys of more text known to be human-written (:func:`known_human_keys`).
 
     Returns:
         The merged index, opened. Reference texts are kept only when every index stores them.
@@ -184,21 +210,27 @@ def merge_indexes(indexes, out, *, replace: bool = False) -> ReferenceIndex:
                                                                      pa.large_string())))
     sigs = np.concatenate([np.asarray(ix.signatures) for ix in ixs])
     anchors = [ix.anchors() for ix in ixs]
-    keys = np.concatenate([k for k, _ in anchors])
-    refs = np.concatenate([r + off for (_, r), off in zip(anchors, offsets)])
+    keys = np.concatenate([k for k, _, _ in anchors])
+    refs = np.concatenate([r + off for (_, r, _), off in zip(anchors, offsets)])
+    words = np.concatenate([w for _, _, w in anchors])
     del anchors
-    stop = np.unique(np.concatenate([np.asarray(ix.anchor_stop) for ix in ixs]))
+    stop = sorted_unique(np.concatenate([np.asarray(ix.anchor_stop) for ix in ixs]))
+    human = sorted_unique(np.concatenate([np.asarray(ix.anchor_human) for ix in ixs]
+                                     + [np.asarray(human_keys if human_keys is not None else [], np.uint32)]))
     skipped = Counter()
     for ix in ixs:
         skipped.update(ix.manifest["counts"].get("skipped", {}))
     with artifact.building(out, KIND, beside=into_input) as local:
-        save_index(local, ixs[0].params, table, sigs, keys, refs, skipped=dict(skipped), anchor_stop=stop)
+        save_index(local, ixs[0].params, table, sigs, keys, refs, words, skipped=dict(skipped), anchor_stop=stop,
+                   human_keys=human)
     return open_index(out, verify=False)
 
 
 def add_to_index(index, refs, options: BuildOptions | None = None, **fields) -> ReferenceIndex:
-    """Add references (files, directories, globs) to an index, in place: they are indexed
-    with the index's parameters and merged in; the index is swapped only when complete.
+    """Add references (files, directories, globs) and text known to be human-written
+    (``known_human``) to an index, in place: they are indexed with the index's parameters
+    and merged in; the index is swapped only when complete. Known human text is compared
+    with every reference of the grown index.
 
     Args:
         index: an opened index or its path/URI.
@@ -216,6 +248,9 @@ def add_to_index(index, refs, options: BuildOptions | None = None, **fields) -> 
     """
     ix = index if isinstance(index, ReferenceIndex) else open_index(index)
     options = replace_options(options or BuildOptions(), {**fields, "store_text": ix.texts is not None})
+    human = known_human_keys(options.known_human, options, ix.hasher)
+    if not refs:
+        return merge_indexes([ix], ix.location, replace=True, human_keys=human)
     with tempfile.TemporaryDirectory(prefix=".contamscan-add-") as tmp:
-        new = build_index(refs, Path(tmp) / "new", options, params=ix.params)
-        return merge_indexes([ix, new], ix.location, replace=True)
+        new = build_index(refs, Path(tmp) / "new", replace_options(options, {"known_human": ()}), params=ix.params)
+        return merge_indexes([ix, new], ix.location, replace=True, human_keys=human)

@@ -14,9 +14,13 @@ worker processes share one copy through the page cache):
 ``anchor_tags.npy``   uint16 [pairs], the anchors (sampled shingles) of every reference, sorted by
                       their stored key (the top 32 bits of the 64-bit key), each kept as its low 16 bits
 ``anchor_refs.npy``   int32  [pairs], the reference of each anchor
+``anchor_pos.npy``    uint16 [pairs], the anchor's first word position in its reference, modulo
+                      2**16 (chains of shared anchors are followed in both texts)
 ``anchor_dir.npy``    int32  [2**dir_bits + 1], where each run of the stored keys' top bits
                       starts (dir_bits >= 16: directory and tag hold the whole key)
 ``anchor_stop.npy``   uint32 [keys], anchor keys dropped as stock phrases (kept for merges)
+``anchor_human.npy``  uint32 [keys], sorted: the references' anchor keys also found in text known
+                      to be human-written (``--known-human``)
 
 How the tables are read (directory, then tags, then references) is told in
 :mod:`contamscan.index.kernels`.
@@ -43,11 +47,11 @@ from .kernels import band_tag
 from .reference import ReferenceIndex
 
 FORMAT = "contamscan-index"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 KIND = artifact.Kind(FORMAT, FORMAT_VERSION, "version", "indexes", "a contamscan index", IndexFormatError,
                      "build one with `contamscan index build`", "index")
-ARRAYS = ("signatures", "band_tags", "band_refs", "band_dir", "anchor_tags", "anchor_refs", "anchor_dir",
-          "anchor_stop")
+ARRAYS = ("signatures", "band_tags", "band_refs", "band_dir", "anchor_tags", "anchor_refs", "anchor_pos",
+          "anchor_dir", "anchor_stop", "anchor_human")
 LOW32 = np.uint64(0xFFFFFFFF)
 TEXTS_SCHEMA = pa.schema([("text", pa.large_string())])
 
@@ -85,17 +89,25 @@ def anchor_keys32(keys: np.ndarray) -> np.ndarray:
     return (np.asarray(keys, np.uint64) >> np.uint64(32)).astype(np.uint32)
 
 
-def build_anchor_table(keys: np.ndarray, refs: np.ndarray, max_refs: int, stop: np.ndarray | None = None):
-    """The anchor table from anchors (``keys`` uint32 from :func:`anchor_keys32`): the
-    distinct (key, reference) pairs sorted by key, without the keys shared by more than
-    ``max_refs`` references or listed in ``stop`` (stock phrases: they say little about the
-    source and cost lookups), as tags, references and directory (module doc).
-    Returns (tags, refs, directory, stop keys) where the stop keys are all those dropped."""
-    # key above reference: a plain sort orders by key then reference, equal pairs become neighbours
+def build_anchor_table(keys: np.ndarray, refs: np.ndarray, words: np.ndarray, max_refs: int,
+                       stop: np.ndarray | None = None, ref_labels: np.ndarray | None = None):
+    """The anchor table from anchors (``keys`` uint32 from :func:`anchor_keys32`, with their
+    references and word positions in them): the distinct (key, reference) pairs sorted by key,
+    each at the key's first position in the reference, without the keys shared by more than
+    ``max_refs`` references, found in the references of more than one label (``ref_labels``:
+    text several models wrote, a prompt they all quote or a stock phrase, is evidence of none
+    of them) or listed in ``stop`` (they say little about the source and cost lookups), as
+    tags, references, positions and directory (module doc). Returns (tags, refs, positions,
+    directory, stop keys) where the stop keys are all those dropped."""
+    # key above reference: a sort orders by key then reference, equal pairs become neighbours,
+    # the first of them at the lowest position
     pairs = (np.asarray(keys, np.uint64) << np.uint64(32)) | np.asarray(refs, np.uint64)
-    pairs.sort()
+    order = np.lexsort((np.asarray(words), pairs))
+    pairs, words = pairs[order], np.asarray(words)[order]
+    del order
     if len(pairs):
-        pairs = pairs[np.append(True, pairs[1:] != pairs[:-1])]
+        first = np.append(True, pairs[1:] != pairs[:-1])
+        pairs, words = pairs[first], words[first]
     k = (pairs >> np.uint64(32)).astype(np.uint32)
     r = (pairs & LOW32).astype(np.int32)
     del pairs
@@ -104,12 +116,22 @@ def build_anchor_table(keys: np.ndarray, refs: np.ndarray, max_refs: int, stop: 
     starts = np.flatnonzero(new_key)
     count = np.diff(np.append(starts, len(k)))
     common = count > max_refs
+    if ref_labels is not None and len(k):  # keys in the outputs of several models: shared text, not one model's
+        lab = np.asarray(ref_labels)[r]
+        common |= np.minimum.reduceat(lab, starts) != np.maximum.reduceat(lab, starts)
     stop = np.union1d(k[starts[common]], stop if stop is not None else np.zeros(0, np.uint32)).astype(np.uint32)
     keep = ~np.isin(k, stop)
-    k, r = k[keep], r[keep]
+    k, r, w = k[keep], r[keep], (words[keep] & 0xFFFF).astype(np.uint16)
     directory = key_directory(k, anchor_dir_bits(len(k)), key_bits=32)
     directory = directory.astype(np.int32) if len(k) < 2**31 else directory
-    return (k & np.uint32(0xFFFF)).astype(np.uint16), r, directory, stop
+    return (k & np.uint32(0xFFFF)).astype(np.uint16), r, w, directory, stop
+
+
+def sorted_unique(a: np.ndarray) -> np.ndarray:
+    """The distinct values of ``a``, sorted (a sort and a compare: numpy's hash-based
+    ``unique`` is several times slower on large integer arrays)."""
+    a = np.sort(a)
+    return a[np.append(True, a[1:] != a[:-1])] if len(a) else a
 
 
 def anchor_dir_bits(n: int) -> int:
@@ -134,23 +156,28 @@ def params_dict(params: IndexParams) -> dict:
         "anchor_bits": params.anchor_bits,
         "anchor_key": "splitmix64(fmix32(xxh32-seed0) << 32 | xxh32-seed0x9E3779B1) >> 32",
         "max_anchor_refs": params.max_anchor_refs,
+        "anchor_drop": "shared by more than max_anchor_refs references or by references of two labels",
     }
 
 
 def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.ndarray,
                anchor_keys: np.ndarray | None = None, anchor_refs: np.ndarray | None = None,
-               skipped: dict[str, int] | None = None, anchor_stop: np.ndarray | None = None) -> None:
+               anchor_words: np.ndarray | None = None, skipped: dict[str, int] | None = None,
+               anchor_stop: np.ndarray | None = None, human_keys: np.ndarray | None = None) -> None:
     """Write the files of an index into the local directory ``path`` (from
     :func:`contamscan.io.artifact.building`) from the references' table, signatures and
-    anchors (keys in their stored form, :func:`anchor_keys32`, with their references; none:
-    whole-document matches only; keys in ``anchor_stop`` are dropped), the manifest last."""
+    anchors (keys in their stored form, :func:`anchor_keys32`, with their references and word
+    positions in them; none:
+    whole-document matches only; keys in ``anchor_stop`` are dropped; ``human_keys``: anchor
+    keys of text known to be human-written, of which those of the references are kept), the
+    manifest last."""
     path = Path(path)
     dup = refs["ref_id"].is_duplicated()
     if dup.any():
         ex = refs.filter(dup)["ref_id"].unique().sort().head(3).to_list()
         raise ContamscanError(f"reference ids are not unique (e.g. {ex}); give `id_field` a field of unique ids")
     if anchor_keys is None:
-        anchor_keys, anchor_refs = np.zeros(0, np.uint32), np.zeros(0, np.int64)
+        anchor_keys, anchor_refs, anchor_words = np.zeros(0, np.uint32), np.zeros(0, np.int64), np.zeros(0, np.int64)
     path.mkdir(parents=True, exist_ok=True)
     (path / "manifest.json").unlink(missing_ok=True)  # no manifest, no index: until this one is complete
     for old in path.glob("*.npy"):  # arrays of an index of another format, built here before
@@ -158,7 +185,13 @@ def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.nda
             old.unlink()
     p = params_dict(params)
     tags, order, directory = build_band_tables(sigs, p["bands"], p["rows"])
-    a_tags, a_refs, a_dir, a_stop = build_anchor_table(anchor_keys, anchor_refs, params.max_anchor_refs, anchor_stop)
+    codes = np.unique(refs["label"].to_numpy().astype(str), return_inverse=True)[1]
+    a_human = np.zeros(0, np.uint32)
+    if human_keys is not None and len(human_keys):  # the known human keys that are the references' too
+        a_human = sorted_unique(np.asarray(human_keys, np.uint32))
+        a_human = a_human[np.isin(a_human, np.asarray(anchor_keys, np.uint32))]
+    a_tags, a_refs, a_pos, a_dir, a_stop = build_anchor_table(anchor_keys, anchor_refs, anchor_words,
+                                                              params.max_anchor_refs, anchor_stop, codes)
     refs = refs.with_columns(pl.Series("n_anchors", np.bincount(a_refs, minlength=len(refs)), pl.Int64))
     names = ["refs.parquet", *(f"{a}.npy" for a in ARRAYS)]
     stored_text = "text" in refs.columns
@@ -170,7 +203,7 @@ def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.nda
     else:
         (path / "texts.arrow").unlink(missing_ok=True)
     pq.write_table(refs.to_arrow(), path / "refs.parquet", compression="zstd")
-    for name, arr in zip(ARRAYS, (sigs, tags, order, directory, a_tags, a_refs, a_dir, a_stop)):
+    for name, arr in zip(ARRAYS, (sigs, tags, order, directory, a_tags, a_refs, a_pos, a_dir, a_stop, a_human)):
         np.save(path / f"{name}.npy", np.ascontiguousarray(arr))
     labels = refs.group_by("label").len().sort("label")
     artifact.write_manifest(path, {
@@ -181,6 +214,7 @@ def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.nda
         "params": p,
         "counts": {"refs": int(sigs.shape[0]), "labels": dict(zip(labels["label"].to_list(), labels["len"].to_list())),
                    "anchors": int(len(a_refs)), "common_anchors_dropped": int(len(a_stop)),
+                   "known_human_anchors": int(len(a_human)),
                    "skipped": dict(skipped or {})},
         "stored_text": stored_text,
     }, names)
@@ -244,8 +278,8 @@ def _check_shapes(shown: str, manifest: dict, refs: int, arrays: dict, texts) ->
         arr = arrays[a]
         if arr.ndim != 2 or arr.shape[0] != p.get("bands") or arr.shape[1] != refs:
             problems.append(f"{a} has shape {arr.shape}, expected ({p.get('bands')}, {refs})")
-    if len(arrays["anchor_tags"]) != len(arrays["anchor_refs"]):
-        problems.append("anchor_tags and anchor_refs differ in length")
+    if not len(arrays["anchor_tags"]) == len(arrays["anchor_refs"]) == len(arrays["anchor_pos"]):
+        problems.append("anchor_tags, anchor_refs and anchor_pos differ in length")
     if texts is not None and len(texts) != refs:
         problems.append(f"{len(texts)} stored texts for {refs} references")
     if problems:

@@ -1,5 +1,5 @@
 """The compiled query kernels of a ReferenceIndex: LSH candidates of whole documents, and
-runs of shared anchors for passages.
+co-linear chains of shared anchors for passages and edited copies.
 
 A lookup reads the directory entry for the key's top bits and compares the tag with the few
 tags there, so its cost does not grow with the number of references; a reference is read
@@ -171,34 +171,10 @@ def _shares_band(a, b, bands, rows):
 
 
 @numba.njit(cache=True, nogil=True)
-def best_run(positions, start, stop, miss_penalty):
-    """The best run of shared items, given their sorted positions among all items (the low
-    32 bits of ``positions[start:stop]``): the stretch scoring most with +1 per shared item
-    and ``-miss_penalty`` per unshared one (a maximum-sum segment). Returns (score, shared
-    items in it, first position, last position)."""
-    cur = best = 0.0
-    cur_n = best_n = 0
-    cur_first = first = last = prev = -1
-    for i in range(start, stop):
-        o = positions[i] & 0xFFFFFFFF
-        if prev >= 0:
-            cur -= miss_penalty * (o - prev - 1)
-        if prev < 0 or cur <= 0.0:  # the run so far does not pay for the misses: restart here
-            cur = 0.0
-            cur_n = 0
-            cur_first = o
-        cur += 1.0
-        cur_n += 1
-        if cur > best:
-            best, best_n, first, last = cur, cur_n, cur_first, o
-        prev = o
-    return best, best_n, first, last
-
-
-@numba.njit(cache=True, nogil=True)
-def _drop_repeats(hits, nh, a_key, lo):
+def _drop_repeats(hits, pos, nh, a_key, lo):
     """Keep the hits of each key's first occurrence in the document (``hits`` holds
-    (reference << 32) | ordinal, ordinals counted from ``lo``). Returns the hits kept."""
+    (reference << 32) | ordinal, ordinals counted from ``lo``; ``pos`` is compacted with it).
+    Returns the hits kept."""
     ords = np.unique(hits[:nh] & 0xFFFFFFFF)  # anchors with hits, in document order
     keys = a_key[lo + ords]
     order = np.argsort(keys, kind="mergesort")  # stable: a key's first occurrence comes first
@@ -215,23 +191,79 @@ def _drop_repeats(hits, nh, a_key, lo):
         o = hits[i] & 0xFFFFFFFF
         if not repeat[np.searchsorted(ords, o)]:
             hits[kept] = hits[i]
+            pos[kept] = pos[i]
             kept += 1
     return kept
 
 
+LOOKBACK = 24  # earlier hits a chain step may come from: enough to bridge stray hits in between
+DRIFT_WORDS = 4.0  # a chain step may shift the diagonal by this many words, plus
+DRIFT_SHARE = 0.25  # this share of the step's length (edits insert and delete words)
+
+
 @numba.njit(cache=True, nogil=True)
-def anchor_kernel(doc_ptr, a_key, tags, refs, directory, bits, label_codes, min_hits, miss_penalty, touch,
-                   best_ref, seg_score, seg_hits, seg_first, seg_last, total_hits, alt_ref, alt_score):
+def best_chain(ords, doc_words, ref_words, start, stop, miss_penalty, score, back):
+    """The best co-linear chain of one reference's hits ``start:stop`` (in document order:
+    ``ords`` the document anchor ordinals, ``doc_words`` / ``ref_words`` the word positions of
+    each hit in the document and the reference, the latter modulo 2**16).
+
+    A chain is a sequence of hits that advance in both texts by steps of about the same length:
+    a copy, even with a third of its words edited, keeps its shared anchors on one diagonal
+    (the step's two lengths differ by the words inserted minus those deleted), whereas text
+    that merely shares stock phrases with the reference shares them at unrelated places. A
+    chain scores +1 per hit, ``-miss_penalty`` per document anchor it skips (a copy is dense
+    in shared anchors) and ``-drift / limit`` for a step whose lengths differ by ``drift``
+    words, within ``limit = DRIFT_WORDS + DRIFT_SHARE * step``. ``score`` and ``back`` are
+    scratch arrays of at least ``stop - start``. Returns (score, hits, first ordinal, last ordinal)."""
+    best = 0.0
+    best_end = -1
+    for i in range(start, stop):
+        k = i - start
+        s_i = 1.0
+        b_i = -1
+        for j in range(i - 1, max(start, i - LOOKBACK) - 1, -1):  # nearest first
+            gd = doc_words[i] - doc_words[j]
+            gr = (ref_words[i] - ref_words[j]) & 0xFFFF
+            if gd <= 0 or gr == 0 or gr >= 0x8000:  # not forward in both texts
+                continue
+            drift = abs(gd - gr)
+            limit = DRIFT_WORDS + DRIFT_SHARE * max(gd, gr)
+            if drift > limit:
+                continue
+            s = score[j - start] + 1.0 - miss_penalty * (ords[i] - ords[j] - 1) - drift / limit
+            if s > s_i:
+                s_i, b_i = s, j - start
+            if drift == 0 and ords[i] - ords[j] == 1:  # the next anchor, in step: an exact copy needs no more
+                break
+        score[k], back[k] = s_i, b_i
+        if s_i > best:
+            best, best_end = s_i, k
+    if best_end < 0:
+        return 0.0, 0, -1, -1
+    n = 1
+    first = best_end
+    while back[first] >= 0:
+        first = back[first]
+        n += 1
+    return best, n, ords[start + first], ords[start + best_end]
+
+
+@numba.njit(cache=True, nogil=True)
+def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, label_codes, min_hits, miss_penalty,
+                  touch, best_ref, seg_score, seg_hits, seg_first, seg_last, total_hits, alt_ref, alt_score,
+                  more_ref, more_score, more_first, more_last, more_total):
     """Partial matches from anchors. Document ``d`` has anchors ``a_key[doc_ptr[d]:doc_ptr[d + 1]]``
-    in word order. For each reference sharing anchors with it, the best run is the stretch
-    of the document's anchors scoring most with +1 per shared anchor and ``-miss_penalty``
-    per unshared one (a maximum-sum segment: copied text is dense in shared anchors, stock
-    phrases are scattered). A key repeated in the document counts once, at its first
-    occurrence: a phrase repeated many times is one piece of evidence. The document's best reference has the best-scoring run (then
-    the most shared anchors in total, then the lowest index). Outputs per document: that
-    reference (-1 if fewer than ``min_hits`` anchors are shared), its run's score, shared
-    anchors and first/last anchor (global indices), its total shared anchors, and the
-    best-scoring reference with another label (alt_ref, alt_score)."""
+    in word order, at words ``a_word``; the table gives each (anchor, reference) pair the
+    anchor's word position in the reference (``ref_pos``, modulo 2**16). For each reference
+    sharing anchors with the document, its run is the best co-linear chain of shared anchors
+    (:func:`best_chain`). A key repeated in the document counts once, at its first
+    occurrence: a phrase repeated many times is one piece of evidence. The document's best
+    reference has the best-scoring chain (then the most shared anchors in total, then the
+    lowest index). Outputs per document: that reference (-1 if fewer than ``min_hits``
+    anchors are shared), its chain's score, shared anchors and first/last anchor (global
+    indices), its total shared anchors, and the best-scoring reference with another label
+    (alt_ref, alt_score); and in ``more_*`` (columns of [n, k] arrays) the next ``k``
+    references by chain score, any label: the other sources a document may hold."""
     shift = np.uint64(64 - bits)
     # every anchor's directory bucket first, in one pass: its iterations are independent,
     # so the CPU overlaps their cache misses (the lookups are random reads of the table)
@@ -244,6 +276,12 @@ def anchor_kernel(doc_ptr, a_key, tags, refs, directory, bits, label_codes, min_
         p_hi[j] = directory[t + 1]
     hits = np.empty(256, np.int64)  # (reference << 32) | anchor ordinal in the document
     at = np.empty(256, np.int64)  # where in the table each of the document's tag matches is
+    pos = np.empty(256, np.int64)  # each hit's word position in its reference (mod 2**16)
+    c_ord = np.empty(256, np.int64)  # one reference's hits, sorted: ordinals, word positions
+    c_dw = np.empty(256, np.int64)
+    c_rw = np.empty(256, np.int64)
+    c_score = np.empty(256, np.float64)
+    c_back = np.empty(256, np.int64)
     g_ref = np.empty(64, np.int64)  # per reference: its best run and total
     g_score = np.empty(64, np.float64)
     g_hits = np.empty(64, np.int64)
@@ -265,6 +303,10 @@ def anchor_kernel(doc_ptr, a_key, tags, refs, directory, bits, label_codes, min_
         total_hits[d] = 0
         alt_ref[d] = -1
         alt_score[d] = 0.0
+        for k in range(more_ref.shape[1]):
+            more_ref[d, k] = -1
+            more_score[d, k] = 0.0
+            more_first[d, k] = more_last[d, k] = more_total[d, k] = -1
         lo, hi = doc_ptr[d], doc_ptr[d + 1]
         if hi - lo < min_hits:
             continue
@@ -284,10 +326,18 @@ def anchor_kernel(doc_ptr, a_key, tags, refs, directory, bits, label_codes, min_
                 p += 1
         if nh < min_hits:
             continue
+        if nh > pos.shape[0]:
+            pos = np.empty(hits.shape[0], np.int64)
         for q in range(nh):  # the references, in a pass of their own (module doc)
             hits[q] |= np.int64(refs[at[q]]) << 32
-        nh = _drop_repeats(hits, nh, a_key, lo)
-        h = np.sort(hits[:nh])
+            pos[q] = ref_pos[at[q]]
+        nh = _drop_repeats(hits, pos, nh, a_key, lo)
+        order = np.argsort(hits[:nh])
+        h = hits[:nh][order]
+        hp = pos[:nh][order]
+        if nh > c_ord.shape[0]:
+            c_ord, c_dw, c_rw = np.empty(nh, np.int64), np.empty(nh, np.int64), np.empty(nh, np.int64)
+            c_score, c_back = np.empty(nh, np.float64), np.empty(nh, np.int64)
         if nh > g_ref.shape[0]:  # room for a group per hit
             g_ref, g_hits, g_tot = np.empty(2 * nh, np.int64), np.empty(2 * nh, np.int64), np.empty(2 * nh, np.int64)
             g_first, g_last = np.empty(2 * nh, np.int64), np.empty(2 * nh, np.int64)
@@ -301,7 +351,10 @@ def anchor_kernel(doc_ptr, a_key, tags, refs, directory, bits, label_codes, min_
                 q += 1
             tot = q - q0
             if tot >= min_hits:
-                best, best_hits, bf, bl = best_run(h, q0, q, miss_penalty)
+                for t in range(q0, q):
+                    o = h[t] & 0xFFFFFFFF
+                    c_ord[t - q0], c_dw[t - q0], c_rw[t - q0] = o, a_word[lo + o], hp[t]
+                best, best_hits, bf, bl = best_chain(c_ord, c_dw, c_rw, 0, tot, miss_penalty, c_score, c_back)
                 g_ref[ng], g_score[ng], g_hits[ng], g_tot[ng] = r, best, best_hits, tot
                 g_first[ng], g_last[ng] = lo + bf, lo + bl
                 ng += 1
@@ -321,4 +374,18 @@ def anchor_kernel(doc_ptr, a_key, tags, refs, directory, bits, label_codes, min_
         if alt >= 0:
             alt_ref[d] = g_ref[alt]
             alt_score[d] = g_score[alt]
+        for k in range(more_ref.shape[1]):  # the next groups by score (k is small: a selection)
+            nxt = -1
+            for g in range(ng):
+                if g == b:
+                    continue
+                taken = False
+                for j in range(k):
+                    taken |= more_ref[d, j] == g_ref[g]
+                if not taken and (nxt < 0 or g_score[g] > g_score[nxt]):
+                    nxt = g
+            if nxt < 0:
+                break
+            more_ref[d, k], more_score[d, k], more_total[d, k] = g_ref[nxt], g_score[nxt], g_tot[nxt]
+            more_first[d, k], more_last[d, k] = g_first[nxt], g_last[nxt]
     return touched  # meaningless; returning it keeps the touching reads from being optimised away

@@ -29,6 +29,7 @@ class IndexSummary:
     anchors: int = 0
     common_anchors: int = 0  # stock phrases dropped from the anchors
     stored_text: bool = False
+    known_human_anchors: int = 0
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,11 @@ class PartialResult:
     total_hits: np.ndarray  # int64 [n], anchors the document shares with that reference
     alt_ref: np.ndarray  # int64 [n], the best reference with another label (-1: none)
     alt_score: np.ndarray  # float64 [n], its run's score
+    more_ref: np.ndarray  # int64 [n, k], the next references by score, any label (-1: none)
+    more_score: np.ndarray  # float64 [n, k]
+    more_first: np.ndarray  # int64 [n, k]
+    more_last: np.ndarray  # int64 [n, k]
+    more_total: np.ndarray  # int64 [n, k]
 
 
 class ReferenceIndex:
@@ -82,9 +88,11 @@ class ReferenceIndex:
         self.dir_bits = int(round(math.log2(self.band_dir.shape[1] - 1)))
         self.anchor_tags = arrays["anchor_tags"]
         self.anchor_refs = arrays["anchor_refs"]
+        self.anchor_pos = arrays["anchor_pos"]
         self.anchor_dir = arrays["anchor_dir"]
         self.anchor_dir_bits = int(round(math.log2(self.anchor_dir.shape[0] - 1)))
         self.anchor_stop = arrays["anchor_stop"]
+        self.anchor_human = arrays["anchor_human"]  # sorted keys also found in known human text
         # per-reference columns as arrays, not Python objects: cheap to hold per worker
         self.ref_ids = refs["ref_id"].to_arrow()
         self.label_names, codes = np.unique(refs["label"].to_numpy().astype(str), return_inverse=True)
@@ -122,14 +130,26 @@ class ReferenceIndex:
         P = self.params.num_perm
         return QueryResult(best_ref, best_equal / P, n_cand, alt_ref, alt_equal / P)
 
-    def partial(self, anchors, n_docs: int, min_hits: int, miss_penalty: float) -> PartialResult:
-        """Partial matches of a batch's documents from their anchors (``Signatures.anchors``)."""
+    def partial(self, anchors, n_docs: int, min_hits: int, miss_penalty: float, more: int = 0) -> PartialResult:
+        """Partial matches of a batch's documents from their anchors (``Signatures.anchors``),
+        with the ``more`` next-best references of each."""
         doc_ptr = np.searchsorted(anchors.doc, np.arange(n_docs + 1), side="left").astype(np.int64)
-        out = [np.empty(n_docs, np.float64 if name.endswith("score") else np.int64)
+        out = [np.empty((n_docs, more) if name.startswith("more") else n_docs,
+                        np.float64 if name.endswith("score") else np.int64)
                for name in PartialResult.__dataclass_fields__]
-        anchor_kernel(doc_ptr, anchors.key, self.anchor_tags, self.anchor_refs, self.anchor_dir,
-                       self.anchor_dir_bits, self.label_codes, min_hits, float(miss_penalty), self._touch, *out)
+        anchor_kernel(doc_ptr, anchors.key, anchors.word, self.anchor_tags, self.anchor_refs, self.anchor_pos,
+                      self.anchor_dir, self.anchor_dir_bits, self.label_codes, min_hits, float(miss_penalty),
+                      self._touch, *out)
         return PartialResult(*out)
+
+    def known_human(self, keys: np.ndarray) -> np.ndarray:
+        """Which anchors (64-bit keys, ``Anchors.key``) are also in the index's known human text."""
+        human = self.anchor_human
+        if not len(human):
+            return np.zeros(len(keys), np.bool_)
+        k = (np.asarray(keys, np.uint64) >> np.uint64(32)).astype(np.uint32)
+        at = np.minimum(np.searchsorted(human, k), len(human) - 1)
+        return human[at] == k
 
     def candidates(self, sig: np.ndarray) -> set[int]:
         """LSH candidates of one signature (reference row numbers), before verification."""
@@ -142,17 +162,19 @@ class ReferenceIndex:
             out.update(int(r) for r in same_tag if band_key(self.signatures[r], b, self.rows) == k)
         return out
 
-    def anchors(self) -> tuple[np.ndarray, np.ndarray]:
-        """The anchor table as (stored keys uint32, references int64) arrays, in memory: each
-        key is its directory bucket's top bits and its tag's low bits."""
+    def anchors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The anchor table as (stored keys uint32, references int64, word positions uint16)
+        arrays, in memory: each key is its directory bucket's top bits and its tag's low bits."""
         bits = self.anchor_dir_bits
         bucket = np.repeat(np.arange(len(self.anchor_dir) - 1, dtype=np.uint32), np.diff(self.anchor_dir))
         low = np.asarray(self.anchor_tags).astype(np.uint32) & np.uint32((1 << (32 - bits)) - 1)
-        return (bucket << np.uint32(32 - bits)) | low, np.asarray(self.anchor_refs, np.int64)
+        return (bucket << np.uint32(32 - bits)) | low, np.asarray(self.anchor_refs, np.int64), \
+            np.asarray(self.anchor_pos, np.uint16)
 
     def summary(self) -> IndexSummary:
         m = self.manifest
         size = sum(f["bytes"] for f in m["files"].values()) + (self.path / "manifest.json").stat().st_size
         c = m["counts"]
         return IndexSummary(self.shown, c["refs"], c["labels"], m["params"], size, c.get("skipped", {}),
-                            c["anchors"], c["common_anchors_dropped"], bool(m.get("stored_text")))
+                            c["anchors"], c["common_anchors_dropped"], bool(m.get("stored_text")),
+                            c.get("known_human_anchors", 0))

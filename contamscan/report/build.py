@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..style.estimate import combine, public
 from .stats import rate, wilson
@@ -43,6 +44,7 @@ def shard_entry(r, top_k: int) -> dict:
         "ci95": [lo, hi],
         "byte_rate": rate(r.flagged_bytes, r.bytes),
         "by_label": dict(r.by_label),
+        "by_label_any": dict(r.by_label_any),
         "similarity_histogram": list(r.similarity_histogram),
         "top_matches": _top_matches(r.evidence, top_k),
         "errors": {"bad_records": r.bad_records, "by_reason": dict(r.bad_by_reason),
@@ -59,10 +61,11 @@ def build_report(results, *, index_summary, started_at: str, finished_at: str, s
     flagged = sum(r.flagged_documents for r in ok)
     nbytes = sum(r.bytes for r in ok)
     fbytes = sum(r.flagged_bytes for r in ok)
-    by_label = Counter()
+    by_label, by_label_any = Counter(), Counter()
     bad = Counter()
     for r in ok:
         by_label.update(r.by_label)
+        by_label_any.update(r.by_label_any)
         bad.update(r.bad_by_reason)
     lo, hi = wilson(flagged, docs)
     return {
@@ -82,6 +85,7 @@ def build_report(results, *, index_summary, started_at: str, finished_at: str, s
             "ci95": [lo, hi],
             "byte_rate": rate(fbytes, nbytes),
             "by_label": dict(sorted(by_label.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "by_label_any": dict(sorted(by_label_any.items(), key=lambda kv: (-kv[1], kv[0]))),
             "errors": {
                 "bad_records": sum(bad.values()),
                 "by_reason": dict(sorted(bad.items())),
@@ -107,12 +111,15 @@ def add_ai_share(report: dict, results, profile) -> dict:
 
 
 def match_kinds(tables) -> Counter:
-    """Flagged documents per (label, kind) in matches tables (or record batches), one at a
-    time: what the model chart needs of matches.parquet, in bounded memory."""
+    """Flagged documents per (label, kind) of their strongest match in matches tables (or
+    record batches), one at a time: what the model chart needs of matches.parquet, in
+    bounded memory."""
     kinds = Counter()
     for t in tables:
         if t.num_rows:
             t = pa.Table.from_batches([t]) if isinstance(t, pa.RecordBatch) else t
+            if "rank" in t.column_names:  # (matches of older scans have one row per document)
+                t = t.filter(pc.equal(t.column("rank"), 1))
             for g in t.group_by(["label", "kind"]).aggregate([("row", "count")]).to_pylist():
                 kinds[(g["label"], g["kind"])] += g["row_count"]
     return kinds

@@ -75,6 +75,11 @@ def read_report(path) -> dict:
     return report
 
 
+def _batches(f: pq.ParquetFile, columns: list[str]):
+    """Record batches of the ``columns`` the file has (an older output may lack some)."""
+    return f.iter_batches(columns=[c for c in columns if c in f.schema_arrow.names])
+
+
 def _read_parquet(loc: Location, read):
     """``read`` applied to a Parquet file; None if there is no such file."""
     if not loc.exists():
@@ -100,7 +105,7 @@ def read_outputs(out) -> Outputs:
     loc = Location.of(out)
     report = read_report(loc)
     kinds = _read_parquet(loc.join("matches.parquet"),
-                          lambda f: match_kinds(pq.ParquetFile(f).iter_batches(columns=["label", "kind", "row"])))
+                          lambda f: match_kinds(_batches(pq.ParquetFile(f), ["label", "kind", "row", "rank"])))
     return Outputs(report, kinds, _read_parquet(loc.join("evidence.parquet"), pq.read_table))
 
 

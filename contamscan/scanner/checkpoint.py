@@ -31,13 +31,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
 from ..errors import ContamscanError, OutputWriteError
 from ..io import Location
 from ..io.artifact import manifest_digest
-from ..model import MATCH_SCHEMA, ShardResult
+from ..model import MATCH_SCHEMA, ShardResult, flagging
 from .fingerprint import content_digest
 
 STATE_DIR = ".contamscan"
@@ -196,7 +197,8 @@ class Checkpoints:
 _FIELDS = {"shard": str, "status": str, "error": (str, type(None)), "documents": int, "bytes": int,
            "flagged_documents": int, "flagged_bytes": int, "by_label": dict, "similarity_histogram": list,
            "bad_records": int, "bad_by_reason": dict, "bad_examples": list, "seconds": (int, float),
-           "evidence": list, "ai_share": (dict, type(None)), "content": (str, type(None))}
+           "evidence": list, "ai_share": (dict, type(None)), "content": (str, type(None)), "by_label_any": dict}
+_OPTIONAL = {"evidence", "by_label_any"}  # fields that came later
 
 
 def _read_json(path: Path):
@@ -211,7 +213,7 @@ def _checkpoint(path: Path, matches: Path) -> ShardResult | None:
     """The shard result a checkpoint holds, or None when it is damaged."""
     fields = _read_json(path)
     if not isinstance(fields, dict) or fields.get("status") != "ok" or \
-            set(fields) - set(_FIELDS) or set(_FIELDS) - {"evidence"} - set(fields):
+            set(fields) - set(_FIELDS) or set(_FIELDS) - _OPTIONAL - set(fields):
         return None
     if not all(isinstance(v, _FIELDS[k]) and not isinstance(v, bool) for k, v in fields.items()):
         return None
@@ -219,7 +221,9 @@ def _checkpoint(path: Path, matches: Path) -> ShardResult | None:
         table = pq.read_table(matches)
     except (OSError, pa.ArrowException):
         return None
-    if not table.schema.equals(MATCH_SCHEMA) or table.num_rows != fields["flagged_documents"]:
+    # a row per flagged document and source (and turn): the documents are the distinct rows
+    if not table.schema.equals(MATCH_SCHEMA) or \
+            len(pc.unique(flagging(table).column("row"))) != fields["flagged_documents"]:
         return None
     fields["similarity_histogram"] = tuple(fields["similarity_histogram"])
     fields["bad_examples"] = tuple(fields["bad_examples"])

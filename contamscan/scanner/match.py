@@ -13,11 +13,16 @@ import pyarrow.compute as pc
 
 from ..config import ScanOptions
 from ..index import ReferenceIndex
-from ..index.kernels import best_run
+from ..index.kernels import best_chain
 from ..model import HISTOGRAM_BINS, MATCH_SCHEMA
-from ..sketch.minhash import INVALID_UTF8, Hasher, char_spans
+from ..sketch.minhash import INVALID_UTF8, Anchors, Hasher, char_spans
 
 CLOSE = 0.9  # another label's evidence within this ratio of the best's makes a match ambiguous
+SHARED_WITH_HUMAN = "shared_with_known_human"  # the kind of a match that flags nothing (--known-human)
+HUMAN_SHARE = 0.5  # a whole-document match this much of whose anchors are known human text is one
+DENSE = 0.4  # share of a document's anchors shared with one reference that flags it whatever their order
+MORE_SOURCES = 3  # other sources looked for in a document besides its strongest match
+OVERLAP = 0.5  # a source whose passage lies this much inside a stronger one's is the same passage
 _DOC_SCHEMA = pa.schema([f for f in MATCH_SCHEMA if f.name not in ("shard", "row", "turn")])
 
 
@@ -43,9 +48,9 @@ class ExactCheck:
 def exact_check(index: ReferenceIndex, hasher: Hasher, texts: pa.Array, docs: np.ndarray, refs: np.ndarray,
                 options: ScanOptions) -> ExactCheck:
     """Compare documents ``docs`` of ``texts`` with references ``refs`` on their exact shingle
-    sets. The flag rules are the estimate's, on exact values: Jaccard >= threshold, or a run of
-    shared shingles (first occurrences; the same +1/-miss_penalty score) worth ``min_anchors``
-    anchors (its score / 2**anchor_bits) over ``min_words`` words."""
+    sets. The flag rules are the estimate's, on exact values: Jaccard >= threshold, or a
+    co-linear chain of shared shingles (first occurrences; the same score as the anchors')
+    worth ``min_anchors`` anchors (its score / 2**anchor_bits) over ``min_words`` words."""
     n = len(docs)
     doc_sh = hasher.shingles(texts.take(pa.array(docs)))
     uref, which = np.unique(refs, return_inverse=True)
@@ -57,7 +62,8 @@ def exact_check(index: ReferenceIndex, hasher: Hasher, texts: pa.Array, docs: np
                      np.full(n, -1, np.int64), np.full(n, -1, np.int64))
     for i in range(n):
         lo, hi = d_ptr[i], d_ptr[i + 1]
-        ref_keys = np.unique(ref_sh.key[r_ptr[which[i]]:r_ptr[which[i] + 1]])
+        r_lo, r_hi = r_ptr[which[i]], r_ptr[which[i] + 1]
+        ref_keys, ref_first = np.unique(ref_sh.key[r_lo:r_hi], return_index=True)
         keys, first = np.unique(doc_sh.key[lo:hi], return_index=True)
         shared = np.isin(keys, ref_keys, assume_unique=True)
         inter = int(np.count_nonzero(shared))
@@ -65,8 +71,15 @@ def exact_check(index: ReferenceIndex, hasher: Hasher, texts: pa.Array, docs: np
         out.similarity[i] = inter / union if union else 0.0
         out.containment[i] = inter / len(ref_keys) if len(ref_keys) else 0.0
         out.whole[i] = out.similarity[i] >= index.params.threshold
-        positions = np.sort(first[shared]).astype(np.int64)
-        score, n_shared, f, last = best_run(positions, 0, len(positions), options.miss_penalty)
+        # the shared shingles in document order, at their first positions in both texts
+        order = np.argsort(first[shared])
+        ords = first[shared][order].astype(np.int64)
+        ref_at = ref_first[np.searchsorted(ref_keys, keys[shared][order])]
+        doc_words = doc_sh.word[lo + ords].astype(np.int64)
+        ref_words = ref_sh.word[r_lo + ref_at].astype(np.int64)
+        m = len(ords)
+        score, n_shared, f, last = best_chain(ords, doc_words, ref_words, 0, m, options.miss_penalty,
+                                              np.empty(m), np.empty(m, np.int64))
         partial = False
         if n_shared:
             f, last = lo + f, lo + last
@@ -77,24 +90,99 @@ def exact_check(index: ReferenceIndex, hasher: Hasher, texts: pa.Array, docs: np
     return out
 
 
+def _more_sources(part, anchors, hit, is_whole, byte_start, byte_stop, options: ScanOptions, ngram: int):
+    """A document's other sources: the next references by chain score whose chains pass the
+    rules on their own and lie elsewhere in the document than every stronger source (a
+    chain mostly inside a stronger one's passage is that passage again: a near-duplicate
+    reference, or the alternative of an ambiguous match). Returns (text, reference, shared
+    anchors, byte start, byte stop, rank) arrays of the sources found, ranks from 2."""
+    out = [], [], [], [], [], []
+    for i in np.flatnonzero(part.more_ref[hit, 0] >= 0):
+        d = hit[i]
+        if is_whole[i] and byte_start[i] < 0:
+            continue  # a whole-document copy with no passage of its own: the document is that copy
+        spans = [(byte_start[i], byte_stop[i])] if byte_start[i] >= 0 else []
+        rank = 1
+        for k in range(part.more_ref.shape[1]):
+            r, f, last = part.more_ref[d, k], part.more_first[d, k], part.more_last[d, k]
+            if r < 0:
+                break
+            words = anchors.word[last] - anchors.word[f] + ngram
+            if part.more_score[d, k] < options.min_anchors or words < options.min_words:
+                continue
+            s, e = int(anchors.start[f]), int(anchors.stop[last])
+            if any(min(e, b) - max(s, a) > OVERLAP * min(e - s, b - a) for a, b in spans):
+                continue
+            spans.append((s, e))
+            rank += 1
+            for col, v in zip(out, (d, r, part.more_total[d, k], s, e, rank)):
+                col.append(v)
+    types = (np.int64, np.int64, np.int64, np.int64, np.int64, np.int32)
+    return tuple(np.array(c, t) for c, t in zip(out, types))
+
+
+def _through_known_human(index: ReferenceIndex, anchors: Anchors, hit, refs, is_whole, options: ScanOptions,
+                         ngram: int) -> np.ndarray:
+    """Which matches hold only through text known to be human-written: the document and the
+    reference share a passage of a public-domain book or speech, say, which both quote. A
+    match is genuine when its reference still passes the rules on the document's other
+    anchors (those not in known human text); a whole-document match needs besides that at
+    least HUMAN_SHARE of the document's anchors in known human text to be set aside."""
+    human = index.known_human(anchors.key)
+    out = np.zeros(len(hit), np.bool_)
+    check = np.isin(hit, np.unique(anchors.doc[human]))
+    if not check.any():
+        return out
+    n_docs = int(hit.max()) + 1
+    share = np.bincount(anchors.doc[human], minlength=n_docs)[:n_docs] / \
+        np.maximum(np.bincount(anchors.doc, minlength=n_docs)[:n_docs], 1)
+    keep = ~human & np.isin(anchors.doc, hit[check])
+    rest = Anchors(anchors.key[keep], anchors.doc[keep], anchors.word[keep], anchors.start[keep], anchors.stop[keep])
+    part = index.partial(rest, n_docs, math.ceil(options.min_anchors), options.miss_penalty, MORE_SOURCES)
+    for i in np.flatnonzero(check):
+        d, r = hit[i], refs[i]
+        chains = [(part.best_ref[d], part.seg_score[d], part.seg_first[d], part.seg_last[d])] + \
+            [(part.more_ref[d, k], part.more_score[d, k], part.more_first[d, k], part.more_last[d, k])
+             for k in range(part.more_ref.shape[1])]
+        genuine = any(ref == r and score >= options.min_anchors and
+                      rest.word[last] - rest.word[first] + ngram >= options.min_words
+                      for ref, score, first, last in chains if ref >= 0)
+        out[i] = not genuine and (not is_whole[i] or share[d] >= HUMAN_SHARE)
+    return out
+
+
+def _renumber(hit: np.ndarray) -> np.ndarray:
+    """Ranks 1, 2, ... within each run of equal ``hit`` (rows in text order, strongest first)."""
+    n = len(hit)
+    starts = np.flatnonzero(np.append(True, hit[1:] != hit[:-1])) if n else np.zeros(0, np.int64)
+    return (np.arange(n) - np.repeat(starts, np.diff(np.append(starts, n))) + 1).astype(np.int32)
+
+
 @dataclass(frozen=True)
 class BatchMatches:
     """What one batch of texts matched: the rows of matches.parquet (``table``, without the
-    shard name and record numbers, which the caller knows), with, per match, the batch
-    position of its text (``hit``) and its reference (``refs``); and, for every text, whether
-    it was valid UTF-8 and the histogram bin of its best LSH candidate."""
+    shard name and record numbers, which the caller knows: one per text and reference, the
+    strongest first, ``rank`` 1), with, per match, the batch position of its text (``hit``,
+    repeated for a text of several sources) and its reference (``refs``); and, for every
+    text, whether it was valid UTF-8 and the histogram bin of its best LSH candidate."""
 
     table: pa.Table  # MATCH_SCHEMA's columns from doc_id to alt_label
     hit: np.ndarray  # int64: position of each match's text in the batch
     refs: np.ndarray  # int64: each match's reference (index row)
     invalid: np.ndarray  # bool per text
     histogram: np.ndarray  # int64 [HISTOGRAM_BINS]: texts with an LSH candidate, by its similarity
+    counted: np.ndarray | None = None  # bool per match: it flags its text (not shared with known human text)
+
+    def flags(self) -> np.ndarray:
+        """Which matches flag their text."""
+        return np.ones(len(self.hit), np.bool_) if self.counted is None else self.counted
 
 
 def match_batch(texts: pa.Array, index: ReferenceIndex, hasher: Hasher, options: ScanOptions,
                 ids: pa.Array | None = None) -> BatchMatches:
-    """Match a batch of texts (an Arrow string array) against ``index``: one row per text that
-    holds a copy of a reference, whole or in part (``ids``: the texts' ids, for ``doc_id``)."""
+    """Match a batch of texts (an Arrow string array) against ``index``: a row per text that
+    holds a copy of a reference, whole or in part, and one more per other reference whose
+    passage it also holds (``ids``: the texts' ids, for ``doc_id``)."""
     sigs = hasher.signatures(texts)
     invalid = sigs.status == INVALID_UTF8
     # whole documents: LSH candidates verified by estimated Jaccard
@@ -107,10 +195,16 @@ def match_batch(texts: pa.Array, index: ReferenceIndex, hasher: Hasher, options:
     part = None
     partial = np.zeros(len(whole), np.bool_)
     if sigs.anchors is not None and len(index.anchor_refs):
-        part = index.partial(sigs.anchors, len(whole), math.ceil(options.min_anchors), options.miss_penalty)
+        part = index.partial(sigs.anchors, len(whole), math.ceil(options.min_anchors), options.miss_penalty,
+                             MORE_SOURCES)
         first, last = np.maximum(part.seg_first, 0), np.maximum(part.seg_last, 0)
         words = sigs.anchors.word[last] - sigs.anchors.word[first] + hasher.ngram if len(sigs.anchors) else 0
-        partial = (part.best_ref >= 0) & (part.seg_score >= options.min_anchors) & (words >= options.min_words)
+        chained = (part.seg_score >= options.min_anchors) & (words >= options.min_words)
+        # most of the document's anchors shared with one reference, in whatever order: a copy
+        # whose sentences or paragraphs were moved about (a sibling shares far fewer)
+        n_anchors = np.bincount(sigs.anchors.doc, minlength=len(whole))[:len(whole)]
+        dense = (part.total_hits >= options.min_anchors) & (part.total_hits >= DENSE * n_anchors)
+        partial = (part.best_ref >= 0) & (chained | dense)
     hit = np.flatnonzero(whole | partial)
     none = BatchMatches(_DOC_SCHEMA.empty_table(), np.zeros(0, np.int64), np.zeros(0, np.int64), invalid, histogram)
     if not len(hit):
@@ -134,13 +228,31 @@ def match_batch(texts: pa.Array, index: ReferenceIndex, hasher: Hasher, options:
         byte_stop[same] = sigs.anchors.stop[last]
         close = ~is_whole & (part.alt_ref[hit] >= 0) & (part.alt_score[hit] >= CLOSE * part.seg_score[hit])
         alt = np.where(close, part.alt_ref[hit], alt)
+    rank = np.ones(len(hit), np.int32)
+    if part is not None:
+        more = _more_sources(part, sigs.anchors, hit, is_whole, byte_start, byte_stop, options, hasher.ngram)
+        if len(more[0]):
+            m_hit, m_ref, m_total, m_start, m_stop, m_rank = more
+            m_sim = np.count_nonzero(sigs.values[m_hit] == index.signatures[m_ref], axis=1) / P
+            m_cont = np.minimum(1.0, m_total / np.maximum(index.ref_anchors[m_ref], 1))
+            order = np.lexsort((np.concatenate([rank, m_rank]), np.concatenate([hit, m_hit])))
+            hit, refs, rank = (np.concatenate(p)[order] for p in ((hit, m_hit), (refs, m_ref), (rank, m_rank)))
+            is_whole = np.concatenate([is_whole, np.zeros(len(m_hit), np.bool_)])[order]
+            sim, containment = np.concatenate([sim, m_sim])[order], np.concatenate([containment, m_cont])[order]
+            byte_start = np.concatenate([byte_start, m_start])[order]
+            byte_stop = np.concatenate([byte_stop, m_stop])[order]
+            alt = np.concatenate([alt, np.full(len(m_hit), -1, np.int64)])[order]
+    through_human = np.zeros(len(hit), np.bool_)
+    if part is not None and len(index.anchor_human):
+        through_human = _through_known_human(index, sigs.anchors, hit, refs, is_whole, options, hasher.ngram)
     if options.verify == "exact":
         ex = exact_check(index, hasher, texts, hit, refs, options)
         k = ex.keep
-        hit, refs, alt, is_whole = hit[k], refs[k], alt[k], ex.whole[k]
+        hit, refs, alt, is_whole, through_human = hit[k], refs[k], alt[k], ex.whole[k], through_human[k]
         sim, containment, byte_start, byte_stop = ex.similarity[k], ex.containment[k], ex.byte_start[k], ex.byte_stop[k]
         if not len(hit):
             return none
+        rank = _renumber(hit)
     char_start, char_end = char_spans(texts, hit, byte_start, byte_stop)
     no_span = pa.array(char_start < 0)
     labels = index.label_names[index.label_codes[refs]].tolist()
@@ -156,11 +268,13 @@ def match_batch(texts: pa.Array, index: ReferenceIndex, hasher: Hasher, options:
         "containment": pa.array(containment, pa.float64()),
         "char_start": pc.if_else(no_span, pa.scalar(None, pa.int64()), pa.array(char_start)),
         "char_end": pc.if_else(no_span, pa.scalar(None, pa.int64()), pa.array(char_end)),
-        "kind": pa.array(np.where(is_whole, "whole", "partial").tolist(), pa.string()),
+        "kind": pa.array(np.where(through_human, SHARED_WITH_HUMAN, np.where(is_whole, "whole", "partial")).tolist(),
+                         pa.string()),
         "ambiguous": pa.array(has_alt),
         "alt_ref_id": pc.if_else(mask, pa.scalar(None, pa.string()), alt_ids),
         "alt_label": pc.if_else(mask, pa.scalar(None, pa.string()), alt_labels),
+        "rank": pa.array(rank, pa.int32()),
     }, schema=_DOC_SCHEMA)
-    return BatchMatches(table, hit, refs, invalid, histogram)
+    return BatchMatches(table, hit, refs, invalid, histogram, ~through_human)
 
 

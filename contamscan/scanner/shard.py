@@ -28,6 +28,7 @@ from ..model import (
     Fields,
     Shard,
     ShardResult,
+    flagging,
     match_order,
 )
 from ..report.evidence import EvidenceKeeper
@@ -46,7 +47,8 @@ class ShardTally:
         self.evidence = evidence
         self.style = style  # the style estimate, with a profile
         self.documents = self.bytes = self.flagged = self.flagged_bytes = 0
-        self.by_label = Counter()
+        self.by_label = Counter()  # flagged documents by their strongest match's label
+        self.by_label_any = Counter()  # flagged documents by every label among their matches
         self.histogram = np.zeros(HISTOGRAM_BINS, np.int64)
         self.bad = Counter()
         self.examples: list[BadRecord] = []
@@ -80,10 +82,22 @@ class ShardTally:
         self.histogram += m.histogram
         if not len(m.hit):
             return
-        self.flagged += len(m.hit)
-        self.flagged_bytes += int(n_bytes[m.hit].sum())
-        self.by_label.update(m.table.column("label").to_pylist())
+        counted = m.flags()
+        docs = np.unique(m.hit[counted])
+        self.flagged += len(docs)
+        self.flagged_bytes += int(n_bytes[docs].sum())
+        self._count_labels(m.hit[counted], m.table.filter(pa.array(counted)))
         self._keep(batch, m, m.hit, None)
+
+    def _count_labels(self, docs: np.ndarray, table: pa.Table) -> None:
+        """by_label from each document's strongest match (its first row), by_label_any from
+        every label among its rows, once per document (``docs``: each row's document)."""
+        if not len(docs):  # every match of the batch holds through known human text
+            return
+        labels = np.asarray(table.column("label").to_pylist(), dtype=object)
+        first = np.flatnonzero(np.append(True, docs[1:] != docs[:-1]))
+        self.by_label.update(labels[first].tolist())
+        self.by_label_any.update(label for _, label in set(zip(docs.tolist(), labels.tolist())))
 
     def _keep(self, batch: Batch, m, hit: np.ndarray, turns: np.ndarray | None) -> None:
         """The match rows of texts ``hit`` (all of ``m``'s rows, in order)."""
@@ -94,8 +108,9 @@ class ShardTally:
                          **{name: m.table.column(name) for name in m.table.column_names},
                          "turn": turn}, schema=MATCH_SCHEMA)
         self.match_parts.append(part)
-        if self.evidence is not None:
-            self.evidence.offer(part, batch.texts, hit, m.refs)
+        if self.evidence is not None:  # evidence of what flags documents
+            counted = m.flags()
+            self.evidence.offer(part.filter(pa.array(counted)), batch.texts, hit[counted], m.refs[counted])
 
     def _add_turns(self, batch: Batch, index: ReferenceIndex, hasher: Hasher, options: ScanOptions) -> None:
         """Per turn: each text is one turn of record ``batch.rows[i]``; documents are still
@@ -121,11 +136,12 @@ class ShardTally:
             return
         hit = m.hit[ok]
         m = dataclasses.replace(m, table=m.table.take(pa.array(ok)), hit=hit, refs=m.refs[ok])
-        flagged_rows, first = np.unique(rows[hit], return_index=True)
+        counted = m.flags()
+        flagged_rows = np.unique(rows[hit[counted]])
         self.flagged += len(flagged_rows)
         self.flagged_bytes += int(n_bytes[valid & np.isin(rows, flagged_rows)].sum())
-        labels = m.table.column("label").to_pylist()
-        self.by_label.update(labels[i] for i in first)  # a record's first flagged turn
+        # a record's first flagged turn's strongest match
+        self._count_labels(rows[hit[counted]], m.table.filter(pa.array(counted)))
         self._keep(batch, m, hit, batch.turns[hit])
 
     def result(self, seconds: float) -> ShardResult:
@@ -134,6 +150,7 @@ class ShardTally:
             shard=self.shard.relpath, status="ok", documents=self.documents, bytes=self.bytes,
             flagged_documents=self.flagged, flagged_bytes=self.flagged_bytes,
             by_label=dict(sorted(self.by_label.items())),
+            by_label_any=dict(sorted(self.by_label_any.items())),
             similarity_histogram=tuple(int(x) for x in self.histogram),
             bad_records=sum(self.bad.values()), bad_by_reason=dict(sorted(self.bad.items())),
             bad_examples=tuple({"file": self.shard.relpath, "row": r.row, "line": r.line, "reason": r.reason,
@@ -238,7 +255,7 @@ def scan_shard(shard: Shard, index: ReferenceIndex, options: ScanOptions, hasher
         if failure is not None:
             raise ContamscanError(failure)
         if options.write_clean or options.write_flagged:
-            flagged_rows = np.unique(result.matches.column("row").to_numpy())
+            flagged_rows = np.unique(flagging(result.matches).column("row").to_numpy())
             counts = split_shard(shard, flagged_rows, options.write_clean, options.write_flagged)
             if counts.clean + counts.flagged != result.documents + result.bad_records:
                 raise ContamscanError(f"{shard.relpath}: the clean and flagged outputs hold {counts.clean} + "
@@ -286,9 +303,10 @@ def merge_pieces(parts: list[ShardResult], top_k: int) -> ShardResult:
     if failed:
         return ShardResult(shard=parts[0].shard, status="failed", error=failed[0].error,
                            seconds=sum(p.seconds for p in parts))
-    by_label, bad = Counter(), Counter()
+    by_label, by_label_any, bad = Counter(), Counter(), Counter()
     for p in parts:
         by_label.update(p.by_label)
+        by_label_any.update(p.by_label_any)
         bad.update(p.bad_by_reason)
     evidence = sorted((e for p in parts for e in p.evidence),
                       key=lambda e: match_order(e["containment"], e["similarity"], e["row"]))[:top_k]
@@ -298,6 +316,7 @@ def merge_pieces(parts: list[ShardResult], top_k: int) -> ShardResult:
         flagged_documents=sum(p.flagged_documents for p in parts),
         flagged_bytes=sum(p.flagged_bytes for p in parts),
         by_label=dict(sorted(by_label.items())),
+        by_label_any=dict(sorted(by_label_any.items())),
         similarity_histogram=tuple(int(x) for x in np.sum([p.similarity_histogram for p in parts], axis=0)),
         bad_records=sum(p.bad_records for p in parts), bad_by_reason=dict(sorted(bad.items())),
         bad_examples=tuple(e for p in parts for e in p.bad_examples)[:MAX_ERROR_EXAMPLES],

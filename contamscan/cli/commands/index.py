@@ -49,6 +49,7 @@ def print_index(s, rate=None):
                          f"(shared by more than {p['max_anchor_refs']} refs)" if p["anchor_bits"]
                          else "none (whole-document matches only)"),
         f"texts      {'stored' if s.stored_text else 'not stored'}",
+        f"known human {s.known_human_anchors:,} anchors of the references are also in known human text",
     ]
     if s.skipped:
         lines.append("skipped    " + ", ".join(f"{k}: {v}" for k, v in sorted(s.skipped.items())))
@@ -61,12 +62,15 @@ def print_index(s, rate=None):
 
 @index_group.command("add")
 @click.argument("index_path", metavar="INDEX")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1)
 @dataclass_options(BuildOptions, exclude=("store_text",))
 def index_add(index_path, refs, **params):
-    """Add references (REFS: files, directories, globs) to INDEX, with its parameters. The
-    index is rewritten beside itself and swapped in when complete; checksums are updated."""
+    """Add references (REFS: files, directories, globs) and known human text (--known-human)
+    to INDEX, with its parameters. The index is rewritten beside itself and swapped in when
+    complete; checksums are updated."""
     options = dataclass_from(BuildOptions, params, exclude=("store_text",))
+    if not refs and not options.known_human:
+        raise click.UsageError("give references (REFS) or --known-human text to add")
     print_index(add_to_index(index_path, refs, options).summary())
 
 
