@@ -248,7 +248,7 @@ def add_to_index(index, refs, options: BuildOptions | None = None, **fields) -> 
     """
     ix = index if isinstance(index, ReferenceIndex) else open_index(index)
     options = replace_options(options or BuildOptions(), {**fields, "store_text": ix.texts is not None})
-    human = known_human_keys(options.known_human, options, ix.hasher)
+    human = known_human_keys(options.known_human, options, ix.hasher())
     if not refs:
         return merge_indexes([ix], ix.location, replace=True, human_keys=human)
     with tempfile.TemporaryDirectory(prefix=".contamscan-add-") as tmp:

@@ -186,12 +186,14 @@ def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.nda
     p = params_dict(params)
     tags, order, directory = build_band_tables(sigs, p["bands"], p["rows"])
     codes = np.unique(refs["label"].to_numpy().astype(str), return_inverse=True)[1]
+    a_tags, a_refs, a_pos, a_dir, a_stop = build_anchor_table(anchor_keys, anchor_refs, anchor_words,
+                                                              params.max_anchor_refs, anchor_stop, codes)
     a_human = np.zeros(0, np.uint32)
     if human_keys is not None and len(human_keys):  # the known human keys that are the references' too
         a_human = sorted_unique(np.asarray(human_keys, np.uint32))
-        a_human = a_human[np.isin(a_human, np.asarray(anchor_keys, np.uint32))]
-    a_tags, a_refs, a_pos, a_dir, a_stop = build_anchor_table(anchor_keys, anchor_refs, anchor_words,
-                                                              params.max_anchor_refs, anchor_stop, codes)
+        # kept in the table: a dropped key matches nothing (and merges, which see only the
+        # table, then keep the same keys as a single build)
+        a_human = a_human[np.isin(a_human, np.asarray(anchor_keys, np.uint32)) & ~np.isin(a_human, a_stop)]
     refs = refs.with_columns(pl.Series("n_anchors", np.bincount(a_refs, minlength=len(refs)), pl.Int64))
     names = ["refs.parquet", *(f"{a}.npy" for a in ARRAYS)]
     stored_text = "text" in refs.columns

@@ -5,6 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from conftest import HUMAN
 from contamscan.cli import cli
 from contamscan.config import IndexParams
 from contamscan.errors import ContamscanError
@@ -75,3 +76,23 @@ def test_merge_refuses_different_parameters(parts, tmp_path):
     assert r.exit_code == 1 and "parameters differ" in r.output
     with pytest.raises(ContamscanError, match="one of the indexes"):
         merge_indexes([whole, whole], whole.path)
+
+
+def test_known_human_text_added_later_equals_giving_it_at_build(parts, tmp_path):
+    """`index add INDEX --known-human PATH` (no references) marks the same anchors as
+    `index build ... --known-human PATH`; with neither references nor text it is a usage error."""
+
+
+    root, params, _ = parts
+    refs = [str(root / f"refs-{i}.parquet") for i in range(3)]
+    human = [str(p) for p in HUMAN]
+    at_build = build_index(refs, tmp_path / "at-build", params=params, known_human=human)
+    assert len(at_build.anchor_human) > 0
+    later = build_index(refs, tmp_path / "later", params=params)
+    assert len(later.anchor_human) == 0
+    res = CliRunner().invoke(cli, ["index", "add", str(tmp_path / "later"), *(a for p in human for a in ("--known-human", p))])
+    assert res.exit_code == 0, res.output
+    assert "known human" in res.output
+    _same_index(open_index(tmp_path / "later"), at_build)
+    res = CliRunner().invoke(cli, ["index", "add", str(tmp_path / "later")])
+    assert res.exit_code == 2 and "give references (REFS) or --known-human" in res.output
