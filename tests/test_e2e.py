@@ -83,10 +83,11 @@ def check_schema(report: dict) -> None:
     assert set(report["tool"]) == {"name", "version"}
     assert set(report["index"]) == {"path", "refs", "labels", "params"}
     totals_keys = {"shards", "documents", "bytes", "flagged_documents", "flagged_bytes", "contamination_rate", "ci95",
-                   "byte_rate", "by_label", "errors"}
+                   "byte_rate", "by_label", "by_label_any", "errors"}
     assert set(report["totals"]) == totals_keys
     shard_keys = {"shard", "status", "error", "documents", "bytes", "flagged_documents", "contamination_rate", "ci95",
-                  "byte_rate", "by_label", "similarity_histogram", "top_matches", "errors", "flagged_bytes"}
+                  "byte_rate", "by_label", "by_label_any", "similarity_histogram", "top_matches", "errors",
+                  "flagged_bytes"}
     for s in report["shards"]:
         assert set(s) >= shard_keys - {"flagged_bytes"}
         assert s["status"] in ("ok", "failed")
@@ -108,9 +109,11 @@ def test_scan_flags_exactly_the_copies(workspace, tmp_path):
     check_schema(report)
     matches = pl.read_parquet(out / "matches.parquet")
     assert matches.columns == ["shard", "row", "doc_id", "ref_id", "label", "similarity", "containment",
-                               "char_start", "char_end", "kind", "ambiguous", "alt_ref_id", "alt_label", "turn"]
+                               "char_start", "char_end", "kind", "ambiguous", "alt_ref_id", "alt_label", "turn", "rank"]
     assert matches["turn"].null_count() == matches.height  # not --per-turn
-    flagged = dict(zip(matches["doc_id"], zip(matches["ref_id"], matches["label"])))
+    strongest = matches.filter(pl.col("rank") == 1)
+    assert strongest["doc_id"].is_unique().all()
+    flagged = dict(zip(strongest["doc_id"], zip(strongest["ref_id"], strongest["label"])))
     expected = {k for k, d in truth.items() if d["kind"] in ("exact", "edited")}
     assert set(flagged) == expected  # no human text, no unindexed model output
     for doc_id in expected:
