@@ -1128,6 +1128,9 @@ def targets(m: dict, known: dict | None = None) -> dict:
         fp = known.get("false_positives")
         t["fp_quote_known_human_zero"] = None if fp is None else \
             fp["quote"]["count"] + fp["quote_source"]["count"] == 0
+        # issue 16's rate targets, on the run where the quotation negatives' sources are known
+        t["known_human_rate_error_max_le_2pp"] = None if fp is None else known["shard_rate_error_pp"]["max"] <= 2.0
+        t["known_human_ci_coverage_ge_13_of_15"] = None if fp is None else known["ci_coverage"] >= 13 / 15
     t["rate_error_max_le_1pp"] = m["shard_rate_error_pp"]["max"] <= 1.0
     t["ci_coverage_ge_0.9"] = m["ci_coverage"] >= 0.9
     t["attribution_ge_0.99"] = (m["attribution"]["label"] or 0) >= 0.99
@@ -1174,7 +1177,7 @@ def build_eval(args, outputs: list[Output], human) -> tuple[list[Doc], list[Doc]
     return planted, negatives, refs, counts, quote_refs
 
 
-def run_known_human(args, wd: Path, params, opts, paths, by_id, by_place, nbytes, docs, ref_prompt) -> dict:
+def run_known_human(args, wd: Path, params, opts, paths, by_id, by_place, nbytes, docs, ref_prompt, shards) -> dict:
     """The index again, with the quoted human source files (QUOTE_SOURCES) as known human text,
     and the same scan; the false positives of every negative kind and the planted recall.
     ``false_positives`` is None when contamscan.build_index takes no ``known_human``."""
@@ -1194,12 +1197,9 @@ def run_known_human(args, wd: Path, params, opts, paths, by_id, by_place, nbytes
                                        label_field="model", id_field="id", params=params,
                                        store_text=opts.verify == "exact", known_human=files)
     res = run_contamscan(paths, index, wd / "scan-known-human", opts, by_id, by_place, nbytes, repeat=1)
-    planted = [d for d in docs if d.planted]
-    out.update({
-        "false_positives": {k: false_positives([d for d in docs if d.kind == k], res.flags, ref_prompt)
-                            for k in NEGATIVES},
-        "recall_all": round(sum(d.id in res.flags for d in planted) / len(planted), 4) if planted else None,
-        "index_seconds": round(tb.wall, 2), "notes": res.notes})
+    m = evaluate(res, docs, shards, ref_prompt, spans=False)  # the shard rates too: quotations are in the shards
+    out.update({k: m[k] for k in ("false_positives", "recall_all", "shard_rate_error_pp", "ci_coverage", "shards")})
+    out.update({"index_seconds": round(tb.wall, 2), "notes": res.notes})
     return out
 
 
@@ -1247,7 +1247,8 @@ def main(argv=None) -> None:
             res = run_contamscan(paths, index, wd / f"scan-{mode}", opts, by_id, by_place, nbytes)
             runs[mode] = (res, tb.wall, index.params.anchor_bits)
             if known is None:  # the first mode, again with the quoted sources as known human text
-                known = run_known_human(args, wd, params, opts, paths, by_id, by_place, nbytes, docs, ref_prompt)
+                known = run_known_human(args, wd, params, opts, paths, by_id, by_place, nbytes, docs, ref_prompt,
+                                        shards)
         ds = None if args.no_baseline else run_datasketch(paths, refs, nbytes)
 
     result = {
