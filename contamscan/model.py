@@ -103,10 +103,18 @@ MATCH_SCHEMA = pa.schema([
     ("rank", pa.int32()),  # 1: the document's strongest match; 2, 3, ...: its other sources
 ])
 
+SHARED_WITH_KNOWN_HUMAN = "shared_with_known_human"  # the kind of a match that flags nothing (--known-human)
+
+
+def flags(matches: pa.Table) -> np.ndarray:
+    """Which rows of matches.parquet (or of a batch's part of it) flag their document: all but
+    the matches through text known to be human-written (``kind`` shared_with_known_human)."""
+    return pc.not_equal(matches.column("kind"), SHARED_WITH_KNOWN_HUMAN).to_numpy(zero_copy_only=False)
+
+
 def flagging(matches: pa.Table) -> pa.Table:
-    """The rows of matches.parquet that flag their document: all but the matches through
-    text known to be human-written (``kind`` shared_with_known_human)."""
-    return matches.filter(pc.not_equal(matches.column("kind"), "shared_with_known_human"))
+    """The rows of matches.parquet that flag their document (:func:`flags`)."""
+    return matches.filter(pa.array(flags(matches)))
 
 
 _SPAN = pa.list_(pa.struct([("start", pa.int64()), ("end", pa.int64())]))

@@ -14,11 +14,10 @@ import pyarrow.compute as pc
 from ..config import ScanOptions
 from ..index import ReferenceIndex
 from ..index.kernels import best_chain
-from ..model import HISTOGRAM_BINS, MATCH_SCHEMA
+from ..model import HISTOGRAM_BINS, MATCH_SCHEMA, SHARED_WITH_KNOWN_HUMAN, flags
 from ..sketch.minhash import INVALID_UTF8, Anchors, Hasher, char_spans
 
 CLOSE = 0.9  # another label's evidence within this ratio of the best's makes a match ambiguous
-SHARED_WITH_HUMAN = "shared_with_known_human"  # the kind of a match that flags nothing (--known-human)
 HUMAN_SHARE = 0.5  # a whole-document match this much of whose anchors are known human text is one
 DENSE = 0.4  # share of a document's anchors shared with one reference that flags it whatever their order
 MORE_SOURCES = 3  # other sources looked for in a document besides its strongest match
@@ -90,6 +89,13 @@ def exact_check(index: ReferenceIndex, hasher: Hasher, texts: pa.Array, docs: np
     return out
 
 
+def _passes(anchors: Anchors, score, first, last, options: ScanOptions, ngram: int):
+    """Whether chains (scores, first and last anchors; arrays or single values) pass the
+    partial-match rules: ``min_anchors`` of score over ``min_words`` words."""
+    words = anchors.word[last] - anchors.word[first] + ngram
+    return (score >= options.min_anchors) & (words >= options.min_words)
+
+
 def _more_sources(part, anchors, hit, is_whole, byte_start, byte_stop, options: ScanOptions, ngram: int):
     """A document's other sources: the next references by chain score whose chains pass the
     rules on their own and lie elsewhere in the document than every stronger source (a
@@ -107,8 +113,7 @@ def _more_sources(part, anchors, hit, is_whole, byte_start, byte_stop, options: 
             r, f, last = part.more_ref[d, k], part.more_first[d, k], part.more_last[d, k]
             if r < 0:
                 break
-            words = anchors.word[last] - anchors.word[f] + ngram
-            if part.more_score[d, k] < options.min_anchors or words < options.min_words:
+            if not _passes(anchors, part.more_score[d, k], f, last, options, ngram):
                 continue
             s, e = int(anchors.start[f]), int(anchors.stop[last])
             if any(min(e, b) - max(s, a) > OVERLAP * min(e - s, b - a) for a, b in spans):
@@ -144,8 +149,7 @@ def _through_known_human(index: ReferenceIndex, anchors: Anchors, hit, refs, is_
         chains = [(part.best_ref[d], part.seg_score[d], part.seg_first[d], part.seg_last[d])] + \
             [(part.more_ref[d, k], part.more_score[d, k], part.more_first[d, k], part.more_last[d, k])
              for k in range(part.more_ref.shape[1])]
-        genuine = any(ref == r and score >= options.min_anchors and
-                      rest.word[last] - rest.word[first] + ngram >= options.min_words
+        genuine = any(ref == r and _passes(rest, score, first, last, options, ngram)
                       for ref, score, first, last in chains if ref >= 0)
         out[i] = not genuine and (not is_whole[i] or share[d] >= HUMAN_SHARE)
     return out
@@ -171,11 +175,10 @@ class BatchMatches:
     refs: np.ndarray  # int64: each match's reference (index row)
     invalid: np.ndarray  # bool per text
     histogram: np.ndarray  # int64 [HISTOGRAM_BINS]: texts with an LSH candidate, by its similarity
-    counted: np.ndarray | None = None  # bool per match: it flags its text (not shared with known human text)
 
     def flags(self) -> np.ndarray:
-        """Which matches flag their text."""
-        return np.ones(len(self.hit), np.bool_) if self.counted is None else self.counted
+        """Which matches flag their text (not those through known human text), from ``table``."""
+        return flags(self.table)
 
 
 def match_batch(texts: pa.Array, index: ReferenceIndex, hasher: Hasher, options: ScanOptions,
@@ -197,9 +200,10 @@ def match_batch(texts: pa.Array, index: ReferenceIndex, hasher: Hasher, options:
     if sigs.anchors is not None and len(index.anchor_refs):
         part = index.partial(sigs.anchors, len(whole), math.ceil(options.min_anchors), options.miss_penalty,
                              MORE_SOURCES)
-        first, last = np.maximum(part.seg_first, 0), np.maximum(part.seg_last, 0)
-        words = sigs.anchors.word[last] - sigs.anchors.word[first] + hasher.ngram if len(sigs.anchors) else 0
-        chained = (part.seg_score >= options.min_anchors) & (words >= options.min_words)
+        chained = np.zeros(len(whole), np.bool_)
+        if len(sigs.anchors):  # (a document without a chain has -1 for its anchors: any will do)
+            first, last = np.maximum(part.seg_first, 0), np.maximum(part.seg_last, 0)
+            chained = _passes(sigs.anchors, part.seg_score, first, last, options, hasher.ngram)
         # most of the document's anchors shared with one reference, in whatever order: a copy
         # whose sentences or paragraphs were moved about (a sibling shares far fewer)
         n_anchors = np.bincount(sigs.anchors.doc, minlength=len(whole))[:len(whole)]
@@ -268,13 +272,13 @@ def match_batch(texts: pa.Array, index: ReferenceIndex, hasher: Hasher, options:
         "containment": pa.array(containment, pa.float64()),
         "char_start": pc.if_else(no_span, pa.scalar(None, pa.int64()), pa.array(char_start)),
         "char_end": pc.if_else(no_span, pa.scalar(None, pa.int64()), pa.array(char_end)),
-        "kind": pa.array(np.where(through_human, SHARED_WITH_HUMAN, np.where(is_whole, "whole", "partial")).tolist(),
+        "kind": pa.array(np.where(through_human, SHARED_WITH_KNOWN_HUMAN, np.where(is_whole, "whole", "partial")).tolist(),
                          pa.string()),
         "ambiguous": pa.array(has_alt),
         "alt_ref_id": pc.if_else(mask, pa.scalar(None, pa.string()), alt_ids),
         "alt_label": pc.if_else(mask, pa.scalar(None, pa.string()), alt_labels),
         "rank": pa.array(rank, pa.int32()),
     }, schema=_DOC_SCHEMA)
-    return BatchMatches(table, hit, refs, invalid, histogram, ~through_human)
+    return BatchMatches(table, hit, refs, invalid, histogram)
 
 
