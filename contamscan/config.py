@@ -186,9 +186,14 @@ class ScanOptions:
     # partial matches (indexes with anchors): a document is flagged when one reference
     # shares a co-linear chain of anchors with it (index.kernels.best_chain) that scores at
     # least `min_anchors` (+1 per shared anchor, -`miss_penalty` per unshared one inside the
-    # chain, less its drift) and spans `min_words` words
+    # chain, less its drift) and spans `min_words` words; a tight chain (it skips no anchor of
+    # the document and each of its anchors is in that reference only: a verbatim passage of
+    # text no other reference has) needs `min_tight_anchors`, which lets a ~50-word passage
+    # (~6 anchors expected, fewer than 4 one time in five) be found
     min_anchors: float = option(4.0, "Partial matches: score a chain of shared anchors must reach (+1 shared, "
                                      "-0.1 unshared, less its drift).", results=True, rule=True)
+    min_tight_anchors: float = option(3.0, "Partial matches: score a tight chain (no anchor skipped, each in "
+                                           "that reference only) must reach.", cli=False, results=True, rule=True)
     miss_penalty: float = option(0.1, "Partial matches: what an unshared anchor inside a chain costs.", cli=False,
                                  results=True, rule=True)
     min_words: int = option(25, "Partial matches: words a matched passage must span.", results=True, rule=True)
@@ -235,6 +240,8 @@ class ScanOptions:
         _check(self.batch_bytes >= 1 << 16, "`batch_bytes` must be at least 64 KiB")
         _check(self.piece_bytes >= 1, f"`piece_bytes` must be positive, got {self.piece_bytes}")
         _check(self.min_anchors >= 2, f"`min_anchors` must be at least 2, got {self.min_anchors}")
+        _check(2 <= self.min_tight_anchors <= self.min_anchors,
+               f"`min_tight_anchors` must be between 2 and `min_anchors`, got {self.min_tight_anchors}")
         _check(self.miss_penalty >= 0, f"`miss_penalty` must be >= 0, got {self.miss_penalty}")
         _check(self.verify in ("estimate", "exact"), f"`verify` must be 'estimate' or 'exact', got {self.verify!r}")
         _check(self.min_words >= 1, f"`min_words` must be positive, got {self.min_words}")

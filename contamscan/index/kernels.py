@@ -171,9 +171,10 @@ def _shares_band(a, b, bands, rows):
 
 
 @numba.njit(cache=True, nogil=True)
-def _drop_repeats(hits, pos, nh, a_key, lo):
+def _drop_repeats(hits, pos, own, nh, a_key, lo):
     """Keep the hits of each key's first occurrence in the document (``hits`` holds
-    (reference << 32) | ordinal, ordinals counted from ``lo``; ``pos`` is compacted with it).
+    (reference << 32) | ordinal, ordinals counted from ``lo``; ``pos`` and ``own`` are
+    compacted with it).
     Returns the hits kept."""
     ords = np.unique(hits[:nh] & 0xFFFFFFFF)  # anchors with hits, in document order
     keys = a_key[lo + ords]
@@ -192,6 +193,7 @@ def _drop_repeats(hits, pos, nh, a_key, lo):
         if not repeat[np.searchsorted(ords, o)]:
             hits[kept] = hits[i]
             pos[kept] = pos[i]
+            own[kept] = own[i]
             kept += 1
     return kept
 
@@ -202,10 +204,11 @@ DRIFT_SHARE = 0.25  # this share of the step's length (edits insert and delete w
 
 
 @numba.njit(cache=True, nogil=True)
-def best_chain(ords, doc_words, ref_words, start, stop, miss_penalty, score, back):
+def best_chain(ords, doc_words, ref_words, own, start, stop, miss_penalty, score, back):
     """The best co-linear chain of one reference's hits ``start:stop`` (in document order:
     ``ords`` the document anchor ordinals, ``doc_words`` / ``ref_words`` the word positions of
-    each hit in the document and the reference, the latter modulo 2**16).
+    each hit in the document and the reference, the latter modulo 2**16, ``own`` whether the
+    hit's key is in this reference only).
 
     A chain is a sequence of hits that advance in both texts by steps of about the same length:
     a copy, even with a third of its words edited, keeps its shared anchors on one diagonal
@@ -214,7 +217,9 @@ def best_chain(ords, doc_words, ref_words, start, stop, miss_penalty, score, bac
     chain scores +1 per hit, ``-miss_penalty`` per document anchor it skips (a copy is dense
     in shared anchors) and ``-drift / limit`` for a step whose lengths differ by ``drift``
     words, within ``limit = DRIFT_WORDS + DRIFT_SHARE * step``. ``score`` and ``back`` are
-    scratch arrays of at least ``stop - start``. Returns (score, hits, first ordinal, last ordinal)."""
+    scratch arrays of at least ``stop - start``. Returns (score, hits, first ordinal, last
+    ordinal, tight): a chain is tight when it skips no document anchor and every hit is the
+    reference's own (a verbatim passage: the evidence a short one can give)."""
     best = 0.0
     best_end = -1
     for i in range(start, stop):
@@ -239,19 +244,22 @@ def best_chain(ords, doc_words, ref_words, start, stop, miss_penalty, score, bac
         if s_i > best:
             best, best_end = s_i, k
     if best_end < 0:
-        return 0.0, 0, -1, -1
+        return 0.0, 0, -1, -1, False
     n = 1
     first = best_end
+    tight = own[start + first]
     while back[first] >= 0:
         first = back[first]
         n += 1
-    return best, n, ords[start + first], ords[start + best_end]
+        tight &= own[start + first]
+    tight &= ords[start + best_end] - ords[start + first] + 1 == n
+    return best, n, ords[start + first], ords[start + best_end], tight
 
 
 @numba.njit(cache=True, nogil=True)
 def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, label_codes, min_hits, miss_penalty,
-                  touch, best_ref, seg_score, seg_hits, seg_first, seg_last, total_hits, alt_ref, alt_score,
-                  more_ref, more_score, more_first, more_last, more_total):
+                  touch, best_ref, seg_score, seg_hits, seg_first, seg_last, seg_tight, total_hits, alt_ref, alt_score,
+                  more_ref, more_score, more_first, more_last, more_tight, more_total):
     """Partial matches from anchors. Document ``d`` has anchors ``a_key[doc_ptr[d]:doc_ptr[d + 1]]``
     in word order, at words ``a_word``; the table gives each (anchor, reference) pair the
     anchor's word position in the reference (``ref_pos``, modulo 2**16). For each reference
@@ -277,9 +285,11 @@ def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, 
     hits = np.empty(256, np.int64)  # (reference << 32) | anchor ordinal in the document
     at = np.empty(256, np.int64)  # where in the table each of the document's tag matches is
     pos = np.empty(256, np.int64)  # each hit's word position in its reference (mod 2**16)
+    own = np.empty(256, np.bool_)  # whether the hit's key is in the table for its reference only
     c_ord = np.empty(256, np.int64)  # one reference's hits, sorted: ordinals, word positions
     c_dw = np.empty(256, np.int64)
     c_rw = np.empty(256, np.int64)
+    c_own = np.empty(256, np.bool_)
     c_score = np.empty(256, np.float64)
     c_back = np.empty(256, np.int64)
     g_ref = np.empty(64, np.int64)  # per reference: its best run and total
@@ -287,6 +297,7 @@ def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, 
     g_hits = np.empty(64, np.int64)
     g_first = np.empty(64, np.int64)
     g_last = np.empty(64, np.int64)
+    g_tight = np.empty(64, np.bool_)
     g_tot = np.empty(64, np.int64)
     n_docs = doc_ptr.shape[0] - 1
     touched = np.uint64(0)
@@ -300,6 +311,7 @@ def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, 
         seg_hits[d] = 0
         seg_first[d] = -1
         seg_last[d] = -1
+        seg_tight[d] = False
         total_hits[d] = 0
         alt_ref[d] = -1
         alt_score[d] = 0.0
@@ -307,6 +319,7 @@ def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, 
             more_ref[d, k] = -1
             more_score[d, k] = 0.0
             more_first[d, k] = more_last[d, k] = more_total[d, k] = -1
+            more_tight[d, k] = False
         lo, hi = doc_ptr[d], doc_ptr[d + 1]
         if hi - lo < min_hits:
             continue
@@ -315,15 +328,19 @@ def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, 
             if nh + p_hi[j] - p_lo[j] > hits.shape[0]:  # room for every key of the bucket
                 n = 2 * hits.shape[0] + p_hi[j] - p_lo[j]
                 bigger, bigger_at = np.empty(n, np.int64), np.empty(n, np.int64)
-                bigger[:nh], bigger_at[:nh] = hits[:nh], at[:nh]
-                hits, at = bigger, bigger_at
+                bigger_own = np.empty(n, np.bool_)
+                bigger[:nh], bigger_at[:nh], bigger_own[:nh] = hits[:nh], at[:nh], own[:nh]
+                hits, at, own = bigger, bigger_at, bigger_own
             tag = np.uint16((a_key[j] >> np.uint64(32)) & np.uint64(0xFFFF))  # the stored key's low bits
             p = _first_tag(tags, p_lo[j], p_hi[j], tag)
+            n0 = nh
             while p < p_hi[j] and tags[p] == tag:
                 at[nh] = p
                 hits[nh] = j - lo
                 nh += 1
                 p += 1
+            for q in range(n0, nh):  # (another key with the same bucket and tag makes it shared: rare, and safe)
+                own[q] = nh - n0 == 1
         if nh < min_hits:
             continue
         if nh > pos.shape[0]:
@@ -331,17 +348,18 @@ def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, 
         for q in range(nh):  # the references, in a pass of their own (module doc)
             hits[q] |= np.int64(refs[at[q]]) << 32
             pos[q] = ref_pos[at[q]]
-        nh = _drop_repeats(hits, pos, nh, a_key, lo)
+        nh = _drop_repeats(hits, pos, own, nh, a_key, lo)
         order = np.argsort(hits[:nh])
         h = hits[:nh][order]
         hp = pos[:nh][order]
+        ho = own[:nh][order]
         if nh > c_ord.shape[0]:
             c_ord, c_dw, c_rw = np.empty(nh, np.int64), np.empty(nh, np.int64), np.empty(nh, np.int64)
-            c_score, c_back = np.empty(nh, np.float64), np.empty(nh, np.int64)
+            c_score, c_back, c_own = np.empty(nh, np.float64), np.empty(nh, np.int64), np.empty(nh, np.bool_)
         if nh > g_ref.shape[0]:  # room for a group per hit
             g_ref, g_hits, g_tot = np.empty(2 * nh, np.int64), np.empty(2 * nh, np.int64), np.empty(2 * nh, np.int64)
             g_first, g_last = np.empty(2 * nh, np.int64), np.empty(2 * nh, np.int64)
-            g_score = np.empty(2 * nh, np.float64)
+            g_score, g_tight = np.empty(2 * nh, np.float64), np.empty(2 * nh, np.bool_)
         ng = 0
         q = 0
         while q < nh:
@@ -353,9 +371,10 @@ def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, 
             if tot >= min_hits:
                 for t in range(q0, q):
                     o = h[t] & 0xFFFFFFFF
-                    c_ord[t - q0], c_dw[t - q0], c_rw[t - q0] = o, a_word[lo + o], hp[t]
-                best, best_hits, bf, bl = best_chain(c_ord, c_dw, c_rw, 0, tot, miss_penalty, c_score, c_back)
-                g_ref[ng], g_score[ng], g_hits[ng], g_tot[ng] = r, best, best_hits, tot
+                    c_ord[t - q0], c_dw[t - q0], c_rw[t - q0], c_own[t - q0] = o, a_word[lo + o], hp[t], ho[t]
+                best, best_hits, bf, bl, tight = best_chain(c_ord, c_dw, c_rw, c_own, 0, tot, miss_penalty, c_score,
+                                                            c_back)
+                g_ref[ng], g_score[ng], g_hits[ng], g_tot[ng], g_tight[ng] = r, best, best_hits, tot, tight
                 g_first[ng], g_last[ng] = lo + bf, lo + bl
                 ng += 1
         if ng == 0:
@@ -369,6 +388,7 @@ def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, 
         seg_hits[d] = g_hits[b]
         seg_first[d] = g_first[b]
         seg_last[d] = g_last[b]
+        seg_tight[d] = g_tight[b]
         total_hits[d] = g_tot[b]
         alt = _best_other_label(g_ref, g_score, ng, b, label_codes)
         if alt >= 0:
@@ -387,5 +407,5 @@ def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, 
             if nxt < 0:
                 break
             more_ref[d, k], more_score[d, k], more_total[d, k] = g_ref[nxt], g_score[nxt], g_tot[nxt]
-            more_first[d, k], more_last[d, k] = g_first[nxt], g_last[nxt]
+            more_first[d, k], more_last[d, k], more_tight[d, k] = g_first[nxt], g_last[nxt], g_tight[nxt]
     return touched  # meaningless; returning it keeps the touching reads from being optimised away

@@ -50,6 +50,7 @@ class PartialResult:
     seg_hits: np.ndarray  # int64 [n], shared anchors in that run
     seg_first: np.ndarray  # int64 [n], the run's first and last anchor (indices into the batch's anchors)
     seg_last: np.ndarray
+    seg_tight: np.ndarray  # bool [n], the run skips no document anchor and each is that reference's only
     total_hits: np.ndarray  # int64 [n], anchors the document shares with that reference
     alt_ref: np.ndarray  # int64 [n], the best reference with another label (-1: none)
     alt_score: np.ndarray  # float64 [n], its run's score
@@ -57,6 +58,7 @@ class PartialResult:
     more_score: np.ndarray  # float64 [n, k]
     more_first: np.ndarray  # int64 [n, k]
     more_last: np.ndarray  # int64 [n, k]
+    more_tight: np.ndarray  # bool [n, k]
     more_total: np.ndarray  # int64 [n, k]
 
 
@@ -135,7 +137,7 @@ class ReferenceIndex:
         with the ``more`` next-best references of each."""
         doc_ptr = np.searchsorted(anchors.doc, np.arange(n_docs + 1), side="left").astype(np.int64)
         out = [np.empty((n_docs, more) if name.startswith("more") else n_docs,
-                        np.float64 if name.endswith("score") else np.int64)
+                        np.float64 if name.endswith("score") else np.bool_ if name.endswith("tight") else np.int64)
                for name in PartialResult.__dataclass_fields__]
         anchor_kernel(doc_ptr, anchors.key, anchors.word, self.anchor_tags, self.anchor_refs, self.anchor_pos,
                       self.anchor_dir, self.anchor_dir_bits, self.label_codes, min_hits, float(miss_penalty),

@@ -77,23 +77,33 @@ def exact_check(index: ReferenceIndex, hasher: Hasher, texts: pa.Array, docs: np
         doc_words = doc_sh.word[lo + ords].astype(np.int64)
         ref_words = ref_sh.word[r_lo + ref_at].astype(np.int64)
         m = len(ords)
-        score, n_shared, f, last = best_chain(ords, doc_words, ref_words, 0, m, options.miss_penalty,
-                                              np.empty(m), np.empty(m, np.int64))
+        # every shingle is compared here: a chain that skips none is a verbatim run
+        score, n_shared, f, last, tight = best_chain(ords, doc_words, ref_words, np.ones(m, np.bool_), 0, m,
+                                                     options.miss_penalty, np.empty(m), np.empty(m, np.int64))
         partial = False
         if n_shared:
             f, last = lo + f, lo + last
             out.byte_start[i], out.byte_stop[i] = doc_sh.start[f], doc_sh.stop[last]
             words = doc_sh.word[last] - doc_sh.word[f] + hasher.ngram
-            partial = bits > 0 and score / 2**bits >= options.min_anchors and words >= options.min_words
+            chain = score / 2**bits if bits else 0.0
+            partial = (chain >= options.min_anchors or tight and chain >= options.min_tight_anchors) and \
+                words >= options.min_words
         out.keep[i] = out.whole[i] or partial
     return out
 
 
-def _passes(anchors: Anchors, score, first, last, options: ScanOptions, ngram: int):
-    """Whether chains (scores, first and last anchors; arrays or single values) pass the
-    partial-match rules: ``min_anchors`` of score over ``min_words`` words."""
+def _passes(anchors: Anchors, score, first, last, tight, options: ScanOptions, ngram: int):
+    """Whether chains (scores, first and last anchors, tightness; arrays or single values)
+    pass the partial-match rules: ``min_anchors`` of score, or ``min_tight_anchors`` for a
+    tight chain, over ``min_words`` words."""
     words = anchors.word[last] - anchors.word[first] + ngram
-    return (score >= options.min_anchors) & (words >= options.min_words)
+    enough = (score >= options.min_anchors) | (tight & (score >= options.min_tight_anchors))
+    return enough & (words >= options.min_words)
+
+
+def _min_hits(options: ScanOptions) -> int:
+    """Shared anchors below which no chain can pass: the kernels skip such references."""
+    return math.ceil(min(options.min_anchors, options.min_tight_anchors))
 
 
 def _more_sources(part, anchors, hit, is_whole, byte_start, byte_stop, options: ScanOptions, ngram: int):
@@ -113,7 +123,7 @@ def _more_sources(part, anchors, hit, is_whole, byte_start, byte_stop, options: 
             r, f, last = part.more_ref[d, k], part.more_first[d, k], part.more_last[d, k]
             if r < 0:
                 break
-            if not _passes(anchors, part.more_score[d, k], f, last, options, ngram):
+            if not _passes(anchors, part.more_score[d, k], f, last, part.more_tight[d, k], options, ngram):
                 continue
             s, e = int(anchors.start[f]), int(anchors.stop[last])
             if any(min(e, b) - max(s, a) > OVERLAP * min(e - s, b - a) for a, b in spans):
@@ -143,14 +153,14 @@ def _through_known_human(index: ReferenceIndex, anchors: Anchors, hit, refs, is_
         np.maximum(np.bincount(anchors.doc, minlength=n_docs)[:n_docs], 1)
     keep = ~human & np.isin(anchors.doc, hit[check])
     rest = Anchors(anchors.key[keep], anchors.doc[keep], anchors.word[keep], anchors.start[keep], anchors.stop[keep])
-    part = index.partial(rest, n_docs, math.ceil(options.min_anchors), options.miss_penalty, MORE_SOURCES)
+    part = index.partial(rest, n_docs, _min_hits(options), options.miss_penalty, MORE_SOURCES)
     for i in np.flatnonzero(check):
         d, r = hit[i], refs[i]
-        chains = [(part.best_ref[d], part.seg_score[d], part.seg_first[d], part.seg_last[d])] + \
-            [(part.more_ref[d, k], part.more_score[d, k], part.more_first[d, k], part.more_last[d, k])
-             for k in range(part.more_ref.shape[1])]
-        genuine = any(ref == r and _passes(rest, score, first, last, options, ngram)
-                      for ref, score, first, last in chains if ref >= 0)
+        chains = [(part.best_ref[d], part.seg_score[d], part.seg_first[d], part.seg_last[d], part.seg_tight[d])] + \
+            [(part.more_ref[d, k], part.more_score[d, k], part.more_first[d, k], part.more_last[d, k],
+              part.more_tight[d, k]) for k in range(part.more_ref.shape[1])]
+        genuine = any(ref == r and _passes(rest, score, first, last, tight, options, ngram)
+                      for ref, score, first, last, tight in chains if ref >= 0)
         out[i] = not genuine and (not is_whole[i] or share[d] >= HUMAN_SHARE)
     return out
 
@@ -198,12 +208,11 @@ def match_batch(texts: pa.Array, index: ReferenceIndex, hasher: Hasher, options:
     part = None
     partial = np.zeros(len(whole), np.bool_)
     if sigs.anchors is not None and len(index.anchor_refs):
-        part = index.partial(sigs.anchors, len(whole), math.ceil(options.min_anchors), options.miss_penalty,
-                             MORE_SOURCES)
+        part = index.partial(sigs.anchors, len(whole), _min_hits(options), options.miss_penalty, MORE_SOURCES)
         chained = np.zeros(len(whole), np.bool_)
         if len(sigs.anchors):  # (a document without a chain has -1 for its anchors: any will do)
             first, last = np.maximum(part.seg_first, 0), np.maximum(part.seg_last, 0)
-            chained = _passes(sigs.anchors, part.seg_score, first, last, options, hasher.ngram)
+            chained = _passes(sigs.anchors, part.seg_score, first, last, part.seg_tight, options, hasher.ngram)
         # most of the document's anchors shared with one reference, in whatever order: a copy
         # whose sentences or paragraphs were moved about (a sibling shares far fewer)
         n_anchors = np.bincount(sigs.anchors.doc, minlength=len(whole))[:len(whole)]
