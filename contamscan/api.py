@@ -19,7 +19,7 @@ from .index import ReferenceIndex, add_to_index, build_index, merge_indexes, ope
 from .report.compare import compare_reports
 from .report.query import query_matches
 from .report.write import ScanReport, read_report, rerender
-from .scanner.matcher import ANNOTATION_SCHEMA, MATCHER_SCHEMA, Matcher, lookup
+from .scanner.matcher import Matcher, lookup
 from .scanner.run import scan
 from .sketch.text import shingle_hash
 from .style import Profile, build_profile, open_profile
@@ -27,6 +27,6 @@ from .version import __version__
 
 __all__ = ["build_index", "open_index", "merge_indexes", "add_to_index", "scan", "build_profile", "open_profile",
            "read_report", "rerender", "compare_reports", "query_matches", "lookup", "shingle_hash", "Matcher",
-           "MATCHER_SCHEMA", "ANNOTATION_SCHEMA", "ReferenceIndex", "ScanReport", "Profile",
+           "ReferenceIndex", "ScanReport", "Profile",
            "IndexParams", "BuildOptions", "ScanOptions", "ProfileParams", "ProfileBuildOptions", "ContamscanError",
            "FailedShardsError", "GateError", "NoDocumentsError", "__version__"]
