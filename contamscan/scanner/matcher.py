@@ -22,7 +22,6 @@ from ..io import Location
 from ..model import MATCH_SCHEMA, flags
 from ..sketch.minhash import Hasher
 from .match import BatchMatches, match_batch
-from .run import check_expectations
 
 # Matcher.match's rows: MATCH_SCHEMA's, ``row`` the text's position in the call; no shard
 # (there is none) and no turn (each text is matched whole)
@@ -48,6 +47,18 @@ ANNOTATION_SCHEMA = pa.schema([
 # index is opened again), so that a Matcher unpickled for every task maps its index once
 _opened: dict[str, tuple[object, ReferenceIndex, Hasher]] = {}
 OPENS: Counter = Counter()  # indexes opened in this process, by path (what the tests count)
+
+
+def check_expectations(index: ReferenceIndex, options: ScanOptions) -> None:
+    """Fail when the scan asks for index parameters the index was not built with."""
+    p = index.params
+    for name, want, have in (("threshold", options.expect_threshold, p.threshold),
+                             ("ngram", options.expect_ngram, p.ngram),
+                             ("num_perm", options.expect_num_perm, p.num_perm)):
+        if want is not None and want != have:
+            raise ContamscanError(f"the index {index.shown} was built with {name} {have}, and this scan asks for "
+                                  f"{want} (`expect_{name}`); rebuild the index with `{name}` {want} or drop the "
+                                  "option")
 
 
 def _stamp(index_path: str):
@@ -240,8 +251,10 @@ def annotations(m: BatchMatches, texts: pa.Array, records: np.ndarray | None = N
         records = np.arange(n_texts, dtype=np.int64)
     uniq, rec_of_text = np.unique(records, return_inverse=True)
     n = len(uniq)
+    bad = np.zeros(n, np.bool_)  # a record with invalid UTF-8 (in any of its turns) is not a document
+    bad[rec_of_text[m.invalid]] = True
     counted = flags(m.table) if len(m.hit) else np.zeros(0, np.bool_)
-    keep = np.flatnonzero(counted & ~m.invalid[m.hit]) if len(m.hit) else np.zeros(0, np.int64)
+    keep = np.flatnonzero(counted & ~bad[rec_of_text[m.hit]]) if len(m.hit) else np.zeros(0, np.int64)
     t = m.table.take(pa.array(keep, pa.int64()))
     hit = m.hit[keep]
     rec = rec_of_text[hit]  # sorted: texts of a record are adjacent, rows by text
@@ -275,8 +288,6 @@ def annotations(m: BatchMatches, texts: pa.Array, records: np.ndarray | None = N
          t.column("containment").combine_chunks() if len(t) else pa.array([], pa.float64()), turn],
         fields=list(SPAN))
     offsets = np.searchsorted(rec, np.arange(n + 1)).astype(np.int32)
-    bad = np.zeros(n, np.bool_)
-    bad[rec_of_text[m.invalid]] = True
     return pa.table({
         "flagged": pa.array(flagged),
         "label": strongest("label"),
