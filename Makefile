@@ -14,13 +14,14 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	@touch $@
 
-# what the tests need besides: pytest, hypothesis, moto (a local S3), fsspec, import-linter, ruff, Ray
+# what the tests need besides: pytest, hypothesis, moto (a local S3), fsspec, import-linter, ruff, datasets,
+# datatrove (the integrations' tests), Ray
 $(VENV)/.test: pyproject.toml $(VENV)/.runtime
 	$(BIN)/pip install -q -e '.[test,ray]'
 	@touch $@
 
 $(VENV)/.bench: pyproject.toml $(VENV)/.runtime
-	$(BIN)/pip install -q -e '.[bench,ray]'
+	$(BIN)/pip install -q -e '.[bench,ray,hf,datatrove]'
 	@touch $@
 
 install: $(VENV)/.runtime
@@ -43,6 +44,7 @@ bench: install-bench
 	$(BIN)/python benchmarks/bench_accuracy.py
 	$(BIN)/python benchmarks/bench_ray.py
 	$(BIN)/python benchmarks/bench_style.py
+	$(BIN)/python benchmarks/bench_integrations.py
 
 clean:
 	rm -rf demo-out bench-out .pytest_cache .hypothesis

@@ -203,6 +203,13 @@ class ScanOptions:
                                            "path, format and schema).", path=True, results=True)
     write_flagged: str | None = option(None, "Write each shard's flagged documents only to DIR (same relative path, "
                                              "format and schema).", path=True, results=True)
+    # one row per input record, aligned with the shard (dolma's attributes layout, or
+    # Parquet): flagged, label, reference, spans; None: not written
+    write_annotations: str | None = option(None, "Write, per shard, one annotation row per input record, in order "
+                                                 "(id, flagged, label, ref_id, spans) to DIR, mirroring the shard paths "
+                                                 "(dolma attributes layout).", path=True, results=True)
+    annotations_format: str = option("jsonl", "Annotation files: jsonl (gzip'd JSON Lines, dolma attributes) or "
+                                              "parquet.", choices=("jsonl", "parquet"), results=True)
     # what the scan expects of its index (None: anything); a mismatch fails before any work
     expect_threshold: float | None = option(None, "Fail unless the index was built with this threshold.",
                                             flag="--expect-threshold", old_flags=("--threshold",))
@@ -235,6 +242,11 @@ class ScanOptions:
         _check(not ((self.limit is not None or self.sample is not None) and (self.write_clean or self.write_flagged)),
                "`limit` and `sample` scan part of each shard, and `write_clean` / `write_flagged` copy whole shards: "
                "use one or the other")
+        _check(not ((self.limit is not None or self.sample is not None) and self.write_annotations),
+               "`limit` and `sample` scan part of each shard, and `write_annotations` annotates every record: use one "
+               "or the other")
+        _check(self.annotations_format in ("jsonl", "parquet"),
+               f"`annotations_format` must be 'jsonl' or 'parquet', got {self.annotations_format!r}")
         _check(self.executor in ("local", "ray"), f"`executor` must be 'local' or 'ray', got {self.executor!r}")
         _check(self.workers >= 0, f"`workers` must be >= 0, got {self.workers}")
         _check(self.batch_bytes >= 1 << 16, "`batch_bytes` must be at least 64 KiB")

@@ -14,7 +14,7 @@ import contamscan
 
 NAMES = [n for n in contamscan.__all__ if n != "__version__"]
 FUNCTIONS = ["build_index", "open_index", "merge_indexes", "add_to_index", "scan", "build_profile", "open_profile",
-             "read_report", "rerender", "compare_reports", "shingle_hash"]
+             "read_report", "rerender", "compare_reports", "shingle_hash", "query_matches", "lookup"]
 # functions whose docstrings still lack a section: skipped below until contamscan/ documents
 # them (then remove them from this list)
 PENDING: list[str] = []

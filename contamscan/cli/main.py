@@ -21,6 +21,7 @@ from ..version import __version__
 from .commands.demo import demo_cmd
 from .commands.index import index_group
 from .commands.profile import profile_group
+from .commands.query import lookup_cmd, matches_cmd
 from .commands.report import report_cmd
 from .commands.scan import scan_cmd
 from .options import spelled
@@ -93,7 +94,7 @@ def cli(debug, log_format):
     """
 
 
-for _command in (index_group, scan_cmd, report_cmd, demo_cmd, profile_group):
+for _command in (index_group, scan_cmd, report_cmd, matches_cmd, lookup_cmd, demo_cmd, profile_group):
     cli.add_command(_command)
 
 

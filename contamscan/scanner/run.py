@@ -22,8 +22,10 @@ from ..report.write import FINAL_OUTPUTS, REPORT, ScanReport, write_outputs
 from ..style.estimate import StyleTally
 from ..style.profile import open_cached
 from ..version import __version__
+from . import annotations
 from .checkpoint import Checkpoints, OutputLock, run_fingerprint
 from .executors import executor_for
+from .matcher import check_expectations
 from .shard import loud_failure, merge_pieces, plan_units
 
 
@@ -64,7 +66,7 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
     index = _open_index(index, options)
     _open_style(options)
     output = OutputDir(out) if out is not None else None
-    for root in (options.write_clean, options.write_flagged):
+    for root in (options.write_clean, options.write_flagged, options.write_annotations):
         if root is not None:
             Location.of(root).check_writable()
     shards, skipped = _find_shards(dataset, options, output)
@@ -73,9 +75,11 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
         units = plan_units(shards, options)
         checkpoints = _checkpoints(output, units, index, options, resume)
         done = dict(checkpoints.done) if checkpoints else {}
-        for root in (options.write_clean, options.write_flagged):
+        for root in (options.write_clean, options.write_flagged, options.write_annotations):
             if root is not None:
                 Location.of(root).remove_temporaries()
+        if options.write_annotations is not None and not resume:  # parts of pieces only a resumed scan may reuse
+            annotations.clear_parts(options.write_annotations)
         todo = [n for n in range(len(units)) if n not in done]
         emit("scan_started", {"shards": len(shards), "pieces": len(units), "resumed_shards": len(done),
                               "bytes": sum(s.size for s in shards), "index": index.shown,
@@ -85,6 +89,8 @@ def scan(dataset, index, out=None, options: ScanOptions = ScanOptions(), progres
         done.update(zip(todo, _run_units([units[n] for n in todo], todo, index, options, progress, checkpoints,
                                          emit)))
         results = _merge_pieces(units, done, options)
+        if options.write_annotations is not None:
+            _join_annotations(units, results, options)
         report = build_report(results, index_summary=index.summary(), started_at=started, finished_at=_now(),
                               skipped=skipped, top_k=options.top_matches, version=__version__,
                               match_rules=options.match_rules())
@@ -124,7 +130,8 @@ def check_output_paths(dataset, out, options: ScanOptions) -> None:
         return a.within(b) or b.within(a)
 
     named = [(name, Location.of(p)) for name, p in (("write_clean", options.write_clean),
-                                                    ("write_flagged", options.write_flagged)) if p is not None]
+                                                    ("write_flagged", options.write_flagged),
+                                                    ("write_annotations", options.write_annotations)) if p is not None]
     if out is not None:
         o = Location.of(out)
         for name, loc in named:
@@ -135,9 +142,10 @@ def check_output_paths(dataset, out, options: ScanOptions) -> None:
             if root.within(o):
                 raise ContamscanError(f"the output directory {o.shown} is or contains the dataset path "
                                       f"{root.shown}; write the outputs outside the data")
-    if len(named) == 2 and overlap(named[0][1], named[1][1]):
-        raise ContamscanError("`write_clean` and `write_flagged` must be different directories, neither inside "
-                              "the other")
+    for i, (a, la) in enumerate(named):
+        for b, lb in named[i + 1:]:
+            if overlap(la, lb):
+                raise ContamscanError(f"`{a}` and `{b}` must be different directories, neither inside the other")
     for name, loc in named:
         for root in roots:
             if overlap(loc, root):
@@ -156,18 +164,6 @@ def _open_index(index, options: ScanOptions) -> ReferenceIndex:
     return index
 
 
-def check_expectations(index: ReferenceIndex, options: ScanOptions) -> None:
-    """Fail when the scan asks for index parameters the index was not built with."""
-    p = index.params
-    for name, want, have in (("threshold", options.expect_threshold, p.threshold),
-                             ("ngram", options.expect_ngram, p.ngram),
-                             ("num_perm", options.expect_num_perm, p.num_perm)):
-        if want is not None and want != have:
-            raise ContamscanError(f"the index {index.shown} was built with {name} {have}, and this scan asks for "
-                                  f"{want} (`expect_{name}`); rebuild the index with `{name}` {want} or drop the "
-                                  "option")
-
-
 def _open_style(options: ScanOptions) -> None:
     """Open the profile before any work (a bad profile fails the scan at once) and compile its
     kernels in this process, so forked workers inherit both."""
@@ -180,12 +176,14 @@ def _find_shards(dataset, options: ScanOptions, output: OutputDir | None) -> tup
     flagged outputs must not collide, and every shard must have the text field."""
     inputs = [dataset] if isinstance(dataset, (str, os.PathLike)) else list(dataset)
     outputs = [p for p in (output.location if output else None, Location.of(str(output.work)) if output else None,
-                           options.write_clean, options.write_flagged) if p is not None]
+                           options.write_clean, options.write_flagged, options.write_annotations) if p is not None]
     shards, skipped = discover(inputs, exclude=outputs, exclude_globs=options.exclude)
     if not shards:
         raise ContamscanError("no shards to scan (expected .parquet, .jsonl, .json, .jsonl.gz, .jsonl.zst, .arrow)")
     if options.write_clean or options.write_flagged:
         _check_output_paths(shards, options)
+    if options.write_annotations:
+        annotations.check_collisions(shards, options.write_annotations, options.annotations_format)
     _check_text_field(shards, options)
     return shards, skipped
 
@@ -273,6 +271,27 @@ def _merge_pieces(units, done: dict, options: ScanOptions) -> list[ShardResult]:
         results.append(r if failure is None else ShardResult(shard=r.shard, status="failed", error=failure,
                                                              seconds=r.seconds))
     return results
+
+
+def _join_annotations(units, results, options: ScanOptions) -> None:
+    """Each shard scanned in pieces gets its annotation file from its pieces' parts (a failed
+    shard none); a shard scanned whole wrote its own."""
+    root, fmt = options.write_annotations, options.annotations_format
+    status = {r.shard: r.status for r in results}
+    pieces: dict[str, list] = {}
+    for u in units:
+        if u.row_groups:
+            pieces.setdefault(u.path, []).append(u)
+    for group in pieces.values():
+        if status.get(group[0].relpath) == "ok":
+            annotations.assemble(root, group, fmt)
+        else:
+            for p in group:
+                try:
+                    annotations.part(root, p, fmt).delete()
+                except ContamscanError:
+                    pass
+            annotations.delete(root, group[0], fmt)
 
 
 def _write(output: OutputDir, report: dict, results, units, done: dict, checkpoints: Checkpoints) -> None:

@@ -35,6 +35,8 @@ from ..report.evidence import EvidenceKeeper
 from ..sketch.minhash import Hasher
 from ..style.estimate import StyleTally
 from ..style.profile import open_cached
+from .annotations import AnnotationWriter
+from .annotations import delete as delete_annotations
 from .fingerprint import content_digest
 from .match import match_batch
 
@@ -42,8 +44,10 @@ from .match import match_batch
 class ShardTally:
     """Running totals of one shard while its batches stream by."""
 
-    def __init__(self, shard: Shard, evidence: EvidenceKeeper | None = None, style: StyleTally | None = None):
+    def __init__(self, shard: Shard, evidence: EvidenceKeeper | None = None, style: StyleTally | None = None,
+                 annotations: AnnotationWriter | None = None):
         self.shard = shard
+        self.annotations = annotations  # one row per record, with --write-annotations
         self.evidence = evidence
         self.style = style  # the style estimate, with a profile
         self.documents = self.bytes = self.flagged = self.flagged_bytes = 0
@@ -64,10 +68,14 @@ class ShardTally:
         """Match a batch's texts and add what they hold to the shard's totals."""
         self.add_bad(batch.bad)
         if not len(batch.texts):
+            if self.annotations is not None:
+                self.annotations.add(batch, None)
             return
         if batch.turns is not None:
             return self._add_turns(batch, index, hasher, options)
         m = match_batch(batch.texts, index, hasher, options, batch.ids)
+        if self.annotations is not None:
+            self.annotations.add(batch, m)
         if m.invalid.any():
             rows = batch.rows[np.nonzero(m.invalid)[0]]
             if options.strict:
@@ -117,6 +125,8 @@ class ShardTally:
         records (a record with a flagged turn is flagged, its bytes are its turns'), so
         documents + bad records = records; a match row names its turn."""
         m = match_batch(batch.texts, index, hasher, options, batch.ids)
+        if self.annotations is not None:
+            self.annotations.add(batch, m)
         rows = batch.rows
         bad_rows = np.unique(rows[m.invalid])
         if len(bad_rows):
@@ -241,6 +251,9 @@ def scan_shard(shard: Shard, index: ReferenceIndex, options: ScanOptions, hasher
     try:
         id_field = options.id_field if options.id_field is not None and has_field(shard, options.id_field) else None
         fields = Fields(text=options.text_field, id=id_field, per_turn=options.per_turn)
+        if options.write_annotations is not None:
+            tally.annotations = AnnotationWriter(shard, options.write_annotations, options.annotations_format,
+                                                 options.per_turn)
         for batch in read_batches(shard, fields, batch_bytes=options.batch_bytes, strict=options.strict):
             if progress:
                 progress(batch)
@@ -260,7 +273,13 @@ def scan_shard(shard: Shard, index: ReferenceIndex, options: ScanOptions, hasher
             if counts.clean + counts.flagged != result.documents + result.bad_records:
                 raise ContamscanError(f"{shard.relpath}: the clean and flagged outputs hold {counts.clean} + "
                                       f"{counts.flagged} records, the scan read {result.documents + result.bad_records}")
+        if tally.annotations is not None:
+            tally.annotations.commit(result.documents + result.bad_records)
     except ContamscanError as e:  # unreadable shard, or a bad record under strict
+        if tally.annotations is not None:
+            tally.annotations.discard()
+        if options.write_annotations is not None and shard.row_groups is None:  # a piece's: when its shard is joined
+            delete_annotations(options.write_annotations, shard, options.annotations_format)
         for root in (options.write_clean, options.write_flagged):  # no output of a failed shard, not even an old one
             if root is not None:
                 try:

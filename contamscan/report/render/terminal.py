@@ -194,3 +194,29 @@ def summary_json(report: dict) -> dict:
         "by_label": dict(t["by_label"]),
         "sampling": report.get("sampling"),
     }
+
+
+def rows_table(rows: list[dict], columns: list[str], more: int = 0, title: str | None = None) -> Table:
+    """Rows of matches (``contamscan matches``, ``contamscan lookup``) as a table: names from
+    the data shown as written, numbers right-aligned, similarity and containment to 3 places;
+    ``more`` rows left out are said in a last line."""
+    table = Table(title=title, title_justify="left")
+    numeric = {"row", "similarity", "containment", "char_start", "char_end", "rank", "turn"}
+    for c in columns:
+        table.add_column(c, justify="right" if c in numeric else "left")
+    for r in rows:
+        cells = []
+        for c in columns:
+            v = r.get(c)
+            if v is None:
+                cells.append("-")
+            elif isinstance(v, float):
+                cells.append(f"{v:.3f}")
+            elif isinstance(v, int):
+                cells.append(f"{v:,}" if c != "row" else str(v))
+            else:
+                cells.append(_name(str(v)))
+        table.add_row(*cells)
+    if more:
+        table.add_row(f"… {more:,} more", *[""] * (len(columns) - 1))
+    return table
