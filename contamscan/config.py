@@ -334,8 +334,10 @@ class ProfileBuildOptions:
 
     text_field: str = option("text", "Field holding the text.")
     label_field: str = option("model", "(AI) field naming the model.")
-    family_by: str = option("org", "AI components: org = one per organisation prefix (openai/o3 -> openai; "
-                                   "claude-sonnet-4 -> claude); label = one per model label.", choices=("org", "label"))
+    family_by: str = option("lineage", "Families of the AI components (one per model label): lineage = the model "
+                                       "line (chatgpt-4o and openai/o3 -> gpt, a gemma fine-tune -> gemma); org = "
+                                       "the organisation prefix (openai/o3 -> openai); label = each model its own.",
+                            choices=("lineage", "org", "label"))
     families: tuple = option((), "Put labels matching the globs in family NAME (repeatable; checked before "
                                  "--family-by).", flag="--family", multiple=True)
     group_field: str | None = option("source", "(human) field grouping the baseline (each group gets its own "
@@ -344,5 +346,6 @@ class ProfileBuildOptions:
     strict: bool = option(False, "Fail on the first bad record instead of counting and skipping it.")
 
     def __post_init__(self):
-        _check(self.family_by in ("org", "label"), f"`family_by` must be 'org' or 'label', got {self.family_by!r}")
+        _check(self.family_by in ("lineage", "org", "label"),
+               f"`family_by` must be 'lineage', 'org' or 'label', got {self.family_by!r}")
         object.__setattr__(self, "families", tuple(self.families))

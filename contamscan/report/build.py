@@ -104,9 +104,16 @@ def add_ai_share(report: dict, results, profile) -> dict:
     for entry, r in zip(report["shards"], results):
         entry["ai_share"] = public(r.ai_share) if r.status == "ok" else None
     report["totals"]["ai_share"] = combine(profile, [r.ai_share for r in results if r.status == "ok"])
+    families = profile.families
+    members = {}
+    for model, fam in sorted(families.items()):
+        members.setdefault(fam, []).append(model)
+    single = sorted(f for f, ms in members.items() if len(ms) == 1)
+    warnings = [f"{len(single)} of the profile's {len(members)} families have one model ({', '.join(single)}): "
+                "their attribution rests on that model alone"] if single else []
     report["style"] = {"profile": str(profile.path), "windows": list(profile.params.windows),
-                       "words": len(profile.words), "labels": profile.labels,
-                       "human_components": int(profile.human_mask.sum()), "claim": CLAIM}
+                       "words": len(profile.words), "labels": profile.labels, "families": members,
+                       "human_components": int(profile.human_mask.sum()), "claim": CLAIM, "warnings": warnings}
     return report
 
 

@@ -18,6 +18,7 @@ from ..model import Fields
 from ..sketch.minhash import INVALID_UTF8
 from ..sketch.text import normalize
 from ..sketch.words import word_hashes
+from .calibrate import calibrate
 from .kernels import count_kernel, loglik_kernel
 from .profile import (
     AI,
@@ -30,6 +31,7 @@ from .profile import (
     family_of,
     normalization_name,
     open_profile,
+    organisation_of,
     parse_family_rules,
     save_profile,
 )
@@ -126,10 +128,13 @@ def build_profile(human, ai, out, options: ProfileBuildOptions | None = None, *,
     a_hash, a_off, a_labels, a_files, a_skip = _read_corpus(ai, text_field, label_field, strict, mw, progress)
     if not len(h_groups) or not len(a_labels):
         raise ContamscanError("a profile needs human documents and AI documents with words")
-    families = [family_of(lb if lb is not None else "unknown", family_rules, family_by) for lb in a_labels]
-    fam_names = sorted(set(families))
+    a_labels = [lb if lb is not None else "unknown" for lb in a_labels]
+    # one AI component per model; families are sums of their models
+    model_names = sorted(set(a_labels))
+    family = {m: family_of(m, family_rules, family_by) for m in model_names}
+    fam_names = sorted(set(family.values()))
     label_counts = Counter(a_labels)
-    fam_members = {f: sorted({lb for lb, fam in zip(a_labels, families) if fam == f}) for f in fam_names}
+    fam_members = {f: [m for m in model_names if family[m] == f] for f in fam_names}
     group_names = sorted(set(h_groups))
     lengths = np.array(params.windows, np.int64)
     B = len(lengths)
@@ -150,18 +155,21 @@ def build_profile(human, ai, out, options: ProfileBuildOptions | None = None, *,
         pos = np.minimum(np.searchsorted(vocab, hashes), len(vocab) - 1)
         return np.where(vocab[pos] == hashes, pos, -1).astype(np.int32)
 
+    model_of = {m: i for i, m in enumerate(model_names)}
+    a_model = np.array([model_of[lb] for lb in a_labels], np.int64)
+
     def counts(ids_h, ids_a, h_comp, n_h_comp, V):
-        G = n_h_comp + len(fam_names)
+        G = n_h_comp + len(model_names)
         df, nd = np.zeros((B, G, V)), np.zeros((B, G))
         stamp = np.zeros(V, np.int64)
-        a_comp = np.array([n_h_comp + fam_names.index(f) for f in families], np.int64)
+        a_comp = n_h_comp + a_model
         tick = count_kernel(ids_h, h_off, np.arange(len(h_off) - 1), h_comp, lengths, params.max_windows, mw,
                              df, nd, stamp, 0)
         count_kernel(ids_a, a_off, np.arange(len(a_off) - 1), a_comp, lengths, params.max_windows, mw, df, nd,
                       stamp, tick)
         return df, nd
 
-    # vocabulary: divergence at the longest window length, human groups vs AI families
+    # vocabulary: divergence at the longest window length, human groups vs AI models
     h_group = np.array([group_names.index(g) for g in h_groups], np.int64)
     Hg = len(group_names)
     df, nd = counts(ids_of(h_hash, cand), ids_of(a_hash, cand), h_group, Hg, len(cand))
@@ -170,7 +178,7 @@ def build_profile(human, ai, out, options: ProfileBuildOptions | None = None, *,
     ph, pa_ = p[rb, :Hg].mean(0), p[rb, Hg:].mean(0)
     div = _jeffreys(pa_, ph)
     chosen = set(np.argsort(-div, kind="stable")[:params.vocab_size].tolist())
-    F = len(fam_names)
+    F = len(model_names)
     if F > 1 and params.label_words:
         for k in range(F):
             rest = (p[rb, Hg:].sum(0) - p[rb, Hg + k]) / (F - 1)
@@ -209,8 +217,12 @@ def build_profile(human, ai, out, options: ProfileBuildOptions | None = None, *,
     keep_h = [c for c in range(H) if nd[:, c].sum() > 0]  # clusters that emptied are dropped
     keep = np.array(keep_h + list(range(H, H + F)), np.int64)
     df, nd = df[:, keep], nd[:, keep]
-    components = [names[c] for c in keep_h] + fam_names
+    components = [names[c] for c in keep_h] + model_names
     kinds = [HUMAN] * len(keep_h) + [AI] * F
+    comp_h = np.searchsorted(np.array(keep_h), comp)  # each human document's component, renumbered
+    calibration = calibrate(ids_h, h_off, comp_h, ids_a, a_off, len(keep_h) + a_model, components, kinds,
+                            [g.split("#")[0] for g in components[:len(keep_h)]],
+                            [family[m] for m in model_names], params)
 
     words = _resolve_words(list(human) + list(ai) if not isinstance(human, (str, os.PathLike)) else [human, ai],
                            vocab, text_field, strict)
@@ -227,6 +239,10 @@ def build_profile(human, ai, out, options: ProfileBuildOptions | None = None, *,
         "group_field": group_field,
         "family_by": family_by,
         "family_rules": [[f, g] for f, g in family_rules],
+        # every AI component's family and organisation, as the reports print them
+        "families": {m: family[m] for m in model_names},
+        "organisations": {m: organisation_of(m, family[m]) for m in model_names},
+        "calibration": calibration,
         "components": [{"name": c, "kind": k, "documents": int(nd[:, g].sum())}
                        for g, (c, k) in enumerate(zip(components, kinds))],
         "labels": {f: {lb: label_counts[lb] for lb in fam_members[f]} for f in fam_names},

@@ -8,8 +8,9 @@ from collections import Counter
 
 import numpy as np
 
+from .calibrate import NOISE_Z, family_scores, fit_deficits, per_word_loglik
 from .kernels import em, em_boundary
-from .profile import OBS_SCALE, Profile
+from .profile import AI, OBS_SCALE, Profile
 
 BOOTSTRAP = 200  # replicates for the 95% interval
 
@@ -21,6 +22,10 @@ FINGERPRINT_WORDS = 20
 
 
 SEED = 20240101  # fixed: the same shard gives the same interval
+
+
+MIN_AI_DOCUMENTS = 5.0  # AI-assigned documents (sum of posteriors) below which nothing is attributed
+NONE_SHARE = 0.5  # a margin below this share of the calibrated one: "none of these"
 
 
 def fit_mixture(ll: np.ndarray, weights=None, pi0=None, tol: float = 1e-7, max_iter: int = 5000) -> np.ndarray:
@@ -36,11 +41,13 @@ def fit_mixture(ll: np.ndarray, weights=None, pi0=None, tol: float = 1e-7, max_i
     return pi
 
 
-def estimate(ll: np.ndarray, human: np.ndarray, bootstrap: int = BOOTSTRAP, seed: int = SEED):
-    """(alpha, ci95, AI component weights among themselves, bootstrap replicates of alpha)."""
+def estimate(ll: np.ndarray, human: np.ndarray, bootstrap: int = BOOTSTRAP, seed: int = SEED, on_replicate=None):
+    """(alpha, ci95, AI component weights among themselves, bootstrap replicates of alpha, the
+    fitted weights of every component). ``on_replicate(rows, counts, weights)``, if given, is
+    called with each bootstrap replicate's documents, their multiplicities and its fit."""
     n, G = ll.shape
     if n == 0:
-        return None, [0.0, 1.0], np.zeros(int((~human).sum())), np.zeros(0)
+        return None, [0.0, 1.0], np.zeros(int((~human).sum())), np.zeros(0), np.zeros(G)
     f = np.exp(ll.astype(np.float64) - ll.max(1, keepdims=True))
     pi = np.full(G, 1.0 / G)
     em_boundary(f, np.ones(n), pi, 1e-8, 10000, 1e-4, G)
@@ -54,11 +61,13 @@ def estimate(ll: np.ndarray, human: np.ndarray, bootstrap: int = BOOTSTRAP, seed
         p /= p.sum()
         em_boundary(f[rows], w.astype(np.float64), p, 1e-6, 2000, 1e-4, 1)  # one round: zeros, not KKT
         reps[r] = p[~human].sum()
+        if on_replicate is not None:
+            on_replicate(rows, w, p)
     if m < n:  # replicates of m documents spread sqrt(n / m) times more than the estimate does
         reps = np.clip(alpha + (reps - alpha) * np.sqrt(m / n), 0.0, 1.0)
     lo, hi = (np.quantile(reps, [0.025, 0.975]) if bootstrap else (alpha, alpha))
     ai = pi[~human]
-    return alpha, [float(min(lo, alpha)), float(max(hi, alpha))], ai / ai.sum() if ai.sum() > 0 else ai, reps
+    return alpha, [float(min(lo, alpha)), float(max(hi, alpha))], ai / ai.sum() if ai.sum() > 0 else ai, reps, pi
 
 
 def fingerprint(profile: Profile, obs: np.ndarray, nd: np.ndarray, k: int = FINGERPRINT_WORDS,
@@ -73,12 +82,120 @@ def fingerprint(profile: Profile, obs: np.ndarray, nd: np.ndarray, k: int = FING
     return [[profile.words[v], round(float(ratio[v]), 2)] for v in top]
 
 
+class Attribution:
+    """Which profiled family and model a shard's AI share resembles, how sure, or "none of
+    these" (module :mod:`.calibrate` for the method and its thresholds).
+
+    Each document's evidence is its per-word log-likelihood under every AI model, weighted by
+    its posterior probability of being AI-written under the fitted mixture; a family scores
+    the weighted mean of its best model's (:func:`.calibrate.family_scores`). ``confidence``
+    is the share of the bootstrap replicates (documents resampled, the mixture refitted) in
+    which the same family comes first by at least the profile's calibrated margin: the margin
+    that outputs of a family the profile does not hold give the wrong family. A margin below
+    half of that is "none of these" (``family: null``, with the reason)."""
+
+    def __init__(self, profile: Profile, ll: np.ndarray, words: np.ndarray):
+        self.profile = profile
+        ai = ~profile.human_mask
+        self.models = [c for c, k in zip(profile.components, profile.kinds) if k == AI]
+        fams = profile.families
+        self.family_names = sorted({fams.get(m, m) for m in self.models})
+        self.family_index = np.array([self.family_names.index(fams.get(m, m)) for m in self.models], np.int64)
+        self.f = np.exp(ll.astype(np.float64))  # (ll is minus each row's max)
+        self.ai = ai
+        self.llw = per_word_loglik(ll[:, ai].astype(np.float64), words)
+        cal = profile.calibration or {}
+        self.margin_needed = float(cal.get("family_margin", 0.0))
+        self.replicates = []
+
+    def _ranking(self, rows, counts, pi):
+        """(family order best first, margin, best model of the best family, AI documents)."""
+        f = self.f[rows]
+        den = f @ pi
+        r = np.where(den > 0, (f[:, self.ai] @ pi[self.ai]) / np.where(den > 0, den, 1.0), 0.0)
+        weight = counts * r
+        scores = family_scores(self.llw[rows], weight, self.family_index, len(self.family_names))
+        order = np.argsort(-scores, kind="stable")
+        margin = float(scores[order[0]] - scores[order[1]]) if len(order) > 1 and np.isfinite(scores[order[1]]) \
+            else float("inf")
+        cols = np.flatnonzero(self.family_index == order[0])
+        valid = (self.llw[rows] > -1e4).all(1)
+        w = np.where(valid, weight, 0.0)
+        model = cols[np.argmax((w[:, None] * self.llw[rows][:, cols]).sum(0))] if w.sum() > 0 else cols[0]
+        return order, margin, int(model), float(weight.sum()), bool(np.isfinite(scores[order[0]]))
+
+    def add_replicate(self, rows, counts, pi) -> None:
+        order, margin, model, _, ok = self._ranking(rows, counts.astype(np.float64), pi)
+        self.replicates.append((int(order[0]), margin, model) if ok else (-1, 0.0, -1))
+
+    def result(self, alpha, pi) -> dict:
+        n = self.f.shape[0]
+        none = {"family": None, "model": None, "organisation": None, "confidence": 0.0, "runner_up": None,
+                "margin": None, "margin_needed": round(self.margin_needed, 5)}
+        if not alpha or n == 0 or not self.models:
+            return {**none, "reason": "no AI share to attribute"}
+        order, margin, model, ai_docs, ok = self._ranking(np.arange(n), np.ones(n), pi)
+        if ai_docs < MIN_AI_DOCUMENTS or not ok:
+            return {**none, "reason": f"too few AI-looking documents to attribute ({ai_docs:.1f})"}
+        reps = self.replicates
+        top = int(order[0])
+        wins = [fam == top and m >= self.margin_needed for fam, m, _ in reps]
+        # (B + 1) in the denominator: a share of replicates is never a bare certainty
+        confidence = sum(wins) / (len(reps) + 1) if reps else 0.0
+        runner = int(order[1]) if len(order) > 1 else None
+        out = {
+            "family": self.family_names[top],
+            "model": self.models[model],
+            "organisation": self.profile.manifest.get("organisations", {}).get(self.models[model]),
+            "confidence": round(confidence, 3),
+            "model_confidence": round(sum(mo == model for _, _, mo in reps) / (len(reps) + 1), 3) if reps else 0.0,
+            "runner_up": None if runner is None else {
+                "family": self.family_names[runner],
+                "confidence": round(sum(fam == runner for fam, _, _ in reps) / (len(reps) + 1), 3) if reps else 0.0},
+            "margin": round(margin, 5) if np.isfinite(margin) else None,
+            "margin_needed": round(self.margin_needed, 5),
+            "reason": None,
+        }
+        if np.isfinite(margin) and margin < NONE_SHARE * self.margin_needed:
+            out.update(family=None, model=None, organisation=None,
+                       reason=f"fits no profiled family clearly: {self.family_names[top]} leads by {margin:.4f} "
+                              f"nats/word, less than half of the {self.margin_needed:.4f} by which outputs of a "
+                              "family left out of the profile lead (none of these)")
+        return out
+
+
+def coverage_warnings(profile: Profile, ll: np.ndarray, words: np.ndarray, fit: np.ndarray) -> tuple:
+    """(warnings, deficit): whether the shard's documents fit the profile differently from its
+    own held-out documents by the calibrated ``fit_deficit`` (:mod:`.calibrate`: a genre,
+    register or language the human baseline lacks; α is then unreliable)."""
+    cal = profile.calibration or {}
+    if "fit" not in cal or not len(ll):
+        return [], None
+    table = np.array([[np.nan if x is None else x for x in cal["fit"][c]] for c in profile.components])
+    lengths = np.array(profile.params.windows, np.int64)
+    # per word, with each row's own level back: ll is minus its max, fit is the max per word
+    llw = per_word_loglik(ll.astype(np.float64), words) + fit[:, None]
+    d = fit_deficits(table, lengths, llw, words)
+    if not np.isfinite(d).any():
+        return [], None
+    deficit = float(np.nanmean(d))
+    limit = cal["fit_deficit"] + NOISE_Z * cal.get("fit_noise", 0.0) / np.sqrt(np.isfinite(d).sum())
+    if abs(deficit) <= limit:
+        return [], round(deficit, 5)
+    how = "worse" if deficit > 0 else "differently (fewer of its words at all)"
+    return [f"the shard's text fits the profile {how} than the profile's own held-out text ({abs(deficit):.3f} "
+            f"nats/word; the threshold for this shard is {limit:.3f}): it is unlike the baseline (a genre, "
+            "register or language the profile lacks), so α is unreliable"], round(deficit, 5)
+
+
 class StyleTally:
     """A shard's style evidence while its batches stream by (see scan.scan_batch)."""
 
     def __init__(self, profile: Profile):
         self.profile = profile
         self.parts: list[np.ndarray] = []
+        self.words: list[np.ndarray] = []
+        self.fits: list[np.ndarray] = []
         self.unscored = 0
         self.obs = np.zeros((len(profile.params.windows), len(profile.words)))
         self.nd = np.zeros(len(profile.params.windows))
@@ -86,6 +203,8 @@ class StyleTally:
     def add(self, texts, hasher=None) -> None:
         t = self.profile.terms(texts, hasher=hasher)
         self.parts.append(t.ll)
+        self.words.append(t.words)
+        self.fits.append(t.fit)
         self.unscored += t.unscored
         self.obs += t.obs
         self.nd += t.nd
@@ -95,15 +214,26 @@ class StyleTally:
         need (bootstrap replicates, occurrence counts): JSON-serialisable, a few KB."""
         p = self.profile
         ll = np.concatenate(self.parts) if self.parts else np.zeros((0, len(p.components)), np.float32)
-        alpha, ci, ai_w, reps = estimate(ll, p.human_mask)
+        words = np.concatenate(self.words) if self.words else np.zeros(0, np.int64)
+        fit = np.concatenate(self.fits) if self.fits else np.zeros(0)
+        att = Attribution(p, ll, words)
+        alpha, ci, ai_w, reps, pi = estimate(ll, p.human_mask, on_replicate=att.add_replicate)
+        attribution = att.result(alpha, pi)
+        warnings, deficit = coverage_warnings(p, ll, words, fit)
         by_window = self.obs / OBS_SCALE
         obs = by_window.sum(0)
         nz = np.flatnonzero(obs)
+        by_label = _by_label(p.labels, list(ai_w))
         return {
             "alpha": alpha,
             "ci95": ci,
-            "by_label": _by_label(p.labels, list(ai_w)),
+            "reliable": not warnings,
+            "warnings": warnings,
+            "attribution": attribution,
+            "by_label": by_label,
+            "by_family": _by_family(by_label, p.families),
             "fingerprint": fingerprint(p, by_window, self.nd),
+            "fit_deficit": deficit,
             "documents": int(len(ll)),
             "unscored_documents": int(self.unscored),
             "_state": {"replicates": np.round(reps, 6).tolist(),
@@ -111,6 +241,14 @@ class StyleTally:
                        "obs_words": nz.tolist(),
                        "obs_by_window": np.round(by_window[:, nz], 3).tolist()},
         }
+
+
+def _by_family(by_label: dict, families: dict) -> dict:
+    """Family weights as the sums of their models' (``by_label``), largest first."""
+    sums = Counter()
+    for label, w in by_label.items():
+        sums[families.get(label, label)] += w
+    return {f: round(w, 4) for f, w in sorted(sums.items(), key=lambda kv: (-kv[1], kv[0]))}
 
 
 def _by_label(labels, weights) -> dict:
@@ -135,8 +273,10 @@ def combine(profile: Profile | None, shares: list) -> dict | None:
     (each resampled its own documents); by_label weighs each shard's mix by its AI documents."""
     shares = [s for s in shares if s is not None and s.get("documents")]
     if not shares:
-        return None if profile is None else {"alpha": None, "ci95": [0.0, 1.0], "by_label": {}, "fingerprint": [],
-                                             "documents": 0, "unscored_documents": 0}
+        return None if profile is None else {"alpha": None, "ci95": [0.0, 1.0], "reliable": True, "warnings": [],
+                                             "attribution": _dataset_attribution([], np.zeros(0)), "by_label": {},
+                                             "by_family": {}, "fingerprint": [], "documents": 0,
+                                             "unscored_documents": 0}
     n = np.array([s["documents"] for s in shares], np.float64)
     alphas = np.array([s["alpha"] for s in shares])
     alpha = float((n * alphas).sum() / n.sum())
@@ -153,6 +293,7 @@ def combine(profile: Profile | None, shares: list) -> dict | None:
             by[label] += w * a * k
     total_ai = sum(by.values())
     by_label = _by_label(list(by), [v / total_ai if total_ai else 0.0 for v in by.values()])
+    families = profile.families if profile is not None else {}
     fp = []
     if profile is not None:
         B, V = len(profile.params.windows), len(profile.words)
@@ -164,5 +305,30 @@ def combine(profile: Profile | None, shares: list) -> dict | None:
             if len(words):
                 obs[:, words] += np.asarray(st["obs_by_window"])
         fp = fingerprint(profile, obs, nd)
-    return {"alpha": alpha, "ci95": ci, "by_label": by_label, "fingerprint": fp,
+    warned = [s for s in shares if s.get("warnings")]
+    warnings = [f"{len(warned)} of {len(shares)} shards fit the profile worse than its own held-out text: their "
+                "α is unreliable (see each shard)"] if warned else []
+    return {"alpha": alpha, "ci95": ci, "reliable": not warned, "warnings": warnings,
+            "attribution": _dataset_attribution(shares, alphas * n), "by_label": by_label,
+            "by_family": _by_family(by_label, families), "fingerprint": fp,
             "documents": int(n.sum()), "unscored_documents": int(sum(s["unscored_documents"] for s in shares))}
+
+
+def _dataset_attribution(shares: list, ai_docs: np.ndarray) -> dict:
+    """The dataset's attribution from its shards': the family that the most AI-written
+    documents are attributed to (shards weighted by their estimated AI documents), with the
+    mean confidence of those shards; "none" when no shard's AI share was attributed."""
+    votes, conf = Counter(), Counter()
+    for s, k in zip(shares, ai_docs):
+        a = s.get("attribution") or {}
+        if a.get("family") is not None and k > 0:
+            votes[a["family"]] += k
+            conf[a["family"]] += k * a["confidence"]
+    if not votes:
+        return {"family": None, "confidence": 0.0, "shards": {},
+                "reason": "no shard's AI share was attributed to a profiled family"}
+    fam = max(votes, key=lambda f: (votes[f], f))
+    total = sum(votes.values())
+    return {"family": fam, "confidence": round(conf[fam] / votes[fam] * votes[fam] / total, 3),
+            "shards": {f: sum(1 for s in shares if (s.get("attribution") or {}).get("family") == f) for f in votes},
+            "reason": None}

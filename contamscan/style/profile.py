@@ -60,7 +60,7 @@ from ..sketch.words import word_hashes
 from .kernels import NO_DATA, OBS_SCALE, hash_table, loglik_kernel, lookup  # noqa: F401 (OBS_SCALE: public)
 
 FORMAT = "contamscan-style-profile"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: one component per model, families and calibration in the manifest
 KIND = artifact.Kind(FORMAT, FORMAT_VERSION, "format_version", "profiles", "a style profile", ProfileFormatError,
                      "build one with `contamscan profile build`", "profile")
 FILES = ("words.parquet", "counts.parquet", "components.parquet")
@@ -70,21 +70,92 @@ HUMAN, AI = "human", "ai"
 # --------------------------------------------------------------------------- families
 
 
-def family_of(label: str, rules=(), by: str = "org") -> str:
-    """The family of a model label: the first rule whose glob matches (``rules`` is a list of
-    ``(family, [glob, ...])``), else by ``by``: "label" keeps the label; "org" takes the
-    organisation prefix (``openai/gpt-5-mini`` -> ``openai``) or, for a label without one, its
-    first word (``claude-sonnet-4-5`` -> ``claude``)."""
-    for fam, globs in rules:
-        if any(fnmatch.fnmatchcase(label, g) for g in globs):
-            return fam
-    if by == "label":
-        return label
-    if by != "org":
-        raise ContamscanError(f"`family_by` must be 'org' or 'label', got {by!r}")
+# lineage families by default: one family per model line, whoever serves it (chatgpt-4o and
+# openai/o3 are both "gpt"; a fine-tune named after its base model, sam-paech/gemma-3-27b-it-antislop,
+# is "gemma"), with the organisation that made the line; checked in order, on the label's last
+# path part, lower-cased (then on the whole label)
+LINEAGES = (
+    ("claude", "anthropic", ("claude*", "anthropic/*")),
+    ("gpt", "openai", ("gpt*", "chatgpt*", "o1", "o1-*", "o3", "o3-*", "o4-*", "davinci*", "text-davinci*",
+                       "openai/*")),
+    ("gemma", "google", ("gemma*", "*-gemma-*", "codegemma*")),
+    ("gemini", "google", ("gemini*", "bard*", "palm*")),
+    ("llama", "meta", ("llama*", "*-llama-*", "meta-llama/*", "codellama*")),
+    ("qwen", "alibaba", ("qwen*", "qwq*", "qwen/*")),
+    ("deepseek", "deepseek", ("deepseek*",)),
+    ("mistral", "mistral", ("mistral*", "mixtral*", "ministral*", "magistral*", "codestral*", "devstral*",
+                            "pixtral*", "mistralai/*")),
+    ("kimi", "moonshot", ("kimi*", "moonshot*", "moonshotai/*")),
+    ("glm", "zhipu", ("glm*", "chatglm*", "z-ai/*", "zai-org/*", "thudm/*")),
+    ("grok", "xai", ("grok*", "x-ai/*")),
+    ("phi", "microsoft", ("phi-*", "phi[0-9]*")),
+    ("command", "cohere", ("command*", "c4ai-*", "aya*", "cohere/*")),
+    ("ling", "inclusionai", ("ling-*", "ring-*", "inclusionai/*")),
+    ("minimax", "minimax", ("minimax*", "abab*")),
+    ("yi", "01-ai", ("yi-*", "01-ai/*")),
+    ("ernie", "baidu", ("ernie*",)),
+    ("nova", "amazon", ("nova-*", "amazon/*")),
+    ("olmo", "ai2", ("olmo*", "tulu*", "allenai/*")),
+    ("falcon", "tii", ("falcon*", "tiiuae/*")),
+    ("hermes", "nous", ("hermes*", "nousresearch/*")),
+)
+FAMILY_BY = ("lineage", "org", "label")
+
+
+def _org_prefix(label: str) -> str:
     if "/" in label:
         return label.split("/", 1)[0]
     return re.split(r"[-_ .:@]", label, maxsplit=1)[0] or label
+
+
+def family_of(label: str, rules=(), by: str = "lineage") -> str:
+    """The family of a model label: the first rule whose glob matches (``rules`` is a list of
+    ``(family, [glob, ...])``), else by ``by``: "lineage" finds the model line in
+    :data:`LINEAGES` (``chatgpt-4o-latest`` -> ``gpt``, ``sam-paech/gemma-3-27b-it-antislop`` ->
+    ``gemma``; a label of no known line falls back to "org"); "org" takes the organisation
+    prefix (``openai/gpt-5-mini`` -> ``openai``) or, for a label without one, its first word
+    (``claude-sonnet-4-5`` -> ``claude``); "label" keeps the label.
+
+    Example:
+        >>> family_of("openai/o3"), family_of("chatgpt-4o-latest"), family_of("openai/o3", by="org")
+        ('gpt', 'gpt', 'openai')
+    """
+    for fam, globs in rules:
+        if any(fnmatch.fnmatchcase(label, g) for g in globs):
+            return fam
+    if by not in FAMILY_BY:
+        raise ContamscanError(f"`family_by` must be one of {', '.join(FAMILY_BY)}, got {by!r}")
+    if by == "label":
+        return label
+    if by == "lineage":
+        line = _lineage(label)
+        if line is not None:
+            return line[0]
+    return _org_prefix(label)
+
+
+def organisation_of(label: str, family: str) -> str:
+    """The organisation behind a model: its lineage's (:data:`LINEAGES`), else the family's
+    when that is a lineage name, else the label's organisation prefix.
+
+    Example:
+        >>> organisation_of("sam-paech/gemma-3-27b-it-antislop", "gemma")
+        'google'
+    """
+    line = _lineage(label) or next((x for x in LINEAGES if x[0] == family), None)
+    return line[1] if line is not None else _org_prefix(label)
+
+
+def _lineage(label: str):
+    low = label.lower()
+    name = low.rsplit("/", 1)[-1]
+    for line in LINEAGES:
+        if any(fnmatch.fnmatchcase(name, g) for g in line[2] if "/" not in g):
+            return line
+    for line in LINEAGES:
+        if any(fnmatch.fnmatchcase(low, g) for g in line[2]):
+            return line
+    return None
 
 
 def parse_family_rules(specs) -> list[tuple[str, list[str]]]:
@@ -141,6 +212,18 @@ class Profile:
         return [c for c, k in zip(self.components, self.kinds) if k == AI]
 
     @property
+    def families(self) -> dict:
+        """{AI component: family}: the manifest's mapping (profiles of format 1 had one
+        component per family, each its own)."""
+        return dict(self.manifest.get("families") or {c: c for c in self.labels})
+
+    @property
+    def calibration(self) -> dict | None:
+        """What the build measured on the profile's own documents (style.calibrate); None
+        for a profile built before it."""
+        return self.manifest.get("calibration")
+
+    @property
     def human_mask(self) -> np.ndarray:
         return np.array([k == HUMAN for k in self.kinds])
 
@@ -169,8 +252,10 @@ class Profile:
         if status is not None:
             scored &= status != INVALID_UTF8
         ll = out[scored]
-        ll -= ll.max(1, keepdims=True) if len(ll) else 0.0
-        return DocTerms(ll.astype(np.float32), int(n - scored.sum()), obs, nd)
+        best = ll.max(1) if len(ll) else np.zeros(0)
+        ll -= best[:, None]
+        return DocTerms(ll.astype(np.float32), int(n - scored.sum()), obs, nd, self._lengths[bucket[scored]],
+                        best / np.maximum(self._lengths[bucket[scored]], 1))
 
     def summary(self) -> dict:
         return {"path": str(self.path), "words": len(self.words), "windows": list(self.params.windows),
@@ -200,6 +285,8 @@ class DocTerms:
     unscored: int  # documents too short (or invalid) to score
     obs: np.ndarray  # float64 [windows, vocab]: windows holding each word, in units of 1/OBS_SCALE
     nd: np.ndarray  # float64 [windows]: scored documents per window length
+    words: np.ndarray  # int64 [scored documents]: words per window (the length each was scored at)
+    fit: np.ndarray  # float64 [scored documents]: log-likelihood per word under the best component
 
 
 # --------------------------------------------------------------------------- files
@@ -327,9 +414,16 @@ _CACHE: dict = {}
 
 
 def open_cached(path) -> Profile:
-    """One opened profile per path and process (scans open it once; forked workers inherit it)."""
-    key = Location.of(path).key
+    """One opened profile per profile and process (scans open it once; forked workers inherit
+    it), keyed on the path and its manifest's digest: a profile rebuilt at the same path is
+    opened anew."""
+    try:
+        key = (Location.of(path).key, manifest_digest(path))
+    except (OSError, ContamscanError):
+        return open_profile(path)  # no readable manifest: open_profile says what is wrong
     if key not in _CACHE:
+        for old in [k for k in _CACHE if k[0] == key[0]]:  # what was at that path before
+            del _CACHE[old]
         _CACHE[key] = open_profile(path)
     return _CACHE[key]
 

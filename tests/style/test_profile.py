@@ -16,8 +16,9 @@ from contamscan.errors import ContamscanError
 from contamscan.index import build_index
 from contamscan.sketch.words import word_hashes
 from contamscan.config import ProfileParams
-from contamscan.style import (StyleTally, build_profile, family_of, fit_mixture, open_profile,
+from contamscan.style import (StyleTally, build_profile, family_of, fit_mixture, open_cached, open_profile,
                                 parse_family_rules)
+from contamscan.style.profile import organisation_of
 from contamscan import scan
 from contamscan.sketch.text import shingle_hash, words
 from conftest import HUMAN
@@ -69,8 +70,15 @@ def test_word_hashes_match_the_reference_words(ai_texts):
 
 
 def test_family_rules():
-    assert family_of("openai/gpt-5-mini") == "openai"
-    assert family_of("claude-sonnet-4-5") == "claude"
+    # lineage by default: one family per model line whoever serves it, fine-tunes with their base
+    assert family_of("openai/gpt-5-mini") == family_of("openai/chatgpt-4o-latest") == family_of("openai/o3") == "gpt"
+    assert family_of("sam-paech/gemma-3-27b-it-antislop") == family_of("google/gemma-3-4b-it") == "gemma"
+    assert family_of("google/gemini-2.5-flash") == "gemini"
+    assert family_of("claude-sonnet-4-5") == family_of("anthropic/claude-3.7-sonnet") == "claude"
+    assert organisation_of("google/gemma-3-4b-it", "gemma") == organisation_of("google/gemini-2.5-flash", "gemini") \
+        == "google"
+    assert family_of("acme/unheard-of-7b") == "acme"  # no known line: the organisation prefix
+    assert family_of("openai/gpt-5-mini", by="org") == "openai"
     assert family_of("claude-sonnet-4-5", by="label") == "claude-sonnet-4-5"
     rules = parse_family_rules(["anthropic=claude-*", "google=google/*,sam-paech/gemma-*"])
     assert family_of("claude-sonnet-4-20250514", rules) == "anthropic"
@@ -87,7 +95,10 @@ def test_profile_round_trip(built):
     assert np.array_equal(again.logit, profile.logit)
     m = json.loads((root / "profile" / "manifest.json").read_text())
     assert m["format"] == "contamscan-style-profile" and m["documents"]["ai"] == 900
-    assert set(profile.labels) == {family_of(lb) for lb in pq.read_table(root / "ai.parquet")["model"].to_pylist()}
+    models = pq.read_table(root / "ai.parquet")["model"].to_pylist()
+    assert set(profile.labels) == set(models)  # one component per model
+    assert profile.families == {m: family_of(m) for m in set(models)}
+    assert m["organisations"]["openai/o3"] == "openai" and m["calibration"]["family_margin"] > 0
     assert 1000 < len(profile.words) <= ProfileParams().vocab_size + 100 * len(profile.labels)
     assert all(isinstance(w, str) and w and not w.startswith("#") for w in profile.words)
     # open formats: plain Parquet tables
@@ -143,13 +154,17 @@ def test_alpha_close_to_truth_and_ci_covers_it(built, split, n_ai):
 
 def test_family_is_found(built, split):
     _, profile = built
-    fam = "google"
+    fam = "gemma"
     pool = [r["text"] for r in split["a_test"] if family_of(r["model"]) == fam]
     docs = [r["text"] for r in split["h_test"][:300]] + pool[:100]
     tally = StyleTally(profile)
     tally.add(docs)
     share = tally.result()
-    assert max(share["by_label"], key=share["by_label"].get) == fam
+    assert max(share["by_family"], key=share["by_family"].get) == fam
+    a = share["attribution"]
+    assert a["family"] == fam and a["organisation"] == "google" and profile.families[a["model"]] == fam
+    assert 0.5 < a["confidence"] < 1 and a["runner_up"]["family"] != fam and a["margin"] >= a["margin_needed"]
+    assert abs(sum(w for m, w in share["by_label"].items() if profile.families[m] == fam) - share["by_family"][fam]) < 1e-3
     assert abs(share["alpha"] - 0.25) <= 0.03
     assert share["fingerprint"] and all(r > 1 for _, r in share["fingerprint"])
 
@@ -185,7 +200,9 @@ def test_report_has_ai_share(scanned):
     data = json.loads((work / "out" / "report.json").read_text())
     for s in data["shards"] + [data["totals"]]:
         share = s["ai_share"]
-        assert set(share) == {"alpha", "ci95", "by_label", "fingerprint", "documents", "unscored_documents"}
+        assert set(share) == {"alpha", "ci95", "reliable", "warnings", "attribution", "by_label", "by_family",
+                              "fingerprint", "documents", "unscored_documents"} | ({"fit_deficit"} if s is not
+                                                                                 data["totals"] else set())
         assert 0 <= share["ci95"][0] <= share["alpha"] <= share["ci95"][1] <= 1
         assert all(isinstance(w, str) and r > 1 for w, r in share["fingerprint"])
         assert not share["by_label"] or abs(sum(share["by_label"].values()) - 1) < 1e-3
@@ -243,7 +260,7 @@ def test_cli_profile_build_info_and_scan(built, scanned, tmp_path):
     r = runner.invoke(cli, ["profile", "build", "--human", str(root / "human.parquet"), "--ai", str(root / "ai.parquet"),
                             "-o", str(tmp_path / "p"), "--family", "anthropic=claude-*", "--clusters", "1"])
     assert r.exit_code == 0, r.output
-    assert "anthropic" in r.output and "claude-sonnet-4-5" in r.output
+    assert "family anthropic" in r.output and "claude-sonnet-4-5" in r.output and "calibration" in r.output
     r = runner.invoke(cli, ["profile", "info", str(tmp_path / "p")])
     assert r.exit_code == 0 and "components" in r.output
     r = runner.invoke(cli, ["scan", str(work / "data"), "--index", str(work / "index"), "-o", str(tmp_path / "out"),
@@ -251,7 +268,7 @@ def test_cli_profile_build_info_and_scan(built, scanned, tmp_path):
     assert r.exit_code == 0, r.output
     assert "AI share" in r.output
     data = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert "anthropic" in data["style"]["labels"]
+    assert "claude-sonnet-4-5" in data["style"]["labels"] and "claude-sonnet-4-5" in data["style"]["families"]["anthropic"]
     r = runner.invoke(cli, ["profile", "build", "--human", str(tmp_path / "nothing"), "--ai", str(root / "ai.parquet"),
                             "-o", str(tmp_path / "q")])
     assert r.exit_code == 1 and "error" in r.output
@@ -267,3 +284,59 @@ def test_documents_too_short_to_score(built):
     assert share["alpha"] is None and share["documents"] == 0 and share["unscored_documents"] == 3
     json.dumps(share)  # JSON-serialisable for checkpoints
     assert combine(profile, [share])["alpha"] is None
+
+
+def _profile_without(root, split, name, drop):
+    """A profile of the same human half and the AI half without the models ``drop`` selects."""
+    ai = [r for r in split["a_prof"] if not drop(r["model"])]
+    pq.write_table(pa.Table.from_pylist([{"id": str(r["id"]), "model": r["model"], "text": r["text"]} for r in ai]),
+                   root / f"ai-{name}.parquet")
+    return build_profile([str(root / "human.parquet")], [str(root / f"ai-{name}.parquet")], root / name)
+
+
+def test_a_family_the_profile_lacks_is_none_of_these(built, split):
+    """Outputs of a model line the profile does not hold: "none of these" (or not confident),
+    never a confident wrong family."""
+    root, _ = built
+    profile = _profile_without(root, split, "no-claude", lambda m: family_of(m) == "claude")
+    docs = [r["text"] for r in split["h_test"][:150]] + \
+        [r["text"] for r in split["a_test"] if family_of(r["model"]) == "claude"][:150]
+    tally = StyleTally(profile)
+    tally.add(docs)
+    a = tally.result()["attribution"]
+    assert a["family"] is None or a["confidence"] < 0.5, a
+    if a["family"] is None:
+        assert "none of these" in a["reason"] and a["margin"] < a["margin_needed"]
+
+
+def test_a_genre_the_baseline_lacks_is_warned(tmp_path, split):
+    """Human text of a kind the profile's baseline never saw (short stories, or Shakespeare's
+    plays, left out of the profile): where α goes wrong the shard carries a warning and is
+    marked unreliable; text like the baseline's is not warned."""
+    left_out = ("writing", "tinyshakespeare")
+    human = [r for r in split["h_prof"] if r["source"] not in left_out]
+    pq.write_table(pa.Table.from_pylist([{k: r[k] for k in ("id", "source", "text")} for r in human]),
+                   tmp_path / "human.parquet")
+    pq.write_table(pa.Table.from_pylist([{"id": str(r["id"]), "model": r["model"], "text": r["text"]}
+                                         for r in split["a_prof"]]), tmp_path / "ai.parquet")
+    profile = build_profile([str(tmp_path / "human.parquet")], [str(tmp_path / "ai.parquet")], tmp_path / "p")
+    for source in left_out:
+        tally = StyleTally(profile)
+        tally.add([r["text"] for r in split["h_test"] if r["source"] == source][:200])
+        share = tally.result()
+        assert share["alpha"] <= 0.05 or (share["warnings"] and not share["reliable"]), (source, share["alpha"])
+        if share["warnings"]:
+            assert "unreliable" in share["warnings"][0]
+    tally = StyleTally(profile)
+    tally.add([r["text"] for r in split["h_test"] if r["source"] not in left_out][:300])
+    share = tally.result()
+    assert share["reliable"] and not share["warnings"] and share["alpha"] <= 0.05
+
+
+def test_cache_sees_a_profile_rebuilt_at_the_same_path(built, split):
+    root, _ = built
+    path = root / "rebuilt"
+    first = _profile_without(root, split, "rebuilt", lambda m: family_of(m) == "gemma")
+    assert open_cached(path).labels == first.labels
+    second = _profile_without(root, split, "rebuilt", lambda m: family_of(m) == "claude")
+    assert open_cached(path).labels == second.labels != first.labels

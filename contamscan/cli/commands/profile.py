@@ -51,8 +51,21 @@ def print_profile(profile) -> None:
              f"windows    {', '.join(map(str, p.windows))} words, up to {p.max_windows} per document",
              f"documents  {m['documents']['human']:,} human, {m['documents']['ai']:,} AI",
              "components"]
+    families, orgs = profile.families, m.get("organisations", {})
     for c in m["components"]:
-        members = m["labels"].get(c["name"], {}) if c["kind"] == "ai" else {}
-        extra = f"  ({', '.join(sorted(members))})" if members else ""
+        extra = ""
+        if c["kind"] == "ai":
+            org = orgs.get(c["name"])
+            extra = f"  family {families.get(c['name'], c['name'])}" + (f" ({org})" if org else "")
         lines.append(f"  {c['kind']:<6} {c['name']:<40} {c['documents']:>7,}{extra}")
+    cal = profile.calibration
+    if cal:
+        lines.append(f"calibration  attribution margin {cal['family_margin']:.4f} nats/word; baseline fit deficit "
+                     f"{cal['fit_deficit']:.4f} (+{cal.get('fit_noise', 0):.3f}/sqrt(documents))")
+    sizes = {}
+    for fam in families.values():
+        sizes[fam] = sizes.get(fam, 0) + 1
+    single = sorted(f for f, k in sizes.items() if k == 1)
+    if single:
+        lines.append(f"warning: families with one model ({', '.join(single)}): their attribution rests on that model alone")
     click.echo("\n".join(lines))

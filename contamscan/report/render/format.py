@@ -61,10 +61,30 @@ def top_label(by_label: dict) -> str:
 
 
 def top_family(share: dict | None) -> str:
-    if not share or not share.get("by_label") or not share.get("alpha"):
-        return "-"
-    label, w = max(share["by_label"].items(), key=lambda kv: (kv[1], kv[0]))
-    return f"{label} ({100 * w:.0f}%)"
+    """What a shard's AI share resembles: its attribution's family, model and confidence,
+    "none of these", or "-" (no AI share); "unreliable" when its α is."""
+    if not share or not share.get("alpha"):
+        text = "-"
+    elif "attribution" not in share:  # (reports of older scans)
+        label, w = max(share["by_label"].items(), key=lambda kv: (kv[1], kv[0])) if share.get("by_label") else ("-", 0)
+        text = f"{label} ({100 * w:.0f}%)"
+    else:
+        a = share["attribution"] or {}
+        if a.get("family"):
+            model = f", {a['model']}" if a.get("model") else ""
+            text = f"{a['family']}{model} (confidence {a['confidence']:.2f})"
+        else:
+            text = "none of these" if a.get("margin") is not None else "-"
+    return text + (" — α unreliable" if share and share.get("warnings") else "")
+
+
+def style_warnings(report: dict) -> list[str]:
+    """The style estimate's warnings, for the renderers: the profile's own, then each shard's."""
+    out = list((report.get("style") or {}).get("warnings", []))
+    for s in report.get("shards", []):
+        for w in (s.get("ai_share") or {}).get("warnings", []):
+            out.append(f"{s['shard']}: {w}")
+    return out
 
 
 def fingerprint_words(share: dict | None, n: int = 8) -> str:

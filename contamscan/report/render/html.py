@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from ...model import match_order
 from ..build import CLAIM
-from .format import ci1, ci_range, fingerprint_words, pct, pct1, top_family, top_label, visible_controls
+from .format import ci1, ci_range, fingerprint_words, pct, pct1, style_warnings, top_family, top_label, visible_controls
 
 MAX_MODEL_ROWS = 15  # more models are summed into one row
 MAX_RATE_ROWS = 50  # shards in the rate chart (the table has all)
@@ -539,11 +539,14 @@ def html_section(report: dict) -> str:
         f"<td class=\"num\">{ci1(ci)}</td><td class=\"num\"><b>{pct1((sh or {}).get('alpha'))}</b></td>"
         f"<td class=\"num\">{ci1(sh['ci95']) if sh and sh.get('alpha') is not None else '-'}</td>"
         f"<td>{e(top_family(sh))}</td><td>{e(fingerprint_words(sh))}</td></tr>" for name, docs, rate, ci, sh in rows)
+    families = "; ".join(f"{e(f)}: {e(', '.join(ms))}" for f, ms in report["style"].get("families", {}).items())
+    warnings = "".join(f'<p class="note"><b>warning</b>: {e(w)}</p>' for w in style_warnings(report))
     return (f'<section id="ai-share"><h2>AI-written share (style estimate)</h2>'
-            f'<p class="note">{e(CLAIM)}</p>'
+            f'<p class="note">{e(CLAIM)}</p>{warnings}'
             '<table><thead><tr><th>shard</th><th>documents</th><th>near-duplicate rate</th><th>95% CI</th>'
             '<th>AI share α</th><th>95% CI</th><th>resembles</th><th>over-represented words</th></tr></thead>'
-            f'<tbody>{body}</tbody></table></section>')
+            f'<tbody>{body}</tbody></table>'
+            + (f'<p class="note">Families of the profile: {families}.</p>' if families else "") + '</section>')
 
 
 def render_html(report: dict, kinds: Counter | None = None, evidence: pa.Table | None = None) -> str:

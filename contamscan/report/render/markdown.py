@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..build import CLAIM
 from ..compare import shard_order
-from .format import ci1, ci_points, ci_text, fingerprint_words, pct, pct1, points, top_family, top_label, visible_controls
+from .format import ci1, ci_points, ci_text, fingerprint_words, pct, pct1, points, style_warnings, top_family, top_label, visible_controls
 
 
 def render_markdown(report: dict) -> str:
@@ -81,9 +81,14 @@ def markdown_lines(report: dict) -> list[str]:
         lines.append(f"| {name} | {docs} | {pct1(rate)} | {ci1(ci)} | {pct1((sh or {}).get('alpha'))} | "
                      f"{ci1(sh['ci95']) if sh and sh.get('alpha') is not None else '-'} | {top_family(sh)} | "
                      f"{fingerprint_words(sh)} |")
-    if share.get("by_label"):
-        lines += ["", "Dataset AI share by profile label: " +
-                  ", ".join(f"{k} {100 * v:.1f}%" for k, v in share["by_label"].items() if v >= 0.005) + "."]
+    if share.get("by_family"):
+        lines += ["", "Dataset AI share by profile family: " +
+                  ", ".join(f"{k} {100 * v:.1f}%" for k, v in share["by_family"].items() if v >= 0.005) + "."]
+    families = report["style"].get("families")
+    if families:
+        lines += ["", "Families of the profile: " + "; ".join(f"{_md(f)}: {', '.join(map(_md, ms))}"
+                                                            for f, ms in families.items()) + "."]
+    lines += [f"- warning: {_md(w)}" for w in style_warnings(report)]
     return lines
 
 

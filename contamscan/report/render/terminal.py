@@ -12,7 +12,7 @@ from rich.text import Text
 
 from ...io import Location
 from ..compare import shard_order
-from .format import arrow, ci1, ci_points, ci_text, pct, pct1, points, summary_lines, top_family, top_label, visible_controls
+from .format import arrow, ci1, ci_points, ci_text, pct, pct1, points, style_warnings, summary_lines, top_family, top_label, visible_controls
 
 MAX_SHARD_ROWS = 40
 MAX_MODEL_BARS = 8
@@ -171,6 +171,8 @@ def print_summary(report: dict, out, con: Console | None = None) -> None:
         con.print(report["sampling"]["note"], style="bold yellow", markup=False)
     if "style" in report:  # scan --profile: the AI-written share beside the near-duplicate rate
         con.print(style_table(report))
+        for w in style_warnings(report)[:10]:
+            con.print(f"warning: {w}", style="yellow", markup=False, highlight=False)
     bars = model_bars(report)
     if bars is not None:
         con.print(bars)

@@ -1,0 +1,231 @@
+"""Calibration of a profile, at build time, on its own documents: the numbers that let a scan
+say how sure its attribution is, when the AI share fits none of the profiled families, and
+when a shard's text is unlike everything the profile was built from.
+
+Each is measured the way the scan will meet it, by leaving part of the profile out:
+
+* **Family margin** (``family_margin``). A shard's AI share is attributed to the family whose
+  best model explains its AI documents best (mean log-likelihood per word; see
+  :func:`family_scores`), by a margin over the runner-up. For every family F, F's own
+  documents are scored against the profile without F — outputs of a model line the profile
+  does not hold — and the margin the wrongly chosen family then wins by is recorded. The
+  largest such margin is the threshold: below it, a margin is one an absent family also
+  reaches, and the scan says "none of these".
+* **Fit of the baseline** (``fit``). How well a document is explained by the component that
+  explains it best, per word, against how well that component's own documents are, by window
+  length (a blend of their in-sample fit and their fit held out in two folds, which brackets
+  a new document's: see the code). A
+  shard whose documents fit differently from that, on average, by ``fit_deficit`` or more
+  (either way: worse, or "better" because they hold few of the vocabulary's words at all) is
+  unlike the profile's text: its α is labelled unreliable. The threshold comes from leaving
+  each human group out: the smallest deficit of a left-out group whose α then read above
+  ``ALPHA_SLACK`` (a human genre the baseline lacks, read as AI), halved; a scan adds
+  ``NOISE_Z`` standard errors of its shard's mean (``fit_noise`` per document, over the
+  shard's documents), so that a small in-domain shard is not warned by chance.
+* **Within a family** (``within_family_gap``). How much worse a model's held-out documents
+  fit its nearest sibling than themselves: the typical distance between models of one line,
+  against which the scan reports how far a shard's AI share is from its nearest model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import ProfileParams
+from .kernels import NO_DATA, count_kernel, em_boundary, loglik_kernel
+from .profile import AI, _probabilities
+
+ALPHA_SLACK = 0.05  # a left-out human group read above this α went wrong
+NOISE_Z = 3.0  # standard errors of a shard's mean deficit added to the threshold
+FOLDS_SEED = 7
+
+
+def doc_loglik(ids, offsets, df, nd, params: ProfileParams):
+    """Per-document log-likelihoods under every component of counts ``df``/``nd`` (mean over
+    the document's windows, as a scan computes them) and the window length used (0: too
+    short to score). Returns (ll [n, G], words per window [n])."""
+    lengths = np.array(params.windows, np.int64)
+    _, logit, const = _probabilities(df, nd, params.smoothing)
+    n, G, V = len(offsets) - 1, df.shape[1], df.shape[2]
+    out, bucket = np.zeros((n, G)), np.zeros(n, np.int64)
+    loglik_kernel(ids, offsets, lengths, params.max_windows, params.max_words,
+                  np.ascontiguousarray(logit.transpose(0, 2, 1)), const, out, bucket,
+                  np.zeros((len(lengths), V)), np.zeros(len(lengths)), np.zeros(V, np.int64), 0)
+    return out, np.where(bucket >= 0, lengths[np.maximum(bucket, 0)], 0)
+
+
+def per_word_loglik(ll: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """Log-likelihoods [n, G] per word of window (``words`` [n]); a component with no data at
+    a document's window length gets a large finite penalty, not -1e30 / L."""
+    return np.where(ll > NO_DATA / 2, ll, -1e6) / np.maximum(words, 1)[:, None]
+
+
+def _held_per_word(ll, L, per_word):
+    w, ok = per_word(ll, L)
+    return w, L[ok]
+
+
+def fit_deficits(fit_table: np.ndarray, lengths: np.ndarray, llw: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """Per document, how much worse (positive) or better (negative) it fits its best component
+    (per word) than that component's own held-out documents of the same window length
+    (``fit_table`` [G, windows]); NaN where the profile has no such documents."""
+    best = llw.argmax(1) if llw.shape[1] else np.zeros(len(llw), np.int64)
+    expected = fit_table[best, np.searchsorted(lengths, words)] if len(llw) else np.zeros(0)
+    got = llw[np.arange(len(llw)), best] if len(llw) else np.zeros(0)
+    return np.where(got > -1e4, expected - got, np.nan)
+
+
+def family_scores(llw: np.ndarray, weight: np.ndarray, family_index: np.ndarray, n_families: int) -> np.ndarray:
+    """Each family's score for a set of documents: the weighted mean over documents of the
+    per-word log-likelihood under the family's best model for that document. ``llw`` [n, M]
+    holds the documents' per-word log-likelihoods under the M AI models, ``family_index``
+    [M] each model's family; a family without models scores -inf. Only documents every
+    model has data for (at their window length) count: a model without outputs of that
+    length cannot be compared on them."""
+    out = np.full(n_families, -np.inf)
+    weight = np.where((llw > -1e4).all(1), weight, 0.0)
+    total = weight.sum()
+    if total <= 0:
+        return out
+    for f in range(n_families):
+        cols = np.flatnonzero(family_index == f)
+        if len(cols):
+            out[f] = float((weight * llw[:, cols].max(1)).sum() / total)
+    return out
+
+
+def _margin(scores: np.ndarray) -> tuple[int, float]:
+    order = np.argsort(-scores, kind="stable")
+    if len(scores) < 2 or not np.isfinite(scores[order[1]]):
+        return int(order[0]), float("inf")
+    return int(order[0]), float(scores[order[0]] - scores[order[1]])
+
+
+def calibrate(ids_h, h_off, comp_h, ids_a, a_off, comp_a, components: list, kinds: list, human_groups: list,
+              model_families: list, params: ProfileParams) -> dict:
+    """The calibration block of a profile's manifest (module doc). ``comp_h``/``comp_a`` give
+    each human/AI document's component (an index into ``components``), ``human_groups`` the
+    group of each human component, ``model_families`` the family of each AI component."""
+    G, V = len(components), int(max(ids_h.max(initial=-1), ids_a.max(initial=-1))) + 1
+    B = len(params.windows)
+    lengths = np.array(params.windows, np.int64)
+    corpora = [(ids_h, h_off, np.asarray(comp_h, np.int64)), (ids_a, a_off, np.asarray(comp_a, np.int64))]
+    rng = np.random.default_rng(FOLDS_SEED)
+    folds = [rng.integers(0, 2, len(off) - 1) for _, off, _ in corpora]
+
+    def counts(which):  # counts of the documents ``which`` selects, per corpus
+        df, nd = np.zeros((B, G, V)), np.zeros((B, G))
+        stamp, tick = np.zeros(V, np.int64), 0
+        for (ids, off, comp), sel in zip(corpora, which):
+            docs = np.flatnonzero(sel)
+            tick = count_kernel(ids, off, docs, comp[docs], lengths, params.max_windows, params.max_words, df, nd,
+                                stamp, tick)
+        return df, nd
+
+    df, nd = counts([np.ones(len(off) - 1, np.bool_) for _, off, _ in corpora])
+    full = [doc_loglik(ids, off, df, nd, params) for ids, off, _ in corpora]
+    held = []
+    for c, (ids, off, _) in enumerate(corpora):
+        ll, L = np.zeros_like(full[c][0]), full[c][1]
+        for k in (0, 1):
+            dk, nk = counts([(f == k) if i == c else np.zeros(len(f), np.bool_) for i, f in enumerate(folds)])
+            ll_k, _ = doc_loglik(ids, off, df - dk, nd - nk, params)
+            ll[folds[c] == k] = ll_k[folds[c] == k]
+        held.append((ll, L))
+
+    is_ai = np.array([k == AI for k in kinds])
+    ai_cols = np.flatnonzero(is_ai)
+    fam_names = sorted(set(model_families))
+    fam_index = np.array([fam_names.index(f) for f in model_families], np.int64)
+
+    def per_word(ll, L):
+        ok = L > 0
+        return per_word_loglik(ll[ok], L[ok]), ok
+
+    # how well the documents a component explains best fit it, by window length: what a new
+    # document typically scores under the full profile. Overfitting makes a document's fit
+    # in-sample too good by about k / 2n (k free rates, n documents) and held out of a half
+    # profile too bad by k / n; a new document under the full profile is at -k / 2n: one third
+    # in-sample plus two thirds held-out
+    def fit_by_component(scored):
+        total, count = np.zeros((G, B)), np.zeros((G, B))
+        for (ll, L), (_, _, comp) in zip(scored, corpora):
+            w, ok = per_word(ll, L)
+            best = w.max(1)
+            valid = best > -1e4
+            at = (comp[ok][valid], np.searchsorted(lengths, L[ok][valid]))
+            np.add.at(total, at, best[valid])
+            np.add.at(count, at, 1)
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+    fit_table = fit_by_component(full) / 3 + 2 * fit_by_component(held) / 3
+    fit = {components[g]: [None if np.isnan(x) else round(float(x), 5) for x in fit_table[g]] for g in range(G)}
+
+    # families left out: the margin an absent family's outputs give the wrong one
+    llw_a, ok_a = per_word(*full[1])
+    comp_a_ok = np.asarray(comp_a)[ok_a]
+    lfo = {}
+    for f, name in enumerate(fam_names):
+        mine = np.isin(comp_a_ok, ai_cols[fam_index == f])
+        others = fam_index != f
+        if not mine.any() or len(set(fam_index[others])) < 2:
+            continue
+        scores = family_scores(llw_a[mine][:, ai_cols[others]], np.ones(int(mine.sum())), fam_index[others],
+                               len(fam_names))
+        top, margin = _margin(scores)
+        lfo[name] = {"chosen": fam_names[top], "margin": round(margin, 5)}
+    family_margin = max((v["margin"] for v in lfo.values()), default=0.0)
+
+    # models left out of families that have others: is the family still found, and how far
+    # is a model from its nearest sibling
+    lomo, gaps = {}, []
+    llw_ho, _ = per_word(*held[1])
+    for m, col in enumerate(ai_cols):
+        f = fam_index[m]
+        siblings = np.flatnonzero((fam_index == f) & (np.arange(len(ai_cols)) != m))
+        mine = comp_a_ok == col
+        if not len(siblings) or not mine.any():
+            continue
+        rest = np.flatnonzero(np.arange(len(ai_cols)) != m)
+        scores = family_scores(llw_a[mine][:, ai_cols[rest]], np.ones(int(mine.sum())), fam_index[rest],
+                               len(fam_names))
+        top, margin = _margin(scores)
+        lomo[components[col]] = {"chosen": fam_names[top], "right": bool(top == f), "margin": round(margin, 5)}
+        gaps.append(float(llw_ho[mine][:, col].mean() - llw_a[mine][:, ai_cols[siblings]].max(1).mean()))
+
+    # human groups left out: how unlike the rest a genre the baseline lacks fits, and its α then
+    llw_h, ok_h = per_word(*full[0])
+    L_h = full[0][1][ok_h]
+    comp_h_ok = np.asarray(comp_h)[ok_h]
+    groups = {}
+    for g in sorted(set(human_groups)):
+        gcols = [i for i, x in enumerate(human_groups) if x == g]
+        mine = np.isin(comp_h_ok, gcols)
+        keep = np.setdiff1d(np.arange(G), gcols)
+        if not mine.any() or not (~is_ai[keep]).any():
+            continue
+        d = fit_deficits(fit_table[keep], lengths, llw_h[mine][:, keep], L_h[mine])
+        ll = full[0][0][ok_h][mine][:, keep]
+        f = np.exp(ll - ll.max(1, keepdims=True))
+        pi = np.full(len(keep), 1.0 / len(keep))
+        em_boundary(f, np.ones(len(f)), pi, 1e-8, 10000, 1e-4, len(keep))
+        groups[g] = {"documents": int(mine.sum()), "deficit": round(float(np.nanmean(d)), 5),
+                     "alpha": round(float(pi[is_ai[keep]].sum()), 4)}
+    wrong = [abs(v["deficit"]) for v in groups.values() if v["alpha"] > ALPHA_SLACK]
+    # the noise of a shard's deficit: the spread of held-out documents' (the scan adds
+    # NOISE_Z standard errors of its own shard's mean to the threshold)
+    noise = np.concatenate([fit_deficits(fit_table, lengths, *_held_per_word(ll, L, per_word)) for ll, L in held])
+    fit_noise = float(np.nanstd(noise)) if np.isfinite(noise).any() else 0.0
+    # a left-out genre whose α went wrong, at half its deficit; else (none went wrong) the
+    # largest deficit seen
+    fit_deficit = 0.5 * min(wrong) if wrong else max((abs(v["deficit"]) for v in groups.values()), default=0.0)
+    return {
+        "family_margin": round(family_margin, 5),
+        "fit": fit,
+        "fit_deficit": round(float(fit_deficit), 5),
+        "fit_noise": round(fit_noise, 5),
+        "within_family_gap": round(float(np.median(gaps)), 5) if gaps else None,
+        "families_left_out": lfo,
+        "models_left_out": lomo,
+        "human_groups_left_out": groups,
+    }
