@@ -198,3 +198,19 @@ def test_html_is_well_formed_and_escapes_names(per_model):
     ns = "{http://www.w3.org/2000/svg}"
     leaves = [t for t in svg.iter(ns + "text") if t.get("text-anchor") == "end"]
     assert sorted(t.find(ns + "title").text.rsplit(": family ", 1)[0] for t in leaves) == sorted(per_model.components)
+
+
+def test_cli_profile_tree(per_model, tmp_path):
+    out = tmp_path / "tree.html"
+    r = CliRunner().invoke(cli, ["profile", "tree", str(per_model.path), "--html", str(out),
+                                 "--family", "gemma=google/gemma-*"])
+    assert r.exit_code == 0, r.output
+    for c in per_model.labels:
+        assert c in r.output
+    assert "writing" not in r.output  # AI components only by default
+    assert "median of 1 pairs" in r.output and f"wrote {out}" in r.output
+    ET.fromstring(out.read_text().split("\n", 1)[1])
+    r = CliRunner().invoke(cli, ["profile", "tree", str(per_model.path), "--human"])
+    assert r.exit_code == 0 and "[human]" in r.output
+    r = CliRunner().invoke(cli, ["profile", "tree", str(tmp_path / "missing")])
+    assert r.exit_code == 1 and "not a style profile" in r.output
