@@ -172,6 +172,8 @@ def code_digest() -> str:
     root = Path(contamscan.__file__).parent
     h = hashlib.sha256()
     for p in sorted([*root.glob("style/*.py"), *root.glob("sketch/*.py"), root / "config.py"]):
+        if p.name == "tree.py":  # read-only use of a profile: not what builds one
+            continue
         h.update(p.name.encode() + b"\0" + p.read_bytes())
     return h.hexdigest()[:16]
 
@@ -293,8 +295,26 @@ class Bench:
             tally.add(pa.array(shard["texts"], pa.large_string()))
             share = tally.result()
             self.estimate_times.append(time.perf_counter() - t0)
-            self._estimates[ck] = share
+            self._estimates[ck] = (share, attach(prof, tally, share))
         return self._estimates[ck]
+
+
+def attach(prof, tally, share) -> dict:
+    """Where the shard's AI share attaches (contamscan.style.tree): the nearest AI component and
+    the distance, for calibrating a "none of these" threshold on distances."""
+    from contamscan.errors import ContamscanError
+    from contamscan.style.profile import OBS_SCALE
+    from contamscan.style.tree import nearest_component, share_rates
+
+    if not share["alpha"]:
+        return {"attach": None, "attach_distance": None, "attach_runner_up_distance": None}
+    try:
+        a = nearest_component(prof, share_rates(prof, tally.obs / OBS_SCALE, tally.nd, share["alpha"]))
+    except ContamscanError:
+        return {"attach": None, "attach_distance": None, "attach_runner_up_distance": None}
+    return {"attach": MODELS[a.component][0] if a.component in MODELS else a.component,
+            "attach_distance": round(a.distance, 5),
+            "attach_runner_up_distance": None if a.runner_up_distance is None else round(a.runner_up_distance, 5)}
 
 
 def alpha_row(shard, share) -> dict:
@@ -322,7 +342,7 @@ def attribution_runs(b: Bench, targets, alphas, lfo: bool) -> list:
             for alpha in alphas:
                 human = [r for s in b.sources for r in b.h_test[s]]
                 shard = b.shard(f"target/{t}/{alpha}", human, b.a_test[t], alpha, b.args.shard_docs)
-                share = b.estimate(key, prof, shard)
+                share, att = b.estimate(key, prof, shard)
                 ans = read_answer(share)
                 rows.append({"mode": mode, "target": t, "family": fam, "organisation": org, "alpha": shard["alpha"],
                              "documents": shard["documents"], "profile": key, "expected": expected,
@@ -337,7 +357,7 @@ def attribution_runs(b: Bench, targets, alphas, lfo: bool) -> list:
                              "reason": ans["reason"], "read_from": ans["from"],
                              "correct": ans["family"] == expected,
                              "organisation_correct": org is not None and ans["organisation"] == org,
-                             "warnings": list(share.get("warnings") or [])})
+                             "warnings": list(share.get("warnings") or []), **att})
     return rows
 
 
@@ -350,12 +370,14 @@ def alpha_runs(b: Bench, sources) -> tuple[list, list]:
         key, prof = b.profile(b.models, [x for x in b.sources if x != s])
         for alpha in OOD_ALPHAS:
             shard = b.shard(f"source/{s}/{alpha}", b.h_test[s], all_ai, alpha, b.args.shard_docs)
-            ood.append({"source": s, **alpha_row(shard, b.estimate(key, prof, shard))})
-            ind.append({"shard": f"{s} a={alpha}", "source": s, **alpha_row(shard, b.estimate(full_key, full, shard))})
+            ood.append({"source": s, **alpha_row(shard, b.estimate(key, prof, shard)[0])})
+            ind.append({"shard": f"{s} a={alpha}", "source": s,
+                        **alpha_row(shard, b.estimate(full_key, full, shard)[0])})
     human = [r for s in b.sources for r in b.h_test[s]]
     for alpha in IN_DOMAIN_ALPHAS:
         shard = b.shard(f"mixed/{alpha}", human, all_ai, alpha, b.args.shard_docs)
-        ind.append({"shard": f"all sources a={alpha}", "source": None, **alpha_row(shard, b.estimate(full_key, full, shard))})
+        ind.append({"shard": f"all sources a={alpha}", "source": None,
+                    **alpha_row(shard, b.estimate(full_key, full, shard)[0])})
     return ood, ind
 
 
@@ -415,6 +437,14 @@ def summarise(att, ood, ind) -> dict:
         "lfo_none_or_unsure": ratio(sum(r["answer"] is None or r["confidence"] < 0.5 for r in lfo), len(lfo)),
         "lfo_none": ratio(sum(r["answer"] is None for r in lfo), len(lfo)),
     }
+    def median(xs):
+        xs = sorted(x for x in xs if x is not None)
+        return None if not xs else round((xs[(len(xs) - 1) // 2] + xs[len(xs) // 2]) / 2, 5)
+
+    uniq = distinct(att)
+    s["attach_distance_median_family_present"] = median(r["attach_distance"] for r in uniq if r["expected"])
+    s["attach_distance_median_family_absent"] = median(r["attach_distance"] for r in uniq if not r["expected"])
+    s["attach_family_accuracy"] = ratio(sum(r["attach"] == r["family"] for r in fam_cases), len(fam_cases))
     by_alpha = {}
     for a in sorted({r["alpha"] for r in att}):
         fc = [r for r in fam_cases if r["alpha"] == a]
@@ -476,11 +506,12 @@ def print_tables(att, ood, ind, s, cal) -> None:
         return "-" if x is None else format(x, spec)
 
     log(f"{'mode':<5} {'target':<46} {'family':<9} {'a':>5} {'answer':<10} {'conf':>5} {'runner-up':<10} "
-        f"{'conf':>5} {'org':<11} ok")
+        f"{'conf':>5} {'org':<11} {'attaches':<10} {'dist':>7} ok")
     for r in att:
         log(f"{r['mode']:<5} {r['target']:<46} {r['family']:<9} {r['alpha']:>5.2f} {str(r['answer']):<10} "
             f"{r['confidence']:>5.2f} {str(r['runner_up']):<10} {f(r['runner_up_confidence']):>5} "
-            f"{str(r['answer_organisation']):<11} {'yes' if r['correct'] else 'NO'}"
+            f"{str(r['answer_organisation']):<11} {str(r['attach']):<10} {f(r['attach_distance'], '.4f'):>7} "
+            f"{'yes' if r['correct'] else 'NO'}"
             f"{'  (expected none)' if r['expected'] is None else ''}")
     if ood:
         log(f"{'OOD source':<30} {'docs':>5} {'alpha':>6} {'est':>6} {'err':>6}  {'95% CI':<16} warned")
