@@ -219,7 +219,7 @@ class Bench:
         self.data_key = hashlib.sha256(json.dumps(stat).encode()).hexdigest()[:12]
         self.build_times: dict = {}  # profile key -> (seconds, cached)
         self.estimate_times: list = []
-        self._profiles: dict = {}
+        self._profiles: dict = {}  # the few most recent opened profiles (~25 MB each)
         self._estimates: dict = {}
         log(f"profile half: {sum(map(len, self.h_profile.values()))} human in {len(self.sources)} sources, "
             f"{sum(map(len, self.a_profile.values()))} AI of {len(self.models)} models; test half: "
@@ -247,7 +247,7 @@ class Bench:
             try:
                 prof = open_profile(d / "profile")
                 self.build_times[key] = (json.loads(meta.read_text())["build_seconds"], True)
-                self._profiles[key] = prof
+                self._keep(key, prof)
                 return key, prof
             except Exception as e:  # a profile left half-written by an interrupted run: rebuild it
                 log(f"cached profile {key} unreadable ({type(e).__name__}), rebuilding")
@@ -262,11 +262,15 @@ class Bench:
         dt = time.perf_counter() - t0
         meta.write_text(json.dumps({**spec, "build_seconds": round(dt, 2)}, indent=1))
         self.build_times[key] = (round(dt, 2), False)
-        self._profiles[key] = prof
-        n_prof = len(self._profiles)
+        self._keep(key, prof)
         log(f"  profile {key} built in {dt:.1f} s ({len(models)} models, {len(sources)} sources, "
-            f"{len(prof.labels)} AI components; {n_prof} opened)")
+            f"{len(prof.labels)} AI components; {len(self.build_times)} so far)")
         return key, prof
+
+    def _keep(self, key, prof, most: int = 3) -> None:
+        self._profiles[key] = prof
+        while len(self._profiles) > most:
+            self._profiles.pop(next(iter(self._profiles)))
 
     # ---------------------------------------------------------------- shards
 
