@@ -1,11 +1,12 @@
-"""``contamscan profile build|info``."""
+"""``contamscan profile build|info|tree``."""
 
 from __future__ import annotations
 
 import click
 
 from ...config import ProfileBuildOptions, ProfileParams
-from ...style import build_profile, open_profile
+from ...style import build_profile, open_profile, parse_family_rules
+from ...style.tree import component_families, component_tree, render_html, render_text
 from ..options import dataclass_from, dataclass_options
 from ..progress import ProgressBar
 
@@ -41,6 +42,30 @@ def profile_build(human, ai, out, **params):
 def profile_info(profile_path):
     """Print a profile's components, vocabulary and parameters."""
     print_profile(open_profile(profile_path))
+
+
+@profile_group.command("tree")
+@click.argument("profile_path", metavar="PROFILE")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False),
+              help="Also write the tree to FILE as a self-contained HTML page (inline SVG, no script).")
+@click.option("--human/--no-human", "with_human", default=False,
+              help="Include the human baseline's components (default: AI components only).")
+@click.option("--family", "families", multiple=True, metavar="NAME=GLOB[,GLOB...]",
+              help="Put components matching the globs in family NAME for display (repeatable; checked before the "
+                   "profile's own families).")
+@click.option("--window", type=int, default=None,
+              help="Window length (words) the distances are taken at (default: the longest every component has).")
+def profile_tree(profile_path, html_out, with_human, families, window):
+    """Print a profile's components as a tree of their distances (average linkage over the mean
+    Jeffreys divergence per word of their window occurrence rates)."""
+    profile = open_profile(profile_path)
+    fams = component_families(profile, parse_family_rules(families))
+    tree = component_tree(profile, ("human", "ai") if with_human else ("ai",), fams, window)
+    click.echo(render_text(tree))
+    if html_out:
+        with open(html_out, "w", encoding="utf-8") as f:
+            f.write(render_html(tree))
+        click.echo(f"wrote {html_out}")
 
 
 def print_profile(profile) -> None:
