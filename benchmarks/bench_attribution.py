@@ -322,6 +322,7 @@ def attach(prof, tally, share) -> dict:
 
 
 def alpha_row(shard, share) -> dict:
+    """The α figures of one shard: truth, estimate, error, interval, coverage, warnings."""
     a, ci = share["alpha"], share["ci95"]
     a = 0.0 if a is None else float(a)
     warnings = list(share.get("warnings") or [])
@@ -331,6 +332,9 @@ def alpha_row(shard, share) -> dict:
 
 
 def attribution_runs(b: Bench, targets, alphas, lfo: bool) -> list:
+    """LOMO (and with ``lfo`` LFO) runs: per target, mode and α one row with the expected
+    family (None: "none of these"), the answer read by :func:`read_answer` and whether it is
+    right, and where the AI share attaches."""
     rows = []
     for i, t in enumerate(targets):
         fam, org = MODELS[t]
@@ -366,7 +370,12 @@ def attribution_runs(b: Bench, targets, alphas, lfo: bool) -> list:
 
 
 def alpha_runs(b: Bench, sources) -> tuple[list, list]:
-    """(OOD rows, in-domain rows)."""
+    """The α runs: each of ``sources`` left out of a profile in turn (OOD rows), the same
+    shards and mixes of every source against the full profile (in-domain rows).
+
+    Returns:
+        (OOD rows, in-domain rows), as :func:`alpha_row` with the source.
+    """
     ood, ind = [], []
     all_ai = [r for m in b.models for r in b.a_test[m]]
     full_key, full = b.profile(b.models, b.sources)
@@ -386,6 +395,7 @@ def alpha_runs(b: Bench, sources) -> tuple[list, list]:
 
 
 def ratio(num, den):
+    """num / den to 4 places, None when there is no case."""
     return round(num / den, 4) if den else None
 
 
@@ -418,6 +428,7 @@ def calibration(rows) -> list:
 
 
 def summarise(att, ood, ind) -> dict:
+    """The summary metrics of issue 17 (see the module docstring) from the rows of the runs."""
     main_alpha = max((r["alpha"] for r in att), default=None)
     lomo = [r for r in att if r["mode"] == "lomo"]
     lfo = [r for r in att if r["mode"] == "lfo"]
@@ -482,6 +493,7 @@ def summarise(att, ood, ind) -> dict:
 
 
 def targets_met(s) -> dict:
+    """Each target of issue 17: True, False, or None when the run has no case for it."""
     def ge(v, t):
         return None if v is None else v >= t
 
@@ -506,6 +518,7 @@ def targets_met(s) -> dict:
 
 
 def print_tables(att, ood, ind, s, cal) -> None:
+    """The per-target, OOD, in-domain and calibration tables and the summary, to stderr."""
     def f(x, spec=".2f"):
         return "-" if x is None else format(x, spec)
 

@@ -525,7 +525,7 @@ def render_text(tree: Tree) -> str:
     head = [f"components of {tree.profile}" if tree.profile else "components",
             f"distance   mean Jeffreys divergence per word, windows of {d.window} words; average linkage",
             "typical    " + (f"{tree.typical_within_family:.4f} between two components of one family "
-                             f"(median of {tree.within_family_pairs} pairs)" if tree.typical_within_family is not None
+                             f"(median of {_pairs(tree.within_family_pairs)})" if tree.typical_within_family is not None
                              else "no family has two components"),
             ""]
     lines = []
@@ -579,7 +579,7 @@ def render_html(tree: Tree) -> str:
         if node.is_leaf:
             y = y_of[node.name]
             fill = color.get(node.family, "#000")
-            parts.append(f'<text x="{label_w}" y="{y + 4}" text-anchor="end" fill="{fill}">'
+            parts.append(f'<text x="{label_w}" y="{y + 4}" text-anchor="end" fill="{fill}" stroke="none">'
                          f'<title>{esc(node.name)}: family {esc(str(node.family))}</title>'
                          f'{esc(_leaf_text(node))}</text>')
             return x_of(0.0), y
@@ -602,7 +602,7 @@ def render_html(tree: Tree) -> str:
         h = max_h * k / 4
         x = x_of(h)
         ticks.append(f'<line x1="{x:.1f}" y1="{axis_y - 6}" x2="{x:.1f}" y2="{axis_y}"/>'
-                     f'<text x="{x:.1f}" y="{axis_y + 14}" text-anchor="middle">{h:.4f}</text>')
+                     f'<text x="{x:.1f}" y="{axis_y + 14}" text-anchor="middle" stroke="none">{h:.4f}</text>')
     width, height = int(label_w + plot_w + 60), axis_y + 40
     svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12" role="img" '
@@ -619,7 +619,7 @@ def render_html(tree: Tree) -> str:
         dist, near = min(others)
         rows.append(f"<tr><td>{esc(name)}</td><td>{esc(str(d.families[i]))}</td><td>{esc(near)}</td>"
                     f"<td>{dist:.4f}</td></tr>")
-    typical = (f"{tree.typical_within_family:.4f} (median of {tree.within_family_pairs} pairs of components of one "
+    typical = (f"{tree.typical_within_family:.4f} (median of {_pairs(tree.within_family_pairs)} of components of one "
                "family)" if tree.typical_within_family is not None else "none (no family has two components)")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"/>
@@ -638,6 +638,10 @@ merge heights on the axis. Typical distance within a family: {typical}. Resembla
 <table><tr><th>component</th><th>family</th><th>nearest</th><th>distance</th></tr>{"".join(rows)}</table>
 </body></html>
 """
+
+
+def _pairs(n: int) -> str:
+    return f"{n} pair" + ("" if n == 1 else "s")
 
 
 def _leaf_nodes(node: Node) -> list:

@@ -184,7 +184,7 @@ def test_text_rendering(per_model):
     text = render_text(tree)
     for c in per_model.labels:
         assert text.count(c) == 1
-    assert f"{tree.root.height:.4f}" in text and "median of 1 pairs" in text
+    assert f"{tree.root.height:.4f}" in text and "median of 1 pair)" in text
     assert f"{GEMMA[0]}  [gemma]" in text
 
 
@@ -208,7 +208,7 @@ def test_cli_profile_tree(per_model, tmp_path):
     for c in per_model.labels:
         assert c in r.output
     assert "writing" not in r.output  # AI components only by default
-    assert "median of 1 pairs" in r.output and f"wrote {out}" in r.output
+    assert "median of 1 pair)" in r.output and f"wrote {out}" in r.output
     ET.fromstring(out.read_text().split("\n", 1)[1])
     r = CliRunner().invoke(cli, ["profile", "tree", str(per_model.path), "--human"])
     assert r.exit_code == 0 and "[human]" in r.output
