@@ -14,7 +14,10 @@ one process and one core each, best of ``--repeat``:
   cache), then ``filter`` on ``contamscan_flagged`` (timed);
 * ``datatrove``: a ``LocalPipelineExecutor`` pipeline (one task) of ``ParquetReader`` and
   ``ContamscanFilter`` with a ``JsonlWriter`` (uncompressed) as its exclusion writer (the
-  flagged documents); also the filter step's own time as datatrove's stats give it.
+  flagged documents); also the filter step's own time as datatrove's stats give it, and the
+  same reader alone (``datatrove_reader_only``): what contamscan adds to such a pipeline is
+  its time less the reader's (``datatrove_added``), datatrove's reader being a cost of the
+  pipeline whatever its steps.
 
 Each must flag exactly the scan's documents (``same_documents``); rates are MB of UTF-8 text
 per second, and ``vs_scan`` each one's rate over the scan's (target >= 0.8). Progress goes to
@@ -179,11 +182,25 @@ def main(argv=None):
         result["runs"]["datatrove"] = runs
         log(f"  datatrove ParquetReader + ContamscanFilter: {t:.2f} s, {rates['datatrove']} MB/s")
 
+        def reader_only(i):  # datatrove's own cost: the same reader, no step after it
+            LocalPipelineExecutor(pipeline=[ParquetReader(str(wd / "data"), text_key="text", id_key="id")], tasks=1,
+                                  workers=1, logging_dir=str(wd / f"dt-reader-logs{i}")).run()
+
+        t_reader, _, runs = best(args.repeat, reader_only)
+        result["runs"]["datatrove_reader_only"] = runs
+        result["datatrove_reader_only_mb_per_s"] = rate(nbytes, t_reader)
+        # what contamscan adds to a datatrove pipeline (the filter step and its exclusion writer),
+        # as a rate over the same bytes: the pipeline's time less the reader's
+        result["datatrove_added_mb_per_s"] = rate(nbytes, max(t - t_reader, 1e-9))
+        log(f"  datatrove ParquetReader alone: {t_reader:.2f} s; what the filter adds: "
+            f"{result['datatrove_added_mb_per_s']} MB/s")
+
         scan_ids = {id_of[k] for k in scan_set}
         result["same_documents"] = {k: (v == scan_ids if k == "datatrove" else v == scan_set)
                                     for k, v in flagged_sets.items()}
         result["mb_per_s"] = rates
         result["vs_scan"] = {k: round(v / rates["scan"], 3) for k, v in rates.items() if k != "scan"}
+        result["vs_scan"]["datatrove_added"] = round(result["datatrove_added_mb_per_s"] / rates["scan"], 3)
         result["target_vs_scan"] = 0.8
         result["versions"] = versions("datasets", "datatrove")
         result["machine"] = machine()

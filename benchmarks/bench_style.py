@@ -4,8 +4,8 @@ mix human text with model outputs nobody indexed, and the model family it resemb
 What it measures (real texts from ../shared/data, everything seeded by ``--seed``):
 
 * The 300 prompts are split by a seeded shuffle into two halves. The profile's AI side is
-  every model's outputs on the first half (labels = models, families by organisation:
-  ``openai/o3`` -> ``openai``, ``claude-sonnet-4-5`` -> ``claude``); test shards use outputs on
+  every model's outputs on the first half (one component per model, families by lineage:
+  ``openai/o3`` -> ``gpt``, ``claude-sonnet-4-5`` -> ``claude``); test shards use outputs on
   the other half only, so no test output, and no test prompt, is in the profile.
 * Human text: every human file but the AI-polished essays (sources ``TOEFL_gpt4polished`` and
   ``HewlettStudentEssay_GPTsimplify``), split per source by a seeded shuffle into a profile
@@ -145,7 +145,12 @@ def main() -> None:
     for s in report.shards:
         tr = truth[s["shard"]]
         sh = s["ai_share"]
-        top = max(sh["by_label"].items(), key=lambda kv: (kv[1], kv[0]))[0] if sh["by_label"] else None
+        # the family the shard is attributed to ("none of these" counts as a miss), else the
+        # heaviest family of the mixture (a report of a contamscan before attribution)
+        att = sh.get("attribution")
+        weights = sh.get("by_family", sh["by_label"])
+        top = att["family"] if att is not None else \
+            (max(weights.items(), key=lambda kv: (kv[1], kv[0]))[0] if weights else None)
         rows.append({"shard": s["shard"], "alpha": round(tr["alpha"], 4), "family": tr["family"],
                      "documents": s["documents"], "alpha_hat": round(sh["alpha"], 4),
                      "abs_err": round(abs(sh["alpha"] - tr["alpha"]), 4),

@@ -157,7 +157,7 @@ class ScanOptions:
 
     Example:
         >>> ScanOptions(workers=8, write_clean="crawl-clean/").match_rules()
-        {'verify': 'estimate', 'min_anchors': 4.0, 'miss_penalty': 0.1, 'min_words': 25}
+        {'verify': 'estimate', 'min_anchors': 4.0, 'min_tight_anchors': 3.0, 'miss_penalty': 0.1, 'min_words': 25}
     """
 
     text_field: str = option("text", "Field holding the text: a selector (doc.body, messages[-1].content, "

@@ -79,7 +79,7 @@ def run(*args):
 
 def check_schema(report: dict) -> None:
     assert set(report) == {"tool", "index", "match_rules", "started_at", "finished_at", "totals", "shards"}
-    assert set(report["match_rules"]) == {"verify", "min_anchors", "miss_penalty", "min_words"}
+    assert set(report["match_rules"]) == {"verify", "min_anchors", "min_tight_anchors", "miss_penalty", "min_words"}
     assert set(report["tool"]) == {"name", "version"}
     assert set(report["index"]) == {"path", "refs", "labels", "params"}
     totals_keys = {"shards", "documents", "bytes", "flagged_documents", "flagged_bytes", "contamination_rate", "ci95",

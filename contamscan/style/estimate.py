@@ -8,9 +8,11 @@ from collections import Counter
 
 import numpy as np
 
+from ..errors import ContamscanError
 from .calibrate import NOISE_Z, family_scores, fit_deficits, per_word_loglik
 from .kernels import em, em_boundary
 from .profile import AI, OBS_SCALE, Profile
+from .tree import distances, nearest_component, share_rates
 
 BOOTSTRAP = 200  # replicates for the 95% interval
 
@@ -219,6 +221,7 @@ class StyleTally:
         att = Attribution(p, ll, words)
         alpha, ci, ai_w, reps, pi = estimate(ll, p.human_mask, on_replicate=att.add_replicate)
         attribution = att.result(alpha, pi)
+        attribution["distance"] = _attachment(p, self.obs / OBS_SCALE, self.nd, alpha)
         warnings, deficit = coverage_warnings(p, ll, words, fit)
         by_window = self.obs / OBS_SCALE
         obs = by_window.sum(0)
@@ -241,6 +244,23 @@ class StyleTally:
                        "obs_words": nz.tolist(),
                        "obs_by_window": np.round(by_window[:, nz], 3).tolist()},
         }
+
+
+def _attachment(profile: Profile, obs_by_window, nd, alpha) -> dict | None:
+    """Where the shard's AI share attaches in the profile (:func:`.tree.nearest_component`):
+    the nearest model, its distance and the typical distance between two models of one
+    family, to read it against; None without an AI share, or at a window length without data."""
+    if not alpha:
+        return None
+    try:
+        window = distances(profile).window
+        a = nearest_component(profile, share_rates(profile, obs_by_window, nd, alpha, window=window),
+                              profile.families, window=window)
+    except ContamscanError:
+        return None
+    return {"component": a.component, "distance": round(a.distance, 5),
+            "typical_within_family": None if a.typical_within_family is None else round(a.typical_within_family, 5),
+            "relative": None if a.relative is None else round(a.relative, 3)}
 
 
 def _by_family(by_label: dict, families: dict) -> dict:

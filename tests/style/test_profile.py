@@ -164,6 +164,9 @@ def test_family_is_found(built, split):
     a = share["attribution"]
     assert a["family"] == fam and a["organisation"] == "google" and profile.families[a["model"]] == fam
     assert 0.5 < a["confidence"] < 1 and a["runner_up"]["family"] != fam and a["margin"] >= a["margin_needed"]
+    # where the share attaches: a model of that family, read against the distance between siblings
+    d = a["distance"]
+    assert profile.families[d["component"]] == fam and d["distance"] > 0 and d["typical_within_family"] > 0
     assert abs(sum(w for m, w in share["by_label"].items() if profile.families[m] == fam) - share["by_family"][fam]) < 1e-3
     assert abs(share["alpha"] - 0.25) <= 0.03
     assert share["fingerprint"] and all(r > 1 for _, r in share["fingerprint"])
