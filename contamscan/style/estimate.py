@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 
 from ..errors import ContamscanError
-from .calibrate import NOISE_Z, family_scores, fit_deficits, per_word_loglik
+from .calibrate import NOISE_Z, best_model, family_scores, fit_deficits, per_word_loglik, share_deficit
 from .kernels import em, em_boundary
 from .profile import AI, OBS_SCALE, Profile
 from .tree import distances, nearest_component, share_rates
@@ -27,7 +27,6 @@ SEED = 20240101  # fixed: the same shard gives the same interval
 
 
 MIN_AI_DOCUMENTS = 5.0  # AI-assigned documents (sum of posteriors) below which nothing is attributed
-NONE_SHARE = 0.5  # a margin below this share of the calibrated one: "none of these"
 
 
 def fit_mixture(ll: np.ndarray, weights=None, pi0=None, tol: float = 1e-7, max_iter: int = 5000) -> np.ndarray:
@@ -93,10 +92,12 @@ class Attribution:
     the weighted mean of its best model's (:func:`.calibrate.family_scores`). ``confidence``
     is the share of the bootstrap replicates (documents resampled, the mixture refitted) in
     which the same family comes first by at least the profile's calibrated margin: the margin
-    that outputs of a family the profile does not hold give the wrong family. A margin below
-    half of that is "none of these" (``family: null``, with the reason)."""
+    that outputs of a family the profile does not hold give the wrong family. "None of these"
+    (``family: null``, with the reason): the AI-weighted documents fit the best family's best
+    model worse than that model's own outputs do, by more than half the smallest deficit of a
+    family left out at the build (plus NOISE_Z standard errors of the shard's mean)."""
 
-    def __init__(self, profile: Profile, ll: np.ndarray, words: np.ndarray):
+    def __init__(self, profile: Profile, ll: np.ndarray, words: np.ndarray, fit: np.ndarray):
         self.profile = profile
         ai = ~profile.human_mask
         self.models = [c for c, k in zip(profile.components, profile.kinds) if k == AI]
@@ -106,8 +107,10 @@ class Attribution:
         self.f = np.exp(ll.astype(np.float64))  # (ll is minus each row's max)
         self.ai = ai
         self.llw = per_word_loglik(ll[:, ai].astype(np.float64), words)
+        self.words, self.fit = words, fit  # (fit: each document's best log-likelihood per word: llw's level)
         cal = profile.calibration or {}
         self.margin_needed = float(cal.get("family_margin", 0.0))
+        self.cal = cal
         self.replicates = []
 
     def _ranking(self, rows, counts, pi):
@@ -120,11 +123,20 @@ class Attribution:
         order = np.argsort(-scores, kind="stable")
         margin = float(scores[order[0]] - scores[order[1]]) if len(order) > 1 and np.isfinite(scores[order[1]]) \
             else float("inf")
-        cols = np.flatnonzero(self.family_index == order[0])
-        valid = (self.llw[rows] > -1e4).all(1)
-        w = np.where(valid, weight, 0.0)
-        model = cols[np.argmax((w[:, None] * self.llw[rows][:, cols]).sum(0))] if w.sum() > 0 else cols[0]
-        return order, margin, int(model), float(weight.sum()), bool(np.isfinite(scores[order[0]]))
+        model = best_model(self.llw[rows], weight, self.family_index, int(order[0]))
+        return order, margin, model, float(weight.sum()), bool(np.isfinite(scores[order[0]]))
+
+    def _deficit(self, model: int, pi) -> tuple[float, float]:
+        """How much worse the AI-weighted documents fit ``model`` than its own outputs do."""
+        table = (self.cal.get("fit") or {}).get(self.models[model])
+        if table is None or not len(self.fit):
+            return float("nan"), 0.0
+        row = np.array([np.nan if x is None else x for x in table])
+        f = self.f
+        den = f @ pi
+        r = np.where(den > 0, (f[:, self.ai] @ pi[self.ai]) / np.where(den > 0, den, 1.0), 0.0)
+        lengths = np.array(self.profile.params.windows, np.int64)
+        return share_deficit(row, lengths, self.llw[:, model] + self.fit, self.words, r)
 
     def add_replicate(self, rows, counts, pi) -> None:
         order, margin, model, _, ok = self._ranking(rows, counts.astype(np.float64), pi)
@@ -133,7 +145,7 @@ class Attribution:
     def result(self, alpha, pi) -> dict:
         n = self.f.shape[0]
         none = {"family": None, "model": None, "organisation": None, "confidence": 0.0, "runner_up": None,
-                "margin": None, "margin_needed": round(self.margin_needed, 5)}
+                "margin": None, "margin_needed": round(self.margin_needed, 5), "deficit": None, "deficit_needed": None}
         if not alpha or n == 0 or not self.models:
             return {**none, "reason": "no AI share to attribute"}
         order, margin, model, ai_docs, ok = self._ranking(np.arange(n), np.ones(n), pi)
@@ -158,11 +170,21 @@ class Attribution:
             "margin_needed": round(self.margin_needed, 5),
             "reason": None,
         }
-        if np.isfinite(margin) and margin < NONE_SHARE * self.margin_needed:
-            out.update(family=None, model=None, organisation=None,
-                       reason=f"fits no profiled family clearly: {self.family_names[top]} leads by {margin:.4f} "
-                              f"nats/word, less than half of the {self.margin_needed:.4f} by which outputs of a "
-                              "family left out of the profile lead (none of these)")
+        # "none of these": the share fits its nearest model worse than that model's own
+        # outputs do, by more than an absent family's outputs did at the build (module doc)
+        deficit, weighed = self._deficit(model, pi)
+        out["deficit"] = None if not np.isfinite(deficit) else round(deficit, 5)
+        out["deficit_needed"] = None
+        limit = self.cal.get("none_deficit")
+        if limit is not None and np.isfinite(deficit) and weighed > 0:
+            limit += NOISE_Z * self.cal.get("ai_noise", 0.0) / np.sqrt(weighed)
+            out["deficit_needed"] = round(limit, 5)
+            if deficit > limit:
+                out.update(family=None, model=None, organisation=None, confidence=0.0,
+                           reason=f"fits no profiled model as its own outputs do: its nearest, "
+                                  f"{self.models[model]} ({self.family_names[top]}), fits it {deficit:.4f} nats/word "
+                                  f"worse than its own outputs, more than the {limit:.4f} that outputs of a family left "
+                                  "out of the profile reach (none of these)")
         return out
 
 
@@ -218,7 +240,7 @@ class StyleTally:
         ll = np.concatenate(self.parts) if self.parts else np.zeros((0, len(p.components)), np.float32)
         words = np.concatenate(self.words) if self.words else np.zeros(0, np.int64)
         fit = np.concatenate(self.fits) if self.fits else np.zeros(0)
-        att = Attribution(p, ll, words)
+        att = Attribution(p, ll, words, fit)
         alpha, ci, ai_w, reps, pi = estimate(ll, p.human_mask, on_replicate=att.add_replicate)
         attribution = att.result(alpha, pi)
         attribution["distance"] = _attachment(p, self.obs / OBS_SCALE, self.nd, alpha)
