@@ -278,3 +278,36 @@ class Timer:
 
 def rate(nbytes: int, seconds: float) -> float:
     return round(nbytes / MB / seconds, 2) if seconds > 0 else float("nan")
+
+
+AI_POLISHED = ("TOEFL_gpt4polished", "HewlettStudentEssay_GPTsimplif")  # sources of AI-polished essays
+
+
+def style_split(data: Path, seed: int):
+    """The profile / test split of the style benchmarks (bench_style, bench_attribution), seeded:
+    the 300 prompts shuffled into halves, and each human source (the AI-polished essays left
+    out) shuffled into halves. Returns (AI rows with text: id, model, prompt_index, text; the
+    profile half's prompts; {source: (profile rows, test rows)} of human rows: id, source, text;
+    the seeded generator, to draw what follows from the same sequence)."""
+    import random
+
+    import pyarrow.parquet as pq
+
+    ai = [r for r in pq.read_table(data / "ai" / "slop_score.parquet",
+                                   columns=["id", "model", "prompt_index", "text"]).to_pylist() if r["text"]]
+    human = []
+    for p in sorted((data / "human").glob("*.parquet")):
+        human += [r for r in pq.read_table(p, columns=["id", "source", "text"]).to_pylist()
+                  if r["text"] and not r["source"].startswith(AI_POLISHED)]
+    rng = random.Random(seed)
+    prompts = sorted({r["prompt_index"] for r in ai})
+    rng.shuffle(prompts)
+    by_source: dict = {}
+    for r in human:
+        by_source.setdefault(r["source"], []).append(r)
+    halves = {}
+    for src in sorted(by_source):
+        rows = sorted(by_source[src], key=lambda r: str(r["id"]))
+        rng.shuffle(rows)
+        halves[src] = (rows[:len(rows) // 2], rows[len(rows) // 2:])
+    return ai, set(prompts[: len(prompts) // 2]), halves, rng

@@ -63,9 +63,7 @@ from _common import pin_threads  # noqa: E402
 
 pin_threads()
 
-from _common import add_common_args, emit, log, machine, pin_arrow, versions, workdir  # noqa: E402
-
-AI_POLISHED = ("TOEFL_gpt4polished", "HewlettStudentEssay_GPTsimplif")  # sources of AI-polished essays
+from _common import add_common_args, emit, log, machine, pin_arrow, style_split, versions, workdir  # noqa: E402
 
 # label in ai/slop_score.parquet -> (lineage family, organisation); None: not known.
 # openrouter/polaris-alpha is OpenRouter's anonymous ("stealth") model: its maker is not stated
@@ -182,33 +180,16 @@ class Bench:
     """The split data, the profile cache and the estimates."""
 
     def __init__(self, args, wd: Path):
-        import pyarrow.parquet as pq
 
         self.args, self.wd = args, wd
         data = args.data
         ai_path = data / "ai" / "slop_score.parquet"
-        ai = [r for r in pq.read_table(ai_path, columns=["id", "model", "prompt_index", "text"]).to_pylist()
-              if r["text"]]
+        ai, profile_prompts, halves, _ = style_split(data, args.seed)
         unknown = sorted({r["model"] for r in ai} - set(MODELS))
         if unknown:
             raise SystemExit(f"models without a family in MODELS: {unknown}")
-        human = []
-        for p in sorted((data / "human").glob("*.parquet")):
-            human += [r for r in pq.read_table(p, columns=["id", "source", "text"]).to_pylist()
-                      if r["text"] and not r["source"].startswith(AI_POLISHED)]
-        rng = random.Random(args.seed)
-        prompts = sorted({r["prompt_index"] for r in ai})
-        rng.shuffle(prompts)
-        profile_prompts = set(prompts[: len(prompts) // 2])
-        by_source = defaultdict(list)
-        for r in human:
-            by_source[r["source"]].append(r)
-        self.h_profile, self.h_test = defaultdict(list), defaultdict(list)
-        for src in sorted(by_source):
-            rows = sorted(by_source[src], key=lambda r: str(r["id"]))
-            rng.shuffle(rows)
-            half = len(rows) // 2
-            self.h_profile[src], self.h_test[src] = rows[:half], rows[half:]
+        self.h_profile = defaultdict(list, {src: prof for src, (prof, _) in halves.items()})
+        self.h_test = defaultdict(list, {src: test for src, (_, test) in halves.items()})
         self.a_profile, self.a_test = defaultdict(list), defaultdict(list)
         for r in sorted(ai, key=lambda r: (r["model"], r["prompt_index"], str(r["id"]))):
             (self.a_profile if r["prompt_index"] in profile_prompts else self.a_test)[r["model"]].append(r)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
 import time
 from collections import defaultdict
@@ -45,10 +44,9 @@ from _common import pin_threads  # noqa: E402
 
 pin_threads()
 
-from _common import add_common_args, emit, log, machine, pin_arrow, versions, workdir  # noqa: E402
+from _common import add_common_args, emit, log, machine, pin_arrow, style_split, versions, workdir  # noqa: E402
 
 ALPHAS = (0.05, 0.1, 0.25, 0.5)
-AI_POLISHED = ("TOEFL_gpt4polished", "HewlettStudentEssay_GPTsimplif")  # sources of AI-polished essays
 TARGETS = {"max_abs_err": 0.03, "ci_coverage": 0.90, "family_accuracy": 0.80}
 
 
@@ -65,33 +63,18 @@ def main() -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from contamscan.config import ScanOptions
-    from contamscan.index import build_index
-    from contamscan.config import ProfileParams
-    from contamscan.style import build_profile, family_of
     from contamscan import scan
+    from contamscan.config import ProfileParams, ScanOptions
+    from contamscan.index import build_index
+    from contamscan.style import build_profile, family_of
 
     data = args.data
-    ai = pq.read_table(data / "ai" / "slop_score.parquet", columns=["id", "model", "prompt_index", "text"]).to_pylist()
-    human = []
-    for p in sorted((data / "human").glob("*.parquet")):
-        human += [r for r in pq.read_table(p, columns=["id", "source", "text"]).to_pylist()
-                  if r["text"] and not r["source"].startswith(AI_POLISHED)]
-    rng = random.Random(args.seed)
-    prompts = sorted({r["prompt_index"] for r in ai})
-    rng.shuffle(prompts)
-    profile_prompts = set(prompts[: len(prompts) // 2])
-    by_source = defaultdict(list)
-    for r in human:
-        by_source[r["source"]].append(r)
+    ai, profile_prompts, halves, rng = style_split(data, args.seed)
     h_profile, h_test = [], []
-    for src in sorted(by_source):
-        rows = sorted(by_source[src], key=lambda r: str(r["id"]))
-        rng.shuffle(rows)
-        half = len(rows) // 2
+    for src, (prof, test) in halves.items():
         if src != args.leave_out:
-            h_profile += rows[:half]
-        h_test += rows[half:]
+            h_profile += prof
+        h_test += test
     a_profile = [r for r in ai if r["prompt_index"] in profile_prompts and r["text"]]
     a_test = [r for r in ai if r["prompt_index"] not in profile_prompts and r["text"]]
     for r in a_test:
