@@ -17,7 +17,8 @@ one process and one core each, best of ``--repeat``:
   flagged documents); also the filter step's own time as datatrove's stats give it, and the
   same reader alone (``datatrove_reader_only``): what contamscan adds to such a pipeline is
   its time less the reader's (``datatrove_added``), datatrove's reader being a cost of the
-  pipeline whatever its steps.
+  pipeline whatever its steps; and against a scan that also writes its flagged documents
+  (``--write-flagged``, as the pipeline's exclusion writer does: ``datatrove_vs_scan_write_flagged``).
 
 Each must flag exactly the scan's documents (``same_documents``); rates are MB of UTF-8 text
 per second, and ``vs_scan`` each one's rate over the scan's (target >= 0.8). Progress goes to
@@ -181,6 +182,15 @@ def main(argv=None):
         flagged_sets["datatrove"] = ids
         result["runs"]["datatrove"] = runs
         log(f"  datatrove ParquetReader + ContamscanFilter: {t:.2f} s, {rates['datatrove']} MB/s")
+
+        # the like-for-like scan: it too writes the flagged documents (--write-flagged), as
+        # the pipeline's exclusion writer does
+        t_wf, _, runs = best(args.repeat, lambda i: contamscan.scan(
+            [str(p) for p in shards], index, wd / f"scan-wf{i}", ScanOptions(workers=1, write_flagged=str(wd / f"wf{i}"))))
+        result["runs"]["scan_write_flagged"] = runs
+        result["scan_write_flagged_mb_per_s"] = rate(nbytes, t_wf)
+        result["datatrove_vs_scan_write_flagged"] = round(rate(nbytes, t) / rate(nbytes, t_wf), 3)
+        log(f"  scan --write-flagged: {t_wf:.2f} s; datatrove against it: {result['datatrove_vs_scan_write_flagged']}")
 
         def reader_only(i):  # datatrove's own cost: the same reader, no step after it
             LocalPipelineExecutor(pipeline=[ParquetReader(str(wd / "data"), text_key="text", id_key="id")], tasks=1,
