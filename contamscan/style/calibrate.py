@@ -123,18 +123,19 @@ def share_deficit(fit_table_row: np.ndarray, lengths: np.ndarray, llw_model: np.
                   weight: np.ndarray) -> tuple[float, float]:
     """(weighted mean deficit, documents weighed): how much worse documents fit one model than
     that model's own documents do (``fit_table_row`` [windows]: its row of the fit table)."""
-    d = fit_table_row[np.searchsorted(lengths, words)] - llw_model
-    ok = np.isfinite(d) & (llw_model > -1e4) & (weight > 0)
+    d = fit_deficits_of(fit_table_row, lengths, llw_model, words)
+    ok = np.isfinite(d) & (weight > 0)
     if not ok.any():
         return float("nan"), 0.0
     return float((weight[ok] * d[ok]).sum() / weight[ok].sum()), float(weight[ok].sum())
 
 
-def _margin(scores: np.ndarray) -> tuple[int, float]:
+def ranked(scores: np.ndarray) -> tuple[np.ndarray, float]:
+    """(family order, best first; the best's margin over the runner-up, inf without one)."""
     order = np.argsort(-scores, kind="stable")
     if len(scores) < 2 or not np.isfinite(scores[order[1]]):
-        return int(order[0]), float("inf")
-    return int(order[0]), float(scores[order[0]] - scores[order[1]])
+        return order, float("inf")
+    return order, float(scores[order[0]] - scores[order[1]])
 
 
 def calibrate(ids_h, h_off, comp_h, ids_a, a_off, comp_a, components: list, kinds: list, human_groups: list,
@@ -210,7 +211,8 @@ def calibrate(ids_h, h_off, comp_h, ids_a, a_off, comp_a, components: list, kind
             continue
         scores = family_scores(llw_a[mine][:, ai_cols[others]], np.ones(int(mine.sum())), fam_index[others],
                                len(fam_names))
-        top, margin = _margin(scores)
+        order, margin = ranked(scores)
+        top = int(order[0])
         m = best_model(llw_a[mine][:, ai_cols[others]], np.ones(int(mine.sum())), fam_index[others], top)
         col = ai_cols[others][m]
         deficit, _ = share_deficit(fit_table[col], lengths, llw_a[mine][:, col], L_a[mine], np.ones(int(mine.sum())))
@@ -239,7 +241,8 @@ def calibrate(ids_h, h_off, comp_h, ids_a, a_off, comp_a, components: list, kind
         rest = np.flatnonzero(np.arange(len(ai_cols)) != m)
         scores = family_scores(llw_a[mine][:, ai_cols[rest]], np.ones(int(mine.sum())), fam_index[rest],
                                len(fam_names))
-        top, margin = _margin(scores)
+        order, margin = ranked(scores)
+        top = int(order[0])
         lomo[components[col]] = {"chosen": fam_names[top], "right": bool(top == f), "margin": round(margin, 5)}
         gaps.append(float(llw_ho[mine][:, col].mean() - llw_a[mine][:, ai_cols[siblings]].max(1).mean()))
 

@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 
 from ..errors import ContamscanError
-from .calibrate import NOISE_Z, best_model, family_scores, fit_deficits, per_word_loglik, share_deficit
+from .calibrate import NOISE_Z, best_model, family_scores, fit_deficits, per_word_loglik, ranked, share_deficit
 from .kernels import em, em_boundary
 from .profile import AI, OBS_SCALE, Profile
 from .tree import distances, nearest_component, share_rates
@@ -113,16 +113,16 @@ class Attribution:
         self.cal = cal
         self.replicates = []
 
+    def _ai_posterior(self, f, pi) -> np.ndarray:
+        """Each document's probability of being AI-written under the mixture ``pi``."""
+        den = f @ pi
+        return np.where(den > 0, (f[:, self.ai] @ pi[self.ai]) / np.where(den > 0, den, 1.0), 0.0)
+
     def _ranking(self, rows, counts, pi):
         """(family order best first, margin, best model of the best family, AI documents)."""
-        f = self.f[rows]
-        den = f @ pi
-        r = np.where(den > 0, (f[:, self.ai] @ pi[self.ai]) / np.where(den > 0, den, 1.0), 0.0)
-        weight = counts * r
+        weight = counts * self._ai_posterior(self.f[rows], pi)
         scores = family_scores(self.llw[rows], weight, self.family_index, len(self.family_names))
-        order = np.argsort(-scores, kind="stable")
-        margin = float(scores[order[0]] - scores[order[1]]) if len(order) > 1 and np.isfinite(scores[order[1]]) \
-            else float("inf")
+        order, margin = ranked(scores)
         model = best_model(self.llw[rows], weight, self.family_index, int(order[0]))
         return order, margin, model, float(weight.sum()), bool(np.isfinite(scores[order[0]]))
 
@@ -131,12 +131,9 @@ class Attribution:
         table = (self.cal.get("fit") or {}).get(self.models[model])
         if table is None or not len(self.fit):
             return float("nan"), 0.0
-        row = np.array([np.nan if x is None else x for x in table])
-        f = self.f
-        den = f @ pi
-        r = np.where(den > 0, (f[:, self.ai] @ pi[self.ai]) / np.where(den > 0, den, 1.0), 0.0)
         lengths = np.array(self.profile.params.windows, np.int64)
-        return share_deficit(row, lengths, self.llw[:, model] + self.fit, self.words, r)
+        return share_deficit(_fit_row(table), lengths, self.llw[:, model] + self.fit, self.words,
+                             self._ai_posterior(self.f, pi))
 
     def add_replicate(self, rows, counts, pi) -> None:
         order, margin, model, _, ok = self._ranking(rows, counts.astype(np.float64), pi)
@@ -188,6 +185,11 @@ class Attribution:
         return out
 
 
+def _fit_row(values: list) -> np.ndarray:
+    """A component's row of the calibration's fit table, as floats (NaN: no documents)."""
+    return np.array([np.nan if x is None else x for x in values], np.float64)
+
+
 def coverage_warnings(profile: Profile, ll: np.ndarray, words: np.ndarray, fit: np.ndarray) -> tuple:
     """(warnings, deficit): whether the shard's documents fit the profile differently from its
     own held-out documents by the calibrated ``fit_deficit`` (:mod:`.calibrate`: a genre,
@@ -195,7 +197,7 @@ def coverage_warnings(profile: Profile, ll: np.ndarray, words: np.ndarray, fit: 
     cal = profile.calibration or {}
     if "fit" not in cal or not len(ll):
         return [], None
-    table = np.array([[np.nan if x is None else x for x in cal["fit"][c]] for c in profile.components])
+    table = np.array([_fit_row(cal["fit"][c]) for c in profile.components])
     lengths = np.array(profile.params.windows, np.int64)
     # per word, with each row's own level back: ll is minus its max, fit is the max per word
     llw = per_word_loglik(ll.astype(np.float64), words) + fit[:, None]
@@ -243,9 +245,9 @@ class StyleTally:
         att = Attribution(p, ll, words, fit)
         alpha, ci, ai_w, reps, pi = estimate(ll, p.human_mask, on_replicate=att.add_replicate)
         attribution = att.result(alpha, pi)
-        attribution["distance"] = _attachment(p, self.obs / OBS_SCALE, self.nd, alpha)
-        warnings, deficit = coverage_warnings(p, ll, words, fit)
         by_window = self.obs / OBS_SCALE
+        attribution["distance"] = _attachment(p, by_window, self.nd, alpha)
+        warnings, deficit = coverage_warnings(p, ll, words, fit)
         obs = by_window.sum(0)
         nz = np.flatnonzero(obs)
         by_label = _by_label(p.labels, list(ai_w))
