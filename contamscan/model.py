@@ -11,6 +11,7 @@ from typing import TypedDict
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 HISTOGRAM_BINS = 10  # best-candidate similarity in bins of 0.1
 MAX_ERROR_EXAMPLES = 5
@@ -106,10 +107,42 @@ MATCH_SCHEMA = pa.schema([
 SHARED_WITH_KNOWN_HUMAN = "shared_with_known_human"  # the kind of a match that flags nothing (--known-human)
 
 
+def empty(schema: pa.Schema) -> pa.Table:
+    """A table of no rows (``Schema.empty_table`` imports pandas: 0.2 s of a short run)."""
+    return pa.Table.from_batches([], schema)
+
+
+def read_parquet(source) -> pa.Table:
+    """A whole Parquet file (a path or file object) as a table: ``pq.read_table`` goes through
+    ``pyarrow.dataset``, whose import (and pandas') costs a short run 0.3 s."""
+    return pq.ParquetFile(source).read()
+
+
+def numpy_of(values) -> np.ndarray:
+    """A numeric or boolean Arrow array (or chunked array) as numpy: read from its buffers,
+    as ``to_numpy`` would but without its first call's import of pandas. Nulls read as
+    ``to_numpy(zero_copy_only=False)`` gives them."""
+    if isinstance(values, pa.ChunkedArray):
+        if values.num_chunks == 1:
+            return numpy_of(values.chunk(0))
+        return np.concatenate([numpy_of(c) for c in values.chunks]) if values.num_chunks else \
+            np.zeros(0, values.type.to_pandas_dtype())
+    if values.null_count:
+        return values.to_numpy(zero_copy_only=False)
+    if pa.types.is_boolean(values.type):
+        values = values.cast(pa.uint8())
+        return np.frombuffer(values.buffers()[1], np.uint8)[values.offset:values.offset + len(values)].view(np.bool_)
+    dtype = np.dtype(values.type.to_pandas_dtype())
+    buf = values.buffers()[1]
+    if buf is None:
+        return np.zeros(0, dtype)
+    return np.frombuffer(buf, dtype)[values.offset:values.offset + len(values)]
+
+
 def flags(matches: pa.Table) -> np.ndarray:
     """Which rows of matches.parquet (or of a batch's part of it) flag their document: all but
     the matches through text known to be human-written (``kind`` shared_with_known_human)."""
-    return pc.not_equal(matches.column("kind"), SHARED_WITH_KNOWN_HUMAN).to_numpy(zero_copy_only=False)
+    return numpy_of(pc.not_equal(matches.column("kind"), SHARED_WITH_KNOWN_HUMAN))
 
 
 def flagging(matches: pa.Table) -> pa.Table:

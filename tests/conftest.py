@@ -1,6 +1,11 @@
+import os
 from pathlib import Path
 
-import _locations
+# a compiled kernel called off its signature is a bug here, not a JIT fallback (contamscan.native);
+# set before contamscan is imported, and inherited by the workers the tests start
+os.environ.setdefault("CONTAMSCAN_KERNELS_STRICT", "1")
+
+import _locations  # noqa: E402
 import pyarrow.parquet as pq
 import pytest
 

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from ..errors import ContamscanError, FieldMissingError, FieldTypeError, ShardReadError
 from ..io import Location
-from ..model import BadRecord, Batch, Fields, Shard
+from ..model import BadRecord, Batch, Fields, Shard, numpy_of
 from .fields import Path, arrow_units, parse, resolve_type, type_hint
 from .fields import py_str as scalar_str  # noqa: F401 (the readers' name for it)
 
@@ -299,7 +299,7 @@ def convert_arrow(container, plan: ArrowPlan, row0: int, shard: Shard, strict: b
         bad: tuple[BadRecord, ...] = ()
     else:
         valid = text.is_valid()
-        mask = valid.to_numpy(zero_copy_only=False)
+        mask = numpy_of(valid)
         bad = _null_records(~mask, no_match, row0)
         if strict:
             raise_strict(shard, bad[0])

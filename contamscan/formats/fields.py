@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ContamscanError
+from ..model import numpy_of
 
 JOIN = "\n\n"  # between the values of the items a filter selects
 
@@ -245,8 +246,8 @@ def _path_units(container, path: Path, n: int, to_str) -> Units:
             arr = arr.combine_chunks()
         if not s.is_list:
             continue
-        offsets = arr.offsets.to_numpy().astype(np.int64)
-        valid = arr.is_valid().to_numpy(zero_copy_only=False)
+        offsets = numpy_of(arr.offsets).astype(np.int64)
+        valid = numpy_of(arr.is_valid())
         lengths = np.where(valid, np.diff(offsets), 0)
         if s.index is not None:
             i = s.index
@@ -269,7 +270,7 @@ def _path_units(container, path: Path, n: int, to_str) -> Units:
             key = pc.if_else(key, "true", "false")
         elif not _stringish(key.type):
             key = pc.cast(key, pa.large_string())
-        match = pc.fill_null(pc.equal(key, pa.scalar(s.where[1], key.type)), False).to_numpy(zero_copy_only=False)
+        match = numpy_of(pc.fill_null(pc.equal(key, pa.scalar(s.where[1], key.type)), False))
         sel = np.flatnonzero(match)
         arr = items.take(pa.array(sel))
         turn = (idx - np.repeat(starts, lengths))[sel]
@@ -277,7 +278,7 @@ def _path_units(container, path: Path, n: int, to_str) -> Units:
         filtered[parent] = True
         no_match |= valid & ~filtered
     values = to_str(arr)
-    ok = values.is_valid().to_numpy(zero_copy_only=False)
+    ok = numpy_of(values.is_valid())
     if parent is None:
         parent = np.arange(n, dtype=np.int64)
     keep = np.flatnonzero(ok)

@@ -19,7 +19,7 @@ import pyarrow.json as pajson
 
 from ..errors import ContamscanError, FieldMissingError, FieldTypeError
 from ..io import Location
-from ..model import BadRecord, Batch, Fields, Shard
+from ..model import BadRecord, Batch, Fields, Shard, numpy_of
 from .base import (
     READ_ERRORS,
     SplitCounts,
@@ -477,7 +477,7 @@ def _fast_block(data: bytes, newlines: np.ndarray, plan: _JsonPlan, row0: int, l
     if plan.simple["text"] and not plan.per_turn:
         text = extract(table, [st.name for st in plan.text[0].steps])
         if text.null_count:
-            suspects.update(np.flatnonzero(text.is_null().to_numpy(zero_copy_only=False)).tolist())
+            suspects.update(np.flatnonzero(numpy_of(text.is_null())).tolist())
         text = to_large_string(text)
         line_of = np.arange(n, dtype=np.int64)  # the block line of each unit
         turns = None

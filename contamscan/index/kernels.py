@@ -13,22 +13,22 @@ cache misses.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
+from ..native import jit, kernel
 from ..sketch.lsh import band_key
 
 CHUNK = 64  # documents whose lookups are issued together: their cache lines fit in L2
 TOUCH_ABOVE = 8 << 20  # bytes of tags from which the kernels touch a chunk's lines first
 
 
-@numba.njit(inline="always")
+@jit(inline="always")
 def band_tag(key, bits):
     """A band key's tag: the 16 bits after its ``bits`` top bits, which the directory tells."""
     return (key << np.uint64(bits)) >> np.uint64(48)
 
 
-@numba.njit(inline="always")
+@jit(inline="always")
 def _append(arr, n, value):
     """arr[n] = value, growing ``arr``; returns the array."""
     if n == arr.shape[0]:
@@ -39,7 +39,10 @@ def _append(arr, n, value):
     return arr
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel(
+    "uint64(uint32[:, ::1], boolean[::1], uint16[:, ::1], int32[:, ::1], int32[:, ::1], int64, int64, uin"
+    "t32[:, ::1], int32[::1], int64, boolean, int64[::1], int64[::1], int64[::1], int64[::1], int64[::1])"
+)
 def query_kernel(sigs, skip, tags, refs, directory, bits, rows, ref_sigs, label_codes, min_equal, touch,
                   best_ref, best_equal, n_cand, alt_ref, alt_equal):
     """For each signature: the reference with most equal slots among the LSH candidates
@@ -137,7 +140,7 @@ def query_kernel(sigs, skip, tags, refs, directory, bits, rows, ref_sigs, label_
     return touched  # meaningless; returning it keeps the touching reads from being optimised away
 
 
-@numba.njit(inline="always")
+@jit(inline="always")
 def _best_other_label(refs, scores, n, best, label_codes):
     """Among ``refs[:n]``, the one scoring most whose label is not ``refs[best]``'s (the first
     of equals); -1 if none."""
@@ -148,7 +151,7 @@ def _best_other_label(refs, scores, n, best, label_codes):
     return alt
 
 
-@numba.njit(inline="always")
+@jit(inline="always")
 def _first_tag(tags, lo, hi, tag):
     """Where ``tag`` is or would be among ``tags[lo:hi]``: a bucket's tags are in order."""
     while lo < hi and tags[lo] < tag:
@@ -156,7 +159,7 @@ def _first_tag(tags, lo, hi, tag):
     return lo
 
 
-@numba.njit(inline="always")
+@jit(inline="always")
 def _shares_band(a, b, bands, rows):
     """Whether signatures ``a`` and ``b`` agree on every row of some band."""
     for band in range(bands):
@@ -170,7 +173,7 @@ def _shares_band(a, b, bands, rows):
     return False
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _drop_repeats(hits, pos, own, nh, a_key, lo):
     """Keep the hits of each key's first occurrence in the document (``hits`` holds
     (reference << 32) | ordinal, ordinals counted from ``lo``; ``pos`` and ``own`` are
@@ -203,7 +206,10 @@ DRIFT_WORDS = 4.0  # a chain step may shift the diagonal by this many words, plu
 DRIFT_SHARE = 0.25  # this share of the step's length (edits insert and delete words)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel(
+    "Tuple((float64, int64, int64, int64, boolean))(int64[::1], int64[::1], int64[::1], boolean[::1], int"
+    "64, int64, float64, float64[::1], int64[::1])"
+)
 def best_chain(ords, doc_words, ref_words, own, start, stop, miss_penalty, score, back):
     """The best co-linear chain of one reference's hits ``start:stop`` (in document order:
     ``ords`` the document anchor ordinals, ``doc_words`` / ``ref_words`` the word positions of
@@ -256,7 +262,12 @@ def best_chain(ords, doc_words, ref_words, own, start, stop, miss_penalty, score
     return best, n, ords[start + first], ords[start + best_end], tight
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel(
+    "uint64(int64[::1], uint64[::1], int32[::1], uint16[::1], int32[::1], uint16[::1], int32[::1], int64,"
+    " int32[::1], int64, float64, boolean, int64[::1], float64[::1], int64[::1], int64[::1], int64[::1], "
+    "boolean[::1], int64[::1], int64[::1], float64[::1], int64[:, ::1], float64[:, ::1], int64[:, ::1], i"
+    "nt64[:, ::1], boolean[:, ::1], int64[:, ::1])"
+)
 def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, label_codes, min_hits, miss_penalty,
                   touch, best_ref, seg_score, seg_hits, seg_first, seg_last, seg_tight, total_hits, alt_ref, alt_score,
                   more_ref, more_score, more_first, more_last, more_tight, more_total):

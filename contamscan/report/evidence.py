@@ -23,7 +23,7 @@ import re
 import numpy as np
 import pyarrow as pa
 
-from ..model import EVIDENCE_SCHEMA, match_order
+from ..model import EVIDENCE_SCHEMA, empty, match_order, numpy_of
 
 EXCERPT_CHARS = 1500  # longest excerpt, on each side
 LEAD_CHARS = 200  # context kept before a span too long to show whole
@@ -151,9 +151,9 @@ class EvidenceKeeper:
         batch position of match ``i``'s document in ``texts`` and ``refs[i]`` its reference."""
         if self.k <= 0 or part.num_rows == 0:
             return
-        cont = part.column("containment").to_numpy(zero_copy_only=False)
-        sim = part.column("similarity").to_numpy(zero_copy_only=False)
-        rows = part.column("row").to_numpy(zero_copy_only=False)
+        cont = numpy_of(part.column("containment"))
+        sim = numpy_of(part.column("similarity"))
+        rows = numpy_of(part.column("row"))
         best = np.lexsort((rows, -sim, -cont))[: self.k]
         worst = self.items[-1][0] if len(self.items) >= self.k else None
         take = []
@@ -194,7 +194,7 @@ class EvidenceKeeper:
 def evidence_table(results) -> pa.Table:
     """evidence.parquet: the evidence rows of every shard, in shard order then rank."""
     rows = [row for r in results for row in getattr(r, "evidence", ())]
-    return pa.Table.from_pylist(rows, schema=EVIDENCE_SCHEMA) if rows else EVIDENCE_SCHEMA.empty_table()
+    return pa.Table.from_pylist(rows, schema=EVIDENCE_SCHEMA) if rows else empty(EVIDENCE_SCHEMA)
 
 
 __all__ = ["EvidenceKeeper", "evidence_table", "pair_excerpts", "doc_excerpt"]

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from ..errors import ContamscanError, FailedShardsError, GateError, NoDocumentsError
 from ..io import Location
-from ..model import EVIDENCE_SCHEMA, MATCH_SCHEMA
+from ..model import EVIDENCE_SCHEMA, MATCH_SCHEMA, empty, read_parquet
 from .build import match_kinds
 from .render.html import render_html
 from .render.markdown import render_markdown
@@ -28,12 +28,12 @@ def write_outputs(out, report: dict, match_files, evidence: pa.Table | None = No
     are never all in memory."""
     out = Location.of(out)
     out.mkdir()
-    evidence = evidence if evidence is not None else EVIDENCE_SCHEMA.empty_table()
+    evidence = evidence if evidence is not None else empty(EVIDENCE_SCHEMA)
     kinds = Counter()
 
     def matches():
         for f in match_files:
-            t = pq.read_table(f).cast(MATCH_SCHEMA)
+            t = read_parquet(f).cast(MATCH_SCHEMA)
             kinds.update(match_kinds([t]))  # for the model chart, as the tables go by
             yield t
 
@@ -106,7 +106,7 @@ def read_outputs(out) -> Outputs:
     report = read_report(loc)
     kinds = _read_parquet(loc.join("matches.parquet"),
                           lambda f: match_kinds(_batches(pq.ParquetFile(f), ["label", "kind", "row", "rank"])))
-    return Outputs(report, kinds, _read_parquet(loc.join("evidence.parquet"), pq.read_table))
+    return Outputs(report, kinds, _read_parquet(loc.join("evidence.parquet"), read_parquet))
 
 
 def rerender(out) -> Outputs:
@@ -190,7 +190,7 @@ class ScanReport:
     def _table(self, name: str) -> pa.Table:
         if self.out is None:
             raise ContamscanError("the scan wrote no output directory")
-        return _read_parquet(Location.of(self.out).join(name), pq.read_table)
+        return _read_parquet(Location.of(self.out).join(name), read_parquet)
 
     def check(self, fail_above: float | None = None, fail_above_shard: float | None = None) -> None:
         """Raise when the scan should fail a pipeline step: :class:`~contamscan.errors.FailedShardsError`

@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from ..errors import ContamscanError
 from ..formats.base import EXTENSIONS
 from ..io import Location
-from ..model import Batch, Shard
+from ..model import Batch, Shard, numpy_of
 from .match import BatchMatches
 from .matcher import ANNOTATION_SCHEMA, annotations
 
@@ -144,8 +144,8 @@ class AnnotationWriter:
         if not parts:
             return
         table = pa.concat_tables(parts)
-        table = table.take(pa.array(np.argsort(table.column("row").to_numpy(), kind="stable")))
-        rows = table.column("row").to_numpy()
+        table = table.take(pa.array(np.argsort(numpy_of(table.column("row")), kind="stable")))
+        rows = numpy_of(table.column("row"))
         start = self._next if self._next is not None else int(rows[0])
         if not np.array_equal(rows, np.arange(start, start + len(rows))):  # one row per record, none missing
             raise ContamscanError(f"{self.shard.relpath}: annotation rows {int(rows[0])}..{int(rows[-1])} are not the "

@@ -32,13 +32,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import xxhash
 
 from ..errors import ContamscanError, OutputWriteError
 from ..io import Location
 from ..io.artifact import manifest_digest
-from ..model import MATCH_SCHEMA, ShardResult, flagging
+from ..model import MATCH_SCHEMA, ShardResult, flagging, read_parquet
 from .fingerprint import content_digest
 
 STATE_DIR = ".contamscan"
@@ -218,7 +217,7 @@ def _checkpoint(path: Path, matches: Path) -> ShardResult | None:
     if not all(isinstance(v, _FIELDS[k]) and not isinstance(v, bool) for k, v in fields.items()):
         return None
     try:  # the whole file, as the final matches.parquet will read it
-        table = pq.read_table(matches)
+        table = read_parquet(matches)
     except (OSError, pa.ArrowException):
         return None
     # a row per flagged document and source (and turn): the documents are the distinct rows

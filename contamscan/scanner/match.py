@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from ..config import ScanOptions
 from ..index import ReferenceIndex
 from ..index.kernels import best_chain
-from ..model import HISTOGRAM_BINS, MATCH_SCHEMA, SHARED_WITH_KNOWN_HUMAN, flags
+from ..model import HISTOGRAM_BINS, MATCH_SCHEMA, SHARED_WITH_KNOWN_HUMAN, empty, flags
 from ..sketch.minhash import INVALID_UTF8, Anchors, Hasher, char_spans
 
 CLOSE = 0.9  # another label's evidence within this ratio of the best's makes a match ambiguous
@@ -219,7 +219,7 @@ def match_batch(texts: pa.Array, index: ReferenceIndex, hasher: Hasher, options:
         dense = (part.total_hits >= options.min_anchors) & (part.total_hits >= DENSE * n_anchors)
         partial = (part.best_ref >= 0) & (chained | dense)
     hit = np.flatnonzero(whole | partial)
-    none = BatchMatches(_DOC_SCHEMA.empty_table(), np.zeros(0, np.int64), np.zeros(0, np.int64), invalid, histogram)
+    none = BatchMatches(empty(_DOC_SCHEMA), np.zeros(0, np.int64), np.zeros(0, np.int64), invalid, histogram)
     if not len(hit):
         return none
     is_whole = whole[hit]

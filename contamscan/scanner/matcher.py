@@ -19,7 +19,7 @@ from ..config import ScanOptions
 from ..errors import ContamscanError
 from ..index import ReferenceIndex, open_index
 from ..io import Location
-from ..model import MATCH_SCHEMA, flags
+from ..model import MATCH_SCHEMA, empty, flags, numpy_of
 from ..sketch.minhash import Hasher
 from .match import BatchMatches, match_batch
 
@@ -97,7 +97,7 @@ def _as_texts(texts) -> tuple[pa.Array, np.ndarray]:
     if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
         raise ContamscanError(f"texts must be strings, got {texts.type}")
     texts = texts.cast(pa.large_string())
-    null = texts.is_null().to_numpy(zero_copy_only=False)
+    null = numpy_of(texts.is_null())
     if null.any():
         texts = pc.fill_null(texts, "")
     return texts, null
@@ -170,7 +170,7 @@ class Matcher:
         """(first text, its matches) per slice of ``texts`` of about ``batch_bytes`` of text,
         as a scan cuts a shard: memory stays bounded whatever the call holds."""
         n = len(texts)
-        sizes = pc.binary_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
+        sizes = numpy_of(pc.binary_length(texts)).astype(np.int64)
         start, cap = 0, self.options.batch_bytes
         cum = np.concatenate([[0], np.cumsum(sizes)])
         while start < n:
@@ -213,7 +213,7 @@ class Matcher:
                 t = t.set_column(t.schema.get_field_index("doc_id"), "doc_id", id_arr.take(pa.array(m.hit + start)))
             parts.append(t.add_column(0, "row", pa.array(m.hit + start, pa.int64())))
         if not parts:
-            return MATCHER_SCHEMA.empty_table()
+            return empty(MATCHER_SCHEMA)
         return pa.concat_tables(parts).cast(MATCHER_SCHEMA)
 
     def annotate(self, texts) -> pa.Table:
@@ -232,7 +232,7 @@ class Matcher:
         """
         arr, null = _as_texts(texts)
         parts = [annotations(m, arr.slice(start, len(m.invalid))) for start, m in self._batches(arr)]
-        table = pa.concat_tables(parts) if parts else ANNOTATION_SCHEMA.empty_table()
+        table = pa.concat_tables(parts) if parts else empty(ANNOTATION_SCHEMA)
         if null.any():
             error = pc.if_else(pa.array(null), pa.scalar("text_null"), table.column("error"))
             table = table.set_column(table.schema.get_field_index("error"), "error", error)
@@ -273,11 +273,11 @@ def annotations(m: BatchMatches, texts: pa.Array, records: np.ndarray | None = N
         return pc.if_else(mask, pa.scalar(None, col.type), col.take(take))
 
     # spans: a whole-document match without a span (a text too short for anchors) covers the text
-    start = t.column("char_start").to_numpy(zero_copy_only=False) if len(t) else np.zeros(0)
-    end = t.column("char_end").to_numpy(zero_copy_only=False) if len(t) else np.zeros(0)
+    start = numpy_of(t.column("char_start")) if len(t) else np.zeros(0)
+    end = numpy_of(t.column("char_end")) if len(t) else np.zeros(0)
     no_span = np.isnan(start.astype(np.float64)) if len(t) else np.zeros(0, np.bool_)
     if no_span.any():
-        chars = pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
+        chars = numpy_of(pc.utf8_length(texts)).astype(np.int64)
         start = np.where(no_span, 0, np.nan_to_num(start.astype(np.float64))).astype(np.int64)
         end = np.where(no_span, chars[hit], np.nan_to_num(end.astype(np.float64))).astype(np.int64)
     turn = pa.array(turns[hit], pa.int64(), mask=turns[hit] < 0) if turns is not None else pa.nulls(len(t), pa.int64())

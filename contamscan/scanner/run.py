@@ -15,7 +15,7 @@ from ..errors import ContamscanError, FieldTypeError, ShardReadError
 from ..formats import check_fields
 from ..index import ReferenceIndex, open_index
 from ..io import Location, OutputDir
-from ..model import MATCH_SCHEMA, Fields, Shard, ShardResult
+from ..model import MATCH_SCHEMA, Fields, Shard, ShardResult, empty
 from ..report.build import add_ai_share, build_report, sampling_note
 from ..report.evidence import evidence_table
 from ..report.write import FINAL_OUTPUTS, REPORT, ScanReport, write_outputs
@@ -249,7 +249,7 @@ def _run_units(units, numbers, index, options: ScanOptions, progress, checkpoint
                                 **({"row_groups": [piece[0], piece[-1]]} if piece else {})})
         # its matches are in its checkpoint now (and needed only there): memory stays
         # flat however many documents the dataset flags
-        return dataclasses.replace(result, matches=MATCH_SCHEMA.empty_table())
+        return dataclasses.replace(result, matches=empty(MATCH_SCHEMA))
 
     return executor_for(options).run(units, index, options, progress, finished)
 

@@ -28,8 +28,10 @@ from ..model import (
     Fields,
     Shard,
     ShardResult,
+    empty,
     flagging,
     match_order,
+    numpy_of,
 )
 from ..report.evidence import EvidenceKeeper
 from ..sketch.minhash import Hasher
@@ -82,7 +84,7 @@ class ShardTally:
                 raise ContamscanError(f"{self.shard.relpath}: row {int(rows[0])}: invalid_utf8 (text is not valid UTF-8)")
             self.add_bad(BadRecord(int(r), None, "invalid_utf8", "text is not valid UTF-8") for r in rows)
         valid = ~m.invalid
-        n_bytes = pc.binary_length(batch.texts).to_numpy(zero_copy_only=False).astype(np.int64)
+        n_bytes = numpy_of(pc.binary_length(batch.texts)).astype(np.int64)
         self.documents += int(valid.sum())
         self.bytes += int(n_bytes[valid].sum())
         if self.style is not None:
@@ -135,7 +137,7 @@ class ShardTally:
                                       f"valid UTF-8)")
             self.add_bad(BadRecord(int(r), None, "invalid_utf8", "a turn is not valid UTF-8") for r in bad_rows)
         valid = ~np.isin(rows, bad_rows)
-        n_bytes = pc.binary_length(batch.texts).to_numpy(zero_copy_only=False).astype(np.int64)
+        n_bytes = numpy_of(pc.binary_length(batch.texts)).astype(np.int64)
         self.documents += len(np.unique(rows[valid]))
         self.bytes += int(n_bytes[valid].sum())
         if self.style is not None:
@@ -155,7 +157,7 @@ class ShardTally:
         self._keep(batch, m, hit, batch.turns[hit])
 
     def result(self, seconds: float) -> ShardResult:
-        matches = pa.concat_tables(self.match_parts) if self.match_parts else MATCH_SCHEMA.empty_table()
+        matches = pa.concat_tables(self.match_parts) if self.match_parts else empty(MATCH_SCHEMA)
         return ShardResult(
             shard=self.shard.relpath, status="ok", documents=self.documents, bytes=self.bytes,
             flagged_documents=self.flagged, flagged_bytes=self.flagged_bytes,
@@ -268,7 +270,7 @@ def scan_shard(shard: Shard, index: ReferenceIndex, options: ScanOptions, hasher
         if failure is not None:
             raise ContamscanError(failure)
         if options.write_clean or options.write_flagged:
-            flagged_rows = np.unique(flagging(result.matches).column("row").to_numpy())
+            flagged_rows = np.unique(numpy_of(flagging(result.matches).column("row")))
             counts = split_shard(shard, flagged_rows, options.write_clean, options.write_flagged)
             if counts.clean + counts.flagged != result.documents + result.bad_records:
                 raise ContamscanError(f"{shard.relpath}: the clean and flagged outputs hold {counts.clean} + "

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import functools
 
-import numba
 import numpy as np
+
+from ..native import jit, kernel
 
 
 def _band_error_integrals(threshold: float, num_perm: int):
@@ -56,7 +57,7 @@ _K2 = np.uint64(0xBF58476D1CE4E5B9)
 _K3 = np.uint64(0x94D049BB133111EB)
 
 
-@numba.njit(inline="always")
+@jit(inline="always")
 def mix64(x):
     # splitmix64 finaliser: a bijection on 64-bit values with full avalanche
     x ^= x >> np.uint64(30)
@@ -67,7 +68,7 @@ def mix64(x):
     return x
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("uint64(uint32[::1], int64, int64)")
 def band_key(sig, band, rows):
     k = mix64(np.uint64(band) * _K1 + _K1)
     base = band * rows
@@ -76,7 +77,7 @@ def band_key(sig, band, rows):
     return k
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("uint64[:, ::1](uint32[:, ::1], int64, int64)")
 def band_keys(sigs, bands, rows):
     """Band keys of many signatures: uint64 [n, bands]."""
     n = sigs.shape[0]

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import pyarrow as pa
 
+from ..native import jit, kernel
 from .lsh import mix64
 from .text import MAX_TAG_BYTES, fold_table
 
@@ -61,24 +61,24 @@ _SEP, _MARKUP, _NONASCII = 0, 0xFE, 0xFF
 _PAD = 16  # bytes after the normalised text that _xxh32 may read (not hash)
 
 
-@numba.njit(inline="always")
+@jit(inline="always")
 def _ix(i):
     # an unsigned index: numba skips its negative-index wraparound code, which otherwise
     # costs a compare and cmov per access and stops LLVM merging adjacent byte loads
     return np.uint64(i)
 
 
-@numba.njit(inline="always")
+@jit(inline="always")
 def _mul(x, y):
     return _U32(x * y)
 
 
-@numba.njit(inline="always")
+@jit(inline="always")
 def _rotl(x, r):
     return _U32((x << _U32(r)) | (x >> _U32(32 - r)))
 
 
-@numba.njit(inline="always")
+@jit(inline="always")
 def _u32le(buf, i):
     # or-of-shifted bytes: LLVM merges this into one unaligned 32-bit load
     return _U32(
@@ -89,12 +89,12 @@ def _u32le(buf, i):
     )
 
 
-@numba.njit(inline="always")
+@jit(inline="always")
 def _round(v, lane):
     return _mul(_rotl(_U32(v + _mul(lane, _P2)), 13), _P1)
 
 
-@numba.njit(inline="always")
+@jit(inline="always")
 def _xxh32(buf, start, end, seed):
     n = end - start
     i = start
@@ -134,7 +134,7 @@ def _xxh32(buf, start, end, seed):
     return _U32(h ^ (h >> _U32(16)))
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("uint32(uint8[::1], int64, int64, int64)")
 def xxh32(buf, start, end, seed=0):
     """xxHash32 of ``buf[start:end]``."""
     seed = _U32(seed)
@@ -145,7 +145,7 @@ def xxh32(buf, start, end, seed=0):
     return _xxh32(buf, start, end, seed)
 
 
-@numba.njit(inline="always")
+@jit(inline="always")
 def _fmix32(h):
     h = _U32(h ^ (h >> _U32(16)))
     h = _mul(h, _U32(0x85EBCA6B))
@@ -154,22 +154,22 @@ def _fmix32(h):
     return _U32(h ^ (h >> _U32(16)))
 
 
-@numba.njit(inline="always")
+@jit(inline="always")
 def _is_alpha(c):
     return (65 <= c <= 90) or (97 <= c <= 122)
 
 
-@numba.njit(inline="always")
+@jit(inline="always")
 def _is_alnum(c):
     return _is_alpha(c) or (48 <= c <= 57)
 
 
-@numba.njit(inline="always")
+@jit(inline="always")
 def _is_hex(c):
     return (48 <= c <= 57) or (65 <= c <= 70) or (97 <= c <= 102)
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _markup_end(data, i, end):
     """End of a tag or entity starting at ``data[i]``, or -1 (same rules as text._TAG/_ENTITY)."""
     c = data[i]
@@ -215,7 +215,7 @@ def _markup_end(data, i, end):
     return -1
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _utf8_continuations(data, start, end):
     """Continuation bytes in ``data[start:end]`` (strict UTF-8), or -1 if it is not valid."""
     n = 0
@@ -245,7 +245,7 @@ def _utf8_continuations(data, start, end):
     return n
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _normalize_into(data, start, end, fold_off, fold_data, byte_class, buf, ws, wo, we):
     """Write the normalised words of ``data[start:end]`` into ``buf`` (single spaces
     between words) and their start offsets into ``ws``, followed by the sentinel
@@ -365,7 +365,7 @@ _ANCHOR_SEED = _U32(0x9E3779B1)
 _FULL_BUF, _FULL_ANCHORS = 1, 2  # why the kernel stopped before the last document
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _update(sig, xs, n, a, b):
     """sig[j] = min(sig[j], a[j] * x + b[j] mod 2**32) over ``x`` in ``xs[:n]`` (fmix32'd
     hashes). The inner loops over ``j`` vectorise to 32-bit lanes."""
@@ -390,7 +390,12 @@ def _update(sig, xs, n, a, b):
         k += 1
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel(
+    "UniTuple(int64, 3)(uint8[::1], int64[::1], int64, int32[::1], uint8[::1], uint8[::1], int64, uint32["
+    "::1], uint32[::1], uint32[:, ::1], int64[::1], int64[::1], uint8[::1], uint8[::1], int64[::1], int64"
+    "[::1], int64[::1], uint32[::1], int64, uint64[::1], int32[::1], int32[::1], int64[::1], int64[::1], "
+    "int64)"
+)
 def _signature_kernel(data, offsets, first, fold_off, fold_data, byte_class, ngram, a, b, sigs, n_shingles, n_chars,
                       status, buf, ws, wo, we, xs, anchor_limit, a_key, a_doc, a_word, a_start, a_stop, m):
     """Signatures of documents ``first..`` of an Arrow string array (``data``/``offsets``),
@@ -465,7 +470,7 @@ def _utf8_buffers(texts) -> tuple[np.ndarray, np.ndarray]:
     return offsets, data
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("void(uint8[::1], int64[::1], int64[::1], int64[::1], int64[::1], int64[::1], int64[::1])")
 def _char_offsets(data, offsets, docs, byte_start, byte_stop, char_start, char_end):
     for i in range(docs.shape[0]):
         base, b0, b1 = offsets[docs[i]], byte_start[i], byte_stop[i]

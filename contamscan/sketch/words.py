@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
+from ..native import kernel
 from .minhash import (
     _FULL_ANCHORS,
     _FULL_BUF,
@@ -27,7 +27,11 @@ __all__ = ["Words", "word_hashes"]
 
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel(
+    "UniTuple(int64, 3)(uint8[::1], int64[::1], int64, int32[::1], uint8[::1], uint8[::1], uint8[::1], in"
+    "t64[::1], int64[::1], int64[::1], int64, uint32[::1], int64[::1], int64[::1], int64, int64[::1], uin"
+    "t8[::1], boolean)"
+)
 def _word_hash_kernel(data, offsets, first, fold_off, fold_data, byte_class, buf, ws, wo, we, max_words,
                       out, out_start, out_stop, m, n_words, status, spans):
     """Word hashes of documents ``first..`` (at most ``max_words`` per document), appended to

@@ -3,8 +3,9 @@ log-likelihoods, the mixture EM, and the word-hash lookup table."""
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from ..native import jit, kernel
 
 NO_DATA = -1e30  # log-likelihood of a component with no documents at a window length
 # a shard's occurrence counts add 1/W per window of a W-window document: kept as integer
@@ -12,7 +13,7 @@ NO_DATA = -1e30  # log-likelihood of a component with no documents at a window l
 OBS_SCALE = 720720
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _layout(n, lengths, max_windows):
     """(window length index, number of windows) for a document of ``n`` words; (-1, 0) when
     it is shorter than every window."""
@@ -26,7 +27,7 @@ def _layout(n, lengths, max_windows):
     return b, min(max_windows, (n + L - 1) // L)
 
 
-@numba.njit(inline="always")
+@jit(inline="always")
 def _window_start(n, L, W, j):
     """Windows spread evenly from the first word to the last (they overlap when W*L > n)."""
     if W == 1:
@@ -34,7 +35,10 @@ def _window_start(n, L, W, j):
     return (j * (n - L) + (W - 1) // 2) // (W - 1)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel(
+    "int64(int32[::1], int64[::1], int64[::1], int64[::1], int64[::1], int64, int64, float64[:, :, ::1], "
+    "float64[:, ::1], int64[::1], int64)"
+)
 def count_kernel(ids, offsets, docs, comp, lengths, max_windows, max_words, df, nd, stamp, tick):
     """For each document ``docs[i]`` of component ``comp[i]``: nd[b, c] += 1 and, for every
     vocabulary word in each of its W windows, df[b, c, v] += 1 / W."""
@@ -60,7 +64,10 @@ def count_kernel(ids, offsets, docs, comp, lengths, max_windows, max_words, df, 
     return tick
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel(
+    "int64(int32[::1], int64[::1], int64[::1], int64, int64, float64[:, :, ::1], float64[:, ::1], float64"
+    "[:, :], int64[::1], float64[:, ::1], float64[::1], int64[::1], int64)"
+)
 def loglik_kernel(ids, offsets, lengths, max_windows, max_words, logit, const, out, bucket, obs, nd, stamp, tick):
     """out[d, g]: the mean over document d's windows of their log-likelihood under component
     g; bucket[d]: its window length index (-1: too short). obs[b, v] += OBS_SCALE / W for each
@@ -95,7 +102,7 @@ def loglik_kernel(ids, offsets, lengths, max_windows, max_words, logit, const, o
     return tick
 
 
-@numba.njit(inline="always")
+@jit(inline="always")
 def _density(f, i, pi):
     """Document ``i``'s likelihood under the mixture: sum_k pi_k f_ik."""
     den = 0.0
@@ -104,7 +111,7 @@ def _density(f, i, pi):
     return den
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _em_step(f, w, pi, out, total):
     """One EM update of the mixture weights: out_k = pi_k * mean_i(w_i f_ik / sum_j pi_j f_ij)."""
     n, G = f.shape
@@ -123,7 +130,7 @@ def _em_step(f, w, pi, out, total):
         out[k] *= pi[k] / total
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("int64(float64[:, :], float64[::1], float64[::1], float64, int64)")
 def em(f, w, pi, tol, max_iter):
     """Mixture weights by EM: maximise sum_i w_i log(sum_k pi_k f_ik) over the simplex, from
     ``pi`` (updated in place), accelerated by SQUAREM (Varadhan & Roland 2008: an extrapolation
@@ -178,7 +185,7 @@ def em(f, w, pi, tol, max_iter):
     return steps
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("void(float64[:, :], float64[::1], float64[::1], float64, int64, float64, int64)")
 def em_boundary(f, w, pi, tol, max_iter, floor, rounds):
     """EM, then the boundary: multiplicative EM updates only approach a zero weight, so a
     component whose weight stays below ``floor`` is set to zero and the rest refitted; it comes
@@ -223,12 +230,12 @@ def em_boundary(f, w, pi, tol, max_iter, floor, rounds):
         em(f, w, pi, tol, max_iter)
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _slot(h, mask):
     return (np.uint64(h) * np.uint64(0x9E3779B97F4A7C15) >> np.uint64(32)) & mask
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("void(uint32[::1], uint32[::1], int32[::1], boolean[::1])")
 def _fill(hashes, keys, ids, used):
     mask = np.uint64(keys.shape[0] - 1)
     for i in range(hashes.shape[0]):
@@ -241,7 +248,7 @@ def _fill(hashes, keys, ids, used):
             ids[j] = i
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("void(uint32[::1], uint32[::1], int32[::1], int32[::1])")
 def lookup(hashes, keys, ids, out):
     """out[i] = the id of hashes[i] in the open-addressing table (keys, ids), -1 if absent."""
     mask = np.uint64(keys.shape[0] - 1)
