@@ -10,8 +10,10 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 # the runtime only: what `contamscan` needs to index, scan and report
+# then the compiled kernels, once per machine and source version (contamscan.native)
 $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
+	$(BIN)/python -c "import contamscan.native as n; n.build_all()"
 	@touch $@
 
 # what the tests need besides: pytest, hypothesis, moto (a local S3), fsspec, import-linter, ruff, datasets,

@@ -376,3 +376,32 @@ def _build_main(module: str, name: str, out_dir: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pycc's pending deprecation: the JIT is the fallback
         cc.compile()
+
+
+def kernel_modules() -> list[str]:
+    """The modules of this package that declare kernels (found by their import of this one)."""
+    root = Path(__file__).resolve().parent
+    pattern = re.compile(r"^from \.+native import ", re.M)
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name != "native.py" and pattern.search(path.read_text(encoding="utf-8")):
+            rel = path.relative_to(root.parent).with_suffix("")
+            found.append(".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts))
+    return found
+
+
+def build_all() -> list[str]:
+    """Build the compiled kernels of every kernel module that has none in the cache yet, the
+    builds side by side; ``make install`` runs it, so that no first scan waits for them (a
+    container image can too: ``python -c "import contamscan.native as n; n.build_all()"``).
+    Returns the modules."""
+    import importlib  # noqa: PLC0415
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    modules = kernel_modules()
+    for m in modules:
+        importlib.import_module(m)
+    with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:  # each build is a child process
+        list(pool.map(_load, modules))
+    return modules
+
