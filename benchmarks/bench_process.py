@@ -43,7 +43,9 @@ Runs, all in the same invocation so that the machine's load falls on all alike:
   first share (``--shard-mb`` must make 4+ shards), whole process, the settings in turns,
   best of ``--repeat`` each; ``ray2_speedup``: ``--workers 1`` (local) / ``--executor ray
   --workers 2`` (a local Ray cluster that each process starts and stops: its start-up is
-  in the wall time, as a user sees it), after one untimed Ray run; ``ray2_vs_ray1`` beside;
+  in the wall time, as a user sees it), after one untimed Ray run; ``ray2_vs_ray1`` beside
+  (for Ray, CPU and RSS cover only the processes the driver waits for, not Ray's workers);
+  ``loadavg_*`` (before and after) shows how busy the shared machine was;
 * RSS: ``rss_mb_parquet_<N>mb`` / ``rss_mb_jsonl_<N>mb``: one-worker scans of a single shard
   of ``--small-mb`` and ``--huge-mb`` MB (``--huge-mb 0`` skips it; each written streaming,
   deleted once measured); ``rss_mb_<C>pct``: the largest dataset of each share (flat in
@@ -204,6 +206,12 @@ class Runs:
         return max(p.rss_mib for p in self.procs)
 
 
+def loadavg() -> list[float]:
+    """The machine's 1, 5 and 15-minute load averages: other work on a shared machine shows here
+    (on 2 cores, a load near 2 before a --workers 2 run means its second worker had no core)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def report_totals(out: Path) -> dict:
     return json.loads((out / "report.json").read_text())["totals"]
 
@@ -239,6 +247,7 @@ def main(argv=None):
         log(f"work directory {wd}; contamscan from {Path(contamscan.__file__).parent}")
         logs = wd / "logs"
         logs.mkdir(exist_ok=True)
+        result["loadavg_start"] = loadavg()
         corpus = Corpus(args.data, args.seed)
         ref_rows = corpus.ref_rows(args.refs, args.seed)
         log(f"corpus: {len(corpus.doc_texts)} documents, {corpus.unique_bytes / MB:.1f} MB of distinct text")
@@ -439,6 +448,7 @@ def main(argv=None):
             result["ray2_first_run_s"] = p.wall
             settings += [("ray1", ["--executor", "ray", "--workers", "1"]), ("ray2", ["--executor", "ray", "--workers", "2"])]
         by = {name: Runs() for name, _ in settings}
+        result["loadavg_before_workers"] = loadavg()
         for i in range(args.repeat):  # the settings in turns: drift falls on all
             for name, extra in settings:
                 out = wd / f"par-{name}-{i}"
@@ -451,6 +461,8 @@ def main(argv=None):
             result[f"{name}_s"] = r.best.wall
             result[f"{name}_runs_s"] = r.walls()
             result[f"{name}_mb_s"] = rate(stats.bytes, r.best.wall)
+            result[f"{name}_cpu_s"] = round(r.best.user + r.best.sys, 2)
+        result["loadavg_after_workers"] = loadavg()
         result["workers_dataset"] = wkey
         result["workers_shards"] = len(paths)
         t1 = by["workers1"].best.wall
@@ -497,6 +509,7 @@ def main(argv=None):
                 result[f"rss_growth_mb_{fmt}"] = round(huge - small, 1)
                 targets[f"rss_{fmt}_huge_lt_1gib"] = huge < 1024
                 targets[f"rss_{fmt}_flat_in_shard"] = huge - small <= 64
+    result["loadavg_end"] = loadavg()
     result["targets"] = targets
     result["targets_met"] = sum(targets.values())
     result["targets_total"] = len(targets)
