@@ -34,7 +34,9 @@ Runs, all in the same invocation so that the machine's load falls on all alike:
   pickled in a prior untimed step, unpickled inside the timed run; rensa uses 125 = 25 x 5
   permutations, as its LSH needs bands x rows = num_perm) over the first ``--baseline-mb`` of
   the smallest dataset of each share, best of ``--repeat``; ``ratio_vs_*`` divide
-  contamscan's whole-process rate on that dataset (all of it) by theirs; ``prefix_flagged_*``
+  contamscan's whole-process rate on that dataset (all of it) by theirs (``*_cpu_mb_s_*``:
+  the same per CPU second of the process tree, user + sys, which other work on a shared
+  machine disturbs less than the wall: wall well above CPU means the run waited for a core); ``prefix_flagged_*``
   compares what each flagged on that prefix;
 * ``one_doc_scan_s``: median of ``--one-doc-runs`` whole-process scans of a Parquet file of
   one document (a copy of a reference), warm, best beside; with the bare interpreter,
@@ -358,6 +360,7 @@ def main(argv=None):
                 result.update({
                     f"whole_mb_s_{key}": whole_rates[key], f"whole_s_{key}": best.wall,
                     f"whole_runs_s_{key}": runs.walls(), f"whole_cpu_s_{key}": round(best.user + best.sys, 2),
+                    f"whole_cpu_mb_s_{key}": rate(stats.bytes, best.user + best.sys),
                     f"in_process_mb_s_{key}": rate(stats.bytes, ti.wall), f"in_process_s_{key}": round(ti.wall, 3),
                     f"in_process_runs_s_{key}": [round(x.wall, 3) for x in inproc],
                     f"fixed_cost_s_{key}": round(best.wall - ti.wall, 3),
@@ -407,6 +410,8 @@ def main(argv=None):
                         f"{res['flagged']} of {res['documents']} flagged")
                     ratio = round(whole_rates[key] / r, 1)
                     result.update({f"{lib}_mb_s_{lc}": r, f"{lib}_s_{lc}": runs.best.wall,
+                                   f"{lib}_cpu_s_{lc}": round(runs.best.user + runs.best.sys, 2),
+                                   f"{lib}_cpu_mb_s_{lc}": rate(res["bytes"], runs.best.user + runs.best.sys),
                                    f"{lib}_runs_s_{lc}": runs.walls(), f"{lib}_rss_mb_{lc}": runs.max_rss_mib(),
                                    f"ratio_vs_{lib}_{lc}": ratio})
                     result[f"{lib}_prefix_mb_{lc}"] = round(res["bytes"] / MB, 2)
