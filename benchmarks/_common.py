@@ -311,3 +311,121 @@ def style_split(data: Path, seed: int):
         rng.shuffle(rows)
         halves[src] = (rows[:len(rows) // 2], rows[len(rows) // 2:])
     return ai, set(prompts[: len(prompts) // 2]), halves, rng
+
+
+# --------------------------------------------------------------------------- controlled contamination
+
+
+class MixedDocs:
+    """An endless, seeded stream of dataset documents of which a share ``contamination`` (by
+    documents) are verbatim copies of the indexed references ``ref_rows`` (AI outputs) and
+    the rest non-indexed text: the human texts and the AI outputs *not* in the index.
+
+    Each document is planted with probability ``contamination`` (a seeded Bernoulli draw per
+    document, so the realised share is close to it and reported). Each pool is walked in a
+    seeded shuffled order, reshuffled whenever it is used up (repeats allowed: the real data
+    is ~24 MB); a repeat keeps its text and gets a distinct id. Ids say what a document is:
+    ``planted/<ref id>#<n>`` for a copy of a reference, ``clean/<doc id>#<n>`` otherwise, so
+    a scan's matches can be checked against what was planted. Two streams of the same
+    corpus, references, share and seed yield the same documents: a smaller dataset is a
+    prefix of a larger one.
+    """
+
+    def __init__(self, corpus: Corpus, ref_rows: list[int], contamination: float, seed: int = 0):
+        self.contamination = contamination
+        self.rng = random.Random(f"mixed-{seed}-{contamination}")
+        indexed = {f"ai/{corpus.ai_ids[r]}" for r in ref_rows}
+        self.planted_pool = [(f"planted/{corpus.ai_ids[r]}", corpus.ai_texts[r]) for r in ref_rows]
+        self.clean_pool = [(f"clean/{i}", t) for i, t in zip(corpus.doc_ids, corpus.doc_texts) if i not in indexed]
+        self._orders = {}
+        self._pos = {}
+        self.n = 0
+
+    def _next(self, name: str, pool: list):
+        order, pos = self._orders.get(name), self._pos.get(name, 0)
+        if order is None or pos >= len(order):
+            order = list(range(len(pool)))
+            self.rng.shuffle(order)
+            self._orders[name], pos = order, 0
+        self._pos[name] = pos + 1
+        return pool[order[pos]]
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> tuple[str, str, bool]:
+        """(id, text, planted)"""
+        planted = self.rng.random() < self.contamination
+        doc_id, text = self._next("planted", self.planted_pool) if planted else self._next("clean", self.clean_pool)
+        self.n += 1
+        return f"{doc_id}#{self.n}", text, planted
+
+
+class MixStats:
+    """What a mixed dataset holds: documents, text bytes, planted documents and their bytes."""
+
+    def __init__(self):
+        self.docs = self.bytes = self.planted_docs = self.planted_bytes = 0
+
+    def add(self, planted: bool, nbytes: int) -> None:
+        self.docs += 1
+        self.bytes += nbytes
+        if planted:
+            self.planted_docs += 1
+            self.planted_bytes += nbytes
+
+    def as_dict(self) -> dict:
+        return {"documents": self.docs, "text_bytes": self.bytes, "planted_documents": self.planted_docs,
+                "planted_bytes": self.planted_bytes,
+                "planted_doc_share": round(self.planted_docs / self.docs, 4) if self.docs else 0.0,
+                "planted_byte_share": round(self.planted_bytes / self.bytes, 4) if self.bytes else 0.0}
+
+
+def write_mixed_dataset(docs: MixedDocs, out_dir: Path, total_mb: float, shard_mb: float, row_group_mb: float = 16,
+                        prefix: str = "part") -> tuple[list[Path], MixStats]:
+    """Parquet shards (zstd; columns id, text) of the next documents of ``docs`` until
+    ``total_mb`` MB of text, laid out like :func:`write_dataset`: ~``shard_mb`` MB of text
+    per shard in row groups of ~``row_group_mb`` MB. Returns (paths, stats). Memory: one row
+    group at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema([("id", pa.string()), ("text", pa.large_string())])
+    total, shard_cap, rg_cap = int(total_mb * MB), int(shard_mb * MB), int(row_group_mb * MB)
+    stats = MixStats()
+    paths: list[Path] = []
+    while stats.bytes < total:
+        path = out_dir / f"{prefix}-{len(paths):05d}.parquet"
+        paths.append(path)
+        in_shard = 0
+        with pq.ParquetWriter(path, schema, compression="zstd") as w:
+            while in_shard < shard_cap and stats.bytes < total:
+                ids, texts, rg = [], [], 0
+                while rg < rg_cap and in_shard + rg < shard_cap and stats.bytes < total:
+                    doc_id, text, planted = next(docs)
+                    b = len(text.encode("utf-8"))
+                    ids.append(doc_id)
+                    texts.append(text)
+                    stats.add(planted, b)
+                    rg += b
+                w.write_table(pa.table({"id": pa.array(ids, pa.string()),
+                                        "text": pa.array(texts, pa.large_string())}, schema=schema))
+                in_shard += rg
+    return paths, stats
+
+
+def write_mixed_jsonl(docs: MixedDocs, path: Path, total_mb: float) -> MixStats:
+    """One JSON Lines file (``{"id": ..., "text": ...}`` per line, uncompressed) of the next
+    documents of ``docs`` until ``total_mb`` MB of text, written as it goes (memory: one
+    line at a time, buffered). Returns its stats."""
+    total = int(total_mb * MB)
+    stats = MixStats()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", buffering=4 << 20) as f:
+        while stats.bytes < total:
+            doc_id, text, planted = next(docs)
+            f.write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False))
+            f.write("\n")
+            stats.add(planted, len(text.encode("utf-8")))
+    return stats
