@@ -5,6 +5,8 @@ result, and the schemas of the tables a scan writes (``matches.parquet``,
 
 from __future__ import annotations
 
+import importlib.abc
+import sys
 from dataclasses import dataclass, field
 from typing import TypedDict
 
@@ -110,6 +112,28 @@ SHARED_WITH_KNOWN_HUMAN = "shared_with_known_human"  # the kind of a match that 
 def empty(schema: pa.Schema) -> pa.Table:
     """A table of no rows (``Schema.empty_table`` imports pandas: 0.2 s of a short run)."""
     return pa.Table.from_batches([], schema)
+
+
+def pyarrow_without_pandas() -> None:
+    """Let pyarrow's first check for pandas find none, in a process that hands pyarrow no
+    pandas objects (the CLI's): pyarrow imports pandas on its first ``pa.array``, 0.2 s of a
+    short run. Later ``to_pandas`` calls still work: pyarrow imports pandas again when asked
+    for it."""
+    if "pandas" in sys.modules:
+        return
+
+    class NoPandas(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "pandas":
+                raise ImportError("not for pyarrow's first check")
+            return None
+
+    blocker = NoPandas()
+    sys.meta_path.insert(0, blocker)
+    try:
+        pa.array([0])
+    finally:
+        sys.meta_path.remove(blocker)
 
 
 def read_parquet(source) -> pa.Table:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import click
 
 from ..errors import ContamscanError, FailedShardsError, GateError, Interrupted
+from ..model import pyarrow_without_pandas
 from ..version import __version__
 from .commands.demo import demo_cmd
 from .commands.index import index_group
@@ -99,4 +100,5 @@ for _command in (index_group, scan_cmd, report_cmd, matches_cmd, lookup_cmd, dem
 
 
 def main():
+    pyarrow_without_pandas()
     cli(prog_name="contamscan")

@@ -425,7 +425,7 @@ def test_a_lock_left_by_a_dead_scan_is_taken_over(tmp_path):
         p.kill()
         p.wait(30)
         lock = OutputLock(tmp_path)
-        assert (tmp_path / ".contamscan" / "lock").read_text() == f"pid {os.getpid()}"
+        assert (tmp_path / ".contamscan" / "lock").read_text().strip() == f"pid {os.getpid()}"  # padded, not truncated
         lock.release()
     finally:
         if p.poll() is None:
