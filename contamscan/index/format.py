@@ -485,6 +485,7 @@ def write_index(path: Path, writer: IndexWriter, skipped: dict | None = None, hu
     """Finish ``writer`` (whose work directory is ``path``, a fresh single-segment index),
     write the manifest, and remove the files of an index built there before that it does not
     list."""
+    path = Path(path)
     names, counts, _, _ = writer.finish(skipped, human_keys)
     artifact.write_manifest(path, index_manifest(writer.params, counts, writer.store_text,
                                                  [{"prefix": "", "refs": counts["refs"]}]), names)
