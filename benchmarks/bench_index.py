@@ -37,8 +37,7 @@ from _common import pin_threads  # noqa: E402
 
 pin_threads()
 
-from _common import (MB, Corpus, Timer, add_common_args, emit, log, machine, pin_arrow, versions,  # noqa: E402
-                     workdir, write_dataset)
+from _common import MB, Corpus, Timer, add_common_args, emit, log, machine, pin_arrow, versions, workdir, write_dataset  # noqa: E402
 
 MiB = 1 << 20
 

@@ -22,6 +22,35 @@ worker processes share one copy through the page cache):
 ``anchor_human.npy``  uint32 [keys], sorted: the references' anchor keys also found in text known
                       to be human-written (``--known-human``)
 
+Segments (format version 5). The files above are segment 0 (a version 4 index, which still
+opens, is exactly that). ``index add`` writes segment ``k`` beside them, the same files named
+``s<k>.signatures.npy``, ``s<k>.refs.parquet``, ... (its references numbered after those of the
+segments before), plus ``s<k>.anchor_drop.npy`` (int32: for each anchor of an earlier segment
+whose key the new references made common, its reference: their ``n_anchors`` are lowered by
+it); nothing already there is rewritten, and the manifest, written atomically last, lists the
+segments (``"segments": [{"prefix": "", "refs": n}, {"prefix": "s1.", "refs": m}]``) and their
+files. A key dropped as common by any segment is dropped from all of them when queried (the
+union of the ``anchor_stop`` lists is what one table of all the references would drop: a new
+segment is built with the earlier stop keys and the earlier segments' entries of its keys
+counted); queries go over every segment and merge (:class:`ReferenceIndex`) so that results
+equal a single-segment index's. ``index compact`` rewrites the segments as one.
+
+Out of core. :class:`IndexWriter` writes these files from references given by parts (what
+``build_index``, ``merge_indexes``, ``index add`` and ``index compact`` use) within a memory
+budget: the signatures are appended to their file, band keys spilled per band and sorted a
+band at a time, anchors partitioned into files by their top key bits and sorted a key range
+at a time (:class:`IndexWriter`); :func:`save_index` writes the same bytes from arrays in
+memory.
+
+Verified on open: the manifest (its own checksum, format, version, parameters), every file's
+size (a truncated array is refused), the arrays' headers (dtype, shapes against the manifest's
+counts and parameters), and the xxh3-128 checksums of the files up to 64 MiB (LAZY_ABOVE:
+refs, directories, key lists; every file of a small index). The checksums of larger files
+(signatures, band and anchor tables: 20 GB at 10M references) are checked by ``open_index(...,
+verify="all")``, ``contamscan index info --verify``: reading them all would make opening cost
+more than most scans.
+
+
 How the tables are read (directory, then tags, then references) is told in
 :mod:`contamscan.index.kernels`.
 """
