@@ -1,4 +1,4 @@
-"""How contamscan scales: worker processes, shard size (peak memory), index size.
+"""How contamscan scales: worker processes, shard size (peak memory).
 
 * workers: the same scan of ``--mb`` MB in ``--shards`` shards with ``workers=1`` and
   ``workers=2`` (wall time includes starting the worker pool, measured apart as well);
@@ -11,13 +11,8 @@
   memory use), sampled every 2 ms from /proc/self/status by a thread of the child (the
   kernels and Arrow release the GIL). Each shard is deleted once measured; the 2 GB one
   needs ~0.9 GB of disk in the work directory for about half a minute;
-* index size: an index of ``--small-refs`` real references (AI and human texts) and one of
-  ``--big-refs`` references, the same real ones plus random uint32 signatures and anchors
-  (as many per reference as the real ones have) written with ``save_index``; bytes per reference on disk and in RSS (a child process that opens the
-  index and queries a batch), and the same scan (the ``--small-mb`` shard, index opened
-  beforehand) against both, in turns (so that the machine's drift falls on both). The flagged documents are the same with both indexes, so the
-  time ratio is the cost of the index size alone. The bare ``query`` of precomputed
-  signatures is timed too.
+* index size: moved to ``benchmarks/bench_index.py`` (an index of 10,000,000 references
+  built out of core, opened, scanned against vs 10,000, grown by ``index add``).
 
 Everything but the workers=2 scan runs on one core, one thread. Progress goes to stderr;
 one JSON line goes to stdout. MB are 10**6 bytes of UTF-8 text.
@@ -37,8 +32,7 @@ from _common import pin_threads  # noqa: E402
 
 pin_threads()
 
-from _common import (MB, Corpus, Timer, add_common_args, emit, log, machine, pin_arrow, rate,  # noqa: E402
-                     versions, workdir, write_dataset, write_refs)
+from _common import MB, Corpus, Timer, add_common_args, emit, log, machine, pin_arrow, rate, versions, workdir, write_dataset, write_refs  # noqa: E402
 
 MiB = 1 << 20
 
@@ -150,9 +144,6 @@ def parse_args(argv=None):
                         "(default: %(default)s)")
     p.add_argument("--row-group-mb", type=float, default=32,
                    help="MB of text per Parquet row group, in every shard (default: %(default)s)")
-    p.add_argument("--small-refs", type=int, default=10_000, help="real references of the small index (default: %(default)s)")
-    p.add_argument("--big-refs", type=int, default=1_000_000,
-                   help="references of the big index: the real ones plus random signatures (default: %(default)s)")
     p.add_argument("--repeat", type=int, default=2, help="timed runs of each in-process scan; the best is reported (default: %(default)s)")
     add_common_args(p)
     return p.parse_args(argv)
@@ -171,10 +162,6 @@ def run_child(*args) -> dict:
     return json.loads(proc.stdout.decode().strip().splitlines()[-1])
 
 
-def dir_bytes(path) -> int:
-    return sum(f.stat().st_size for f in path.iterdir() if f.is_file())
-
-
 def best_scan(paths, index, out, options, repeat):
     from contamscan import scan
 
@@ -187,32 +174,12 @@ def best_scan(paths, index, out, options, repeat):
     return min(times), times, report
 
 
-def alternating_scans(paths, runs, options, repeat):
-    """Scan ``paths`` with each (index, out) of ``runs`` in turn, ``repeat`` rounds: the
-    machine's drift then falls on both alike. Returns (best, times, report) per run."""
-    from contamscan import scan
-
-    times = [[] for _ in runs]
-    reports = [None] * len(runs)
-    for i in range(repeat):
-        for k, (index, out) in enumerate(runs):
-            with Timer() as t:
-                reports[k] = scan([str(p) for p in paths], index, out / f"run{i}", options)
-            assert not reports[k].failed_shards, reports[k].failed_shards
-            times[k].append(t.wall)
-    return [(min(ts), ts, r) for ts, r in zip(times, reports)]
-
-
 def main(argv=None):
     args = parse_args(argv)
     pin_arrow()
-    import numpy as np
-    import polars as pl
-
-    from contamscan.config import IndexParams, ScanOptions
-    from contamscan.index import build_index, open_index
-    from contamscan.index.format import save_index
     from contamscan import scan
+    from contamscan.config import ScanOptions
+    from contamscan.index import build_index
 
     result = {"bench": "scale"}
     with workdir(args.workdir, args.keep) as wd:
@@ -252,7 +219,6 @@ def main(argv=None):
         base = run_child("open", index_path)
         sizes = [("small", args.small_mb), ("big", args.big_mb)] + ([("huge", args.huge_mb)] if args.huge_mb > 0 else [])
         rss = {}
-        small = small_bytes = None
         for name, mb in sizes:
             with Timer() as t:
                 paths, nb, nd = write_dataset(corpus, wd / name, mb, mb + 1, row_group_mb=args.row_group_mb, prefix=name)
@@ -266,11 +232,8 @@ def main(argv=None):
                 f"+ file {pk['RssFile'] / MiB:.0f} (sampled); Arrow peak {r['arrow_pool_max'] / MiB:.0f} MiB; "
                 f"{rate(r['bytes'], r['seconds'])} MB/s")
             rss[name] = {"text_bytes": nb, "disk_bytes": disk, "docs": nd, "res": r}
-            if name == "small":
-                small, small_bytes = paths, nb  # scanned again below
-            else:
-                for p in paths:
-                    p.unlink()  # gigabytes: not needed any more
+            for p in paths:
+                p.unlink()  # gigabytes: not needed any more
         warm = rss["small"]["res"]["warm"]
         log(f"  after import, open and warm-up: RSS {warm['VmRSS'] / MiB:.0f} MiB (anon {warm['RssAnon'] / MiB:.0f}, "
             f"file {warm['RssFile'] / MiB:.0f})")
@@ -308,128 +271,6 @@ def main(argv=None):
         if "huge" in rss:
             result["rss_huge_under_1gb"] = hwm["huge"] < 1 << 30
 
-        # ------------------------------------------------------------ index size
-        n_small = args.small_refs
-        ai_rows = [i for i, x in enumerate(corpus.ai_texts) if x is not None]
-        ids, labels, texts = [], [], []
-        for i in ai_rows[:n_small]:
-            ids.append(f"ai/{corpus.ai_ids[i]}")
-            labels.append(corpus.ai_models[i])
-            texts.append(corpus.ai_texts[i])
-        for i, x in enumerate(corpus.human_texts):
-            if len(ids) >= n_small:
-                break
-            if x is not None:
-                ids.append(f"human/{corpus.human_ids[i]}")
-                labels.append("human")
-                texts.append(x)
-        if len(ids) < n_small:
-            raise SystemExit(f"only {len(ids)} real texts for --small-refs {n_small}")
-        real_path = wd / "refs-real.parquet"
-        pl.DataFrame({"id": ids, "model": labels, "text": texts}).write_parquet(real_path, compression="zstd")
-        del texts
-        with Timer() as t:
-            idx_small = build_index([str(real_path)], wd / "index-small")
-        n_real = len(idx_small)
-        log(f"index of {n_real} real references built in {t.wall:.1f} s, {dir_bytes(idx_small.path) / MB:.1f} MB")
-
-        n_big = args.big_refs
-        n_fake = n_big - n_real
-        rng = np.random.default_rng(args.seed)
-        sigs = np.concatenate([np.asarray(idx_small.signatures),
-                               rng.integers(0, 1 << 32, size=(n_fake, idx_small.params.num_perm), dtype=np.uint32)])
-        real_refs = idx_small.refs.select(["ref_id", "label", "source", "n_shingles", "n_chars"])
-        fake_refs = pl.DataFrame({
-            "ref_id": [f"synthetic-{i:07d}" for i in range(n_fake)],
-            "label": pl.Series(["synthetic"] * n_fake, dtype=pl.String),
-            "source": pl.Series(["synthetic"] * n_fake, dtype=pl.String),
-            "n_shingles": rng.integers(100, 3000, n_fake, dtype=np.int64),
-            "n_chars": rng.integers(600, 18000, n_fake, dtype=np.int64),
-        }).with_columns(pl.col(c).cast(real_refs.schema[c]) for c in real_refs.columns)
-        refs_big = pl.concat([real_refs, fake_refs])
-        # anchors: the real references' own, and as many random ones per synthetic reference
-        # as the real ones have on average (their lookups then cost what a real index's would)
-        real_keys, real_arefs, real_words = idx_small.anchors()
-        per_ref = max(1, round(len(real_keys) / n_real))
-        keys = np.concatenate([real_keys, rng.integers(0, 1 << 32, size=n_fake * per_ref, dtype=np.uint32)])
-        arefs = np.concatenate([real_arefs,
-                                np.repeat(np.arange(n_real, n_big, dtype=np.int64), per_ref)])
-        words = np.concatenate([real_words, np.tile(np.arange(per_ref, dtype=np.uint16) * 8, n_fake)])
-        with Timer() as t:
-            save_index(wd / "index-big", IndexParams(), refs_big, sigs, keys, arefs, words)
-        del keys, arefs, words
-        log(f"index of {n_big} references ({n_real} real, {n_fake} random) saved in {t.wall:.1f} s, "
-            f"{dir_bytes(wd / 'index-big') / MB:.1f} MB")
-        build_big_s = t.wall
-        del sigs, refs_big, fake_refs
-        with Timer() as t_verify:
-            idx_big = open_index(wd / "index-big")
-        with Timer() as t_open:
-            idx_big = open_index(wd / "index-big", verify=False)
-        log(f"  open: {t_verify.wall:.2f} s with checksums, {t_open.wall:.2f} s without")
-        disk_small, disk_big = dir_bytes(idx_small.path), dir_bytes(idx_big.path)
-
-        # RSS of a process that opens the index and queries one batch
-        qs = run_child("query", idx_small.path, small[0])
-        qb = run_child("query", idx_big.path, small[0])
-        for name, q, n in (("small", qs, n_real), ("big", qb, n_big)):
-            log(f"  RSS {name} index: opened {q['opened']['VmRSS'] / MiB:.0f} MiB "
-                f"(anon {q['opened']['RssAnon'] / MiB:.0f}, file {q['opened']['RssFile'] / MiB:.0f}), after a query of "
-                f"{q['documents']} docs {q['end']['VmRSS'] / MiB:.0f} MiB (anon {q['end']['RssAnon'] / MiB:.0f}, "
-                f"file {q['end']['RssFile'] / MiB:.0f}); query {q['seconds'] * 1000:.0f} ms, {q['flagged']} flagged")
-        per_ref = (qb["end"]["VmRSS"] - qs["end"]["VmRSS"]) / (n_big - n_real)
-        per_ref_anon = (qb["end"]["RssAnon"] - qs["end"]["RssAnon"]) / (n_big - n_real)
-        assert qs["flagged"] == qb["flagged"], (qs["flagged"], qb["flagged"])
-
-        # the same scan against both (index opened beforehand), and the bare query
-        opts = ScanOptions(workers=1)
-        # the two differ by ~10%, the machine's noise is as large: more runs, in turns, best of each
-        (ts_small, ts_small_all, rep_s), (ts_big, ts_big_all, rep_b) = alternating_scans(
-            small, [(idx_small, wd / "scan-10k"), (idx_big, wd / "scan-1m")], opts, max(args.repeat, 5))
-        assert rep_s.totals["flagged_documents"] == rep_b.totals["flagged_documents"]
-        log(f"  scan of {small_bytes / MB:.0f} MB: {ts_small:.2f} s with {n_real} refs, {ts_big:.2f} s with {n_big} "
-            f"(runs {[round(x, 2) for x in ts_small_all]} / {[round(x, 2) for x in ts_big_all]}); "
-            f"{rep_s.totals['flagged_documents']} flagged")
-        with Timer() as t_path:
-            scan([str(small[0])], str(idx_big.path), wd / "scan-1m-path", opts)
-        import pyarrow.parquet as pq
-
-        dsigs, dskip = [], []
-        hasher = idx_small.hasher()
-        for rbatch in pq.ParquetFile(small[0]).iter_batches(batch_size=4096, columns=["text"], use_threads=False):
-            s = hasher.signatures(rbatch.column(0))
-            dsigs.append(s.values)
-            dskip.append(s.n_shingles == 0)
-        dsigs, dskip = np.concatenate(dsigs), np.concatenate(dskip)
-        q_times = {}
-        for name, idx in (("small", idx_small), ("big", idx_big)):
-            idx.query(dsigs[:100], dskip[:100])
-            ts = []
-            for _ in range(max(args.repeat, 2)):
-                with Timer() as t:
-                    idx.query(dsigs, dskip)
-                ts.append(t.wall)
-            q_times[name] = min(ts)
-        log(f"  bare query of {len(dsigs)} signatures: {q_times['small'] * 1000:.0f} ms with {n_real} refs, "
-            f"{q_times['big'] * 1000:.0f} ms with {n_big}")
-        result.update({
-            "index_small_refs": n_real, "index_big_refs": n_big,
-            "bytes_per_ref_disk": round(disk_big / n_big, 1), "bytes_per_ref_disk_10k": round(disk_small / n_real, 1),
-            "index_1m_disk_mb": round(disk_big / MB, 1), "index_10k_disk_mb": round(disk_small / MB, 1),
-            "index_1m_save_s": round(build_big_s, 2),
-            "open_1m_verify_s": round(t_verify.wall, 2), "open_1m_s": round(t_open.wall, 3),
-            "rss_query_10k_mb": round(qs["end"]["VmRSS"] / MiB, 1), "rss_query_1m_mb": round(qb["end"]["VmRSS"] / MiB, 1),
-            "rss_anon_query_10k_mb": round(qs["end"]["RssAnon"] / MiB, 1),
-            "rss_anon_query_1m_mb": round(qb["end"]["RssAnon"] / MiB, 1),
-            "rss_bytes_per_ref": round(per_ref, 1), "rss_anon_bytes_per_ref": round(per_ref_anon, 1),
-            "index_scan_mb": round(small_bytes / MB, 1),
-            "index_10k_scan_s": round(ts_small, 3), "index_1m_scan_s": round(ts_big, 3),
-            "query_ratio": round(ts_big / ts_small, 3),
-            "index_1m_scan_with_open_s": round(t_path.wall, 3),
-            "bare_query_docs": len(dsigs),
-            "bare_query_10k_s": round(q_times["small"], 4), "bare_query_1m_s": round(q_times["big"], 4),
-            "bare_query_ratio": round(q_times["big"] / q_times["small"], 2),
-        })
     result.update({**machine(), "versions": versions()})
     emit(result)
 

@@ -4,8 +4,10 @@ in every case the result equals a single build from all the references at once."
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +22,12 @@ from ..formats import check_fields, has_field, read_batches
 from ..io import Location, artifact
 from ..model import Fields
 from ..sketch.minhash import INVALID_UTF8, Hasher
-from .format import KIND, anchor_keys32, open_index, save_index, sorted_unique
-from .reference import ReferenceIndex
+from .format import KIND, MEMORY, IndexWriter, anchor_keys32, index_manifest, open_index, read_rows, remove_unlisted, segments_of
+from .reference import ReferenceIndex, in_sorted, sorted_unique
 
 
 def build_index(refs, out, options: BuildOptions | None = None, *, params: IndexParams | None = None,
-                progress=None, **fields) -> ReferenceIndex:
+                progress=None, memory: int = MEMORY, **fields) -> ReferenceIndex:
     """Build an index from reference files, directories or globs (Parquet, JSON Lines, Arrow)
     and write it to ``out``.
 
@@ -41,6 +43,8 @@ def build_index(refs, out, options: BuildOptions | None = None, *, params: Index
             arguments (``label_field="model"``) override its fields.
         params: signature and LSH parameters (:class:`~contamscan.config.IndexParams`).
         progress: called with each :class:`~contamscan.model.Batch` read.
+        memory: bytes the build's sorts and buffers may hold (:class:`~contamscan.index.format.IndexWriter`:
+            the references and anchors go through files; RSS stays near this whatever their number).
 
     Returns:
         The new index, opened.
@@ -59,8 +63,21 @@ def build_index(refs, out, options: BuildOptions | None = None, *, params: Index
     if not shards:
         raise ContamscanError("no reference files found (expected .parquet, .jsonl, .json, .jsonl.gz, .jsonl.zst, .arrow)")
     hasher = Hasher(params.num_perm, params.seed, params.ngram, params.anchor_bits)
-    parts = []  # per batch: an Arrow table of the kept references' columns
-    sig_parts, key_parts, ref_parts, word_parts = [], [], [], []
+    human = known_human_keys(options.known_human, options, hasher)
+    work = _workdir(out)
+    try:
+        writer = IndexWriter(work, params, memory=memory, store_text=options.store_text)
+        skipped = _feed(writer, shards, options, hasher, progress)
+        names, counts, _, _ = writer.finish(dict(skipped), human)
+        _place(out, work, names, index_manifest(params, counts, options.store_text,
+                                                [{"prefix": "", "refs": counts["refs"]}]))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return open_index(out, verify=False)
+
+
+def _feed(writer: IndexWriter, shards, options: BuildOptions, hasher: Hasher, progress=None) -> Counter:
+    """Read the references of ``shards`` into ``writer``; returns the counts of those skipped."""
     n_refs = 0
     skipped = Counter()
     for shard in shards:
@@ -91,29 +108,38 @@ def build_index(refs, out, options: BuildOptions | None = None, *, params: Index
             }
             if options.store_text:
                 cols["text"] = batch.texts.take(idx).cast(pa.large_string())
-            parts.append(pa.table(cols))
-            sig_parts.append(sigs.values[keep])
+            writer.add_refs(pa.table(cols), sigs.values[keep])
             # anchors of kept references, numbered in index order (skipped ones have none)
             if sigs.anchors is not None:
                 number = n_refs + np.cumsum(keep) - 1
-                key_parts.append(anchor_keys32(sigs.anchors.key))  # kept in their stored form: half the memory
-                ref_parts.append(number[sigs.anchors.doc].astype(np.int32))
-                word_parts.append(sigs.anchors.word.astype(np.uint32))
+                writer.add_anchors(anchor_keys32(sigs.anchors.key), number[sigs.anchors.doc],
+                                   sigs.anchors.word.astype(np.uint32))
             n_refs += len(idx)
             if progress:
                 progress(batch)
             del batch  # not held while the next one is read
-    table = pl.from_arrow(pa.concat_tables(parts)) if parts else pl.DataFrame(
-        schema={"ref_id": pl.String, "label": pl.String, "source": pl.String, "n_shingles": pl.Int64, "n_chars": pl.Int64})
-    sigs = np.concatenate(sig_parts) if sig_parts else np.zeros((0, params.num_perm), np.uint32)
-    keys = np.concatenate(key_parts) if key_parts else np.zeros(0, np.uint32)
-    refs = np.concatenate(ref_parts) if ref_parts else np.zeros(0, np.int64)
-    words = np.concatenate(word_parts) if word_parts else np.zeros(0, np.uint32)
-    human = known_human_keys(options.known_human, options, hasher)
-    with artifact.building(out, KIND) as local:
-        save_index(local, params, table, sigs, keys, refs, words, skipped={k: n for k, n in skipped.items() if n},
-                   human_keys=human)
-    return open_index(out, verify=False)
+    return Counter({k: n for k, n in skipped.items() if n})
+
+
+def _workdir(out: Location) -> Path:
+    """Where an index for ``out`` is written before it is put in place: beside a local one
+    (the same file system: moving its files there is a rename), else a temporary directory."""
+    if out.remote:
+        return Path(tempfile.mkdtemp(prefix="contamscan-index-"))
+    final = Path(out.path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return final.with_name(f".{final.name}.writing-{os.getpid()}")
+
+
+def _place(out: Location, work: Path, names, manifest: dict, beside: bool = False) -> None:
+    """Move the files ``names`` written in ``work`` to the index ``out`` and write its
+    manifest (:func:`contamscan.io.artifact.building`: the old index is replaced only now)."""
+    with artifact.building(out, KIND, beside=beside) as local:
+        for name in names:
+            shutil.move(str(work / name), str(local / name))
+        artifact.write_manifest(local, manifest, names)
+        if not out.remote:
+            remove_unlisted(local, names)
 
 
 def known_human_keys(paths, options: BuildOptions, hasher: Hasher) -> np.ndarray:
@@ -168,7 +194,8 @@ def _check_reference_fields(shard, text_field: str, label_field: str | None) -> 
         raise FieldMissingError(e.field, e.path, e.available, hint=_LABEL_WAYS) from None
 
 
-def merge_indexes(indexes, out, *, replace: bool = False, human_keys: np.ndarray | None = None) -> ReferenceIndex:
+def merge_indexes(indexes, out, *, replace: bool = False, human_keys: np.ndarray | None = None,
+                  memory: int = MEMORY) -> ReferenceIndex:
     """Merge indexes built with the same parameters into one at ``out``; the result equals
     an index built from all their references at once (in this order).
 
@@ -178,6 +205,7 @@ def merge_indexes(indexes, out, *, replace: bool = False, human_keys: np.ndarray
         replace: allow ``out`` to be one of the inputs (``index add``): the merge is written
             beside it and swapped in when complete.
         human_keys: anchor keys of more text known to be human-written (:func:`known_human_keys`).
+        memory: as :func:`build_index` (a merge is written out of core too).
 
     Returns:
         The merged index, opened. Reference texts are kept only when every index stores them.
@@ -203,39 +231,74 @@ def merge_indexes(indexes, out, *, replace: bool = False, human_keys: np.ndarray
     into_input = out.key in {ix.location.key for ix in ixs}
     if into_input and not replace:
         raise ContamscanError(f"{out.shown} is one of the indexes being merged; write the merge elsewhere")
-    offsets = np.cumsum([0] + [len(ix) for ix in ixs])
-    table = pl.concat([ix.refs.drop("n_anchors") for ix in ixs])
-    if all(ix.texts is not None for ix in ixs):
-        table = table.with_columns(pl.Series("text", pa.chunked_array([c for ix in ixs for c in ix.texts.chunks],
-                                                                     pa.large_string())))
-    sigs = np.concatenate([np.asarray(ix.signatures) for ix in ixs])
-    anchors = [ix.anchors() for ix in ixs]
-    keys = np.concatenate([k for k, _, _ in anchors])
-    refs = np.concatenate([r + off for (_, r, _), off in zip(anchors, offsets)])
-    words = np.concatenate([w for _, _, w in anchors])
-    del anchors
-    stop = sorted_unique(np.concatenate([np.asarray(ix.anchor_stop) for ix in ixs]))
-    human = sorted_unique(np.concatenate([np.asarray(ix.anchor_human) for ix in ixs]
-                                     + [np.asarray(human_keys if human_keys is not None else [], np.uint32)]))
+    stop = sorted_unique(np.concatenate([np.asarray(ix.anchor_stop, np.uint32) for ix in ixs]))
+    human = sorted_unique(np.concatenate([np.asarray(ix.anchor_human, np.uint32) for ix in ixs]
+                                         + [np.asarray(human_keys if human_keys is not None else [], np.uint32)]))
     skipped = Counter()
     for ix in ixs:
         skipped.update(ix.manifest["counts"].get("skipped", {}))
-    with artifact.building(out, KIND, beside=into_input) as local:
-        save_index(local, ixs[0].params, table, sigs, keys, refs, words, skipped=dict(skipped), anchor_stop=stop,
-                   human_keys=human)
+    store_text = all(ix.texts is not None for ix in ixs)
+    work = _workdir(out)
+    try:
+        writer = IndexWriter(work, ixs[0].params, memory=memory, stop=stop, store_text=store_text)
+        base = 0
+        for ix in ixs:  # the references in order, a segment and a block at a time
+            for seg in ix.segments:
+                for lo in range(0, seg.n, 1 << 18):
+                    hi = min(lo + (1 << 18), seg.n)
+                    table = ix.refs.slice(seg.offset + lo, hi - lo).drop("n_anchors").to_arrow()
+                    if store_text:
+                        table = table.append_column("text", ix.texts.slice(seg.offset + lo, hi - lo))
+                    writer.add_refs(table, read_rows(seg.signatures, lo, hi))
+            for seg in ix.segments:
+                for k, r, w in seg.anchor_blocks():
+                    writer.add_anchors(k, r + base, w.astype(np.uint32))
+            base += len(ix)
+        names, counts, _, _ = writer.finish(dict(skipped), human)
+        _place(out, work, names, index_manifest(ixs[0].params, counts, store_text,
+                                                [{"prefix": "", "refs": counts["refs"]}]), beside=into_input)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return open_index(out, verify=False)
 
 
-def add_to_index(index, refs, options: BuildOptions | None = None, **fields) -> ReferenceIndex:
+class _Outside:
+    """The segments of an index, asked about the keys of a segment being added
+    (:func:`contamscan.index.format.drop_common`): per entry they hold of a key, which key and
+    the label code of its reference; then the references of the entries asked for."""
+
+    def __init__(self, ix: ReferenceIndex, codes: np.ndarray):
+        self.ix, self.codes = ix, codes
+        self.refs = np.zeros(0, np.int64)
+
+    def __call__(self, keys):
+        # (keys already dropped are looked up too, their entries ignored: one index of ``keys``)
+        parts = [seg.lookup(keys) for seg in self.ix.segments if len(seg.anchor_refs)]
+        which = np.concatenate([np.zeros(0, np.int64)] + [w for w, _, _ in parts])
+        self.refs = np.concatenate([np.zeros(0, np.int64)] + [r for _, r, _ in parts])
+        return which, self.codes[self.refs]
+
+    def refs_of(self, entries):
+        return self.refs[entries]
+
+
+def add_to_index(index, refs, options: BuildOptions | None = None, *, memory: int = MEMORY,
+                 **fields) -> ReferenceIndex:
     """Add references (files, directories, globs) and text known to be human-written
-    (``known_human``) to an index, in place: they are indexed with the index's parameters
-    and merged in; the index is swapped only when complete. Known human text is compared
-    with every reference of the grown index.
+    (``known_human``) to an index, with the index's parameters; queries then give what one
+    build of all the references gives. Known human text is compared with every reference of
+    the grown index.
+
+    A local index grows by a segment: the new references' files are written beside the
+    index's (nothing there is rewritten) and the manifest, rewritten atomically last, lists
+    them; :func:`compact_index` makes one segment of them all. A remote index is rewritten
+    (merged with the new references) and uploaded.
 
     Args:
         index: an opened index or its path/URI.
         refs: the new references.
         options: how they are read (``store_text`` is the index's); keyword arguments override.
+        memory: as :func:`build_index`.
 
     Returns:
         The grown index, opened.
@@ -249,8 +312,95 @@ def add_to_index(index, refs, options: BuildOptions | None = None, **fields) -> 
     ix = index if isinstance(index, ReferenceIndex) else open_index(index)
     options = replace_options(options or BuildOptions(), {**fields, "store_text": ix.texts is not None})
     human = known_human_keys(options.known_human, options, ix.hasher())
-    if not refs:
-        return merge_indexes([ix], ix.location, replace=True, human_keys=human)
-    with tempfile.TemporaryDirectory(prefix=".contamscan-add-") as tmp:
-        new = build_index(refs, Path(tmp) / "new", replace_options(options, {"known_human": ()}), params=ix.params)
-        return merge_indexes([ix, new], ix.location, replace=True, human_keys=human)
+    if ix.location.remote:
+        if not refs:
+            return merge_indexes([ix], ix.location, replace=True, human_keys=human)
+        with tempfile.TemporaryDirectory(prefix=".contamscan-add-") as tmp:
+            new = build_index(refs, Path(tmp) / "new", replace_options(options, {"known_human": ()}),
+                              params=ix.params, memory=memory)
+            return merge_indexes([ix, new], ix.location, replace=True, human_keys=human)
+    shards = []
+    if refs:
+        shards, _ = discover(list(refs) if not isinstance(refs, (str, os.PathLike)) else [refs])
+        if not shards:
+            raise ContamscanError("no reference files found (expected .parquet, .jsonl, .json, .jsonl.gz, "
+                                  ".jsonl.zst, .arrow)")
+    hasher = ix.hasher()
+    feed_options = replace_options(options, {"known_human": ()})
+    return add_segment(ix, lambda writer: _feed(writer, shards, feed_options, hasher), human, memory,
+                       store_text=options.store_text)
+
+
+def add_segment(ix: ReferenceIndex, feed, human: np.ndarray | None = None, memory: int = MEMORY,
+                store_text: bool = False) -> ReferenceIndex:
+    """Add a segment to the local index ``ix``: ``feed(writer)`` gives the new references to
+    an :class:`~contamscan.index.format.IndexWriter` (and returns the counts of those
+    skipped); ``human``: more known human keys. Nothing of the index is rewritten but its
+    manifest (module doc of :mod:`contamscan.index.format`)."""
+    human = np.zeros(0, np.uint32) if human is None else human
+    segs = segments_of(ix.manifest)
+    number = 1 + max([0] + [int(s["prefix"][1:-1]) for s in segs if s["prefix"]])
+    prefix = f"s{number}."
+    path = ix.path
+    codes_of = {name: i for i, name in enumerate(ix.label_names.tolist())}
+    outside = _Outside(ix, ix.label_codes.astype(np.int64))
+    old_ids = ix.refs["ref_id"]
+
+    def check_ids(ids):
+        ids = pl.from_arrow(ids)
+        dup = ids.filter(ids.is_in(old_ids.implode())) if len(ids) else ids
+        if len(dup):
+            ex = dup.unique().sort().head(3).to_list()
+            raise ContamscanError(f"reference ids are not unique (e.g. {ex}); give `id_field` a field of unique ids")
+
+    for f in path.glob(f"{prefix}*"):  # an interrupted add's
+        f.unlink()
+    work = path / f".{prefix}building-{os.getpid()}"
+    try:
+        writer = IndexWriter(work, ix.params, prefix=prefix, memory=memory, stop=ix.anchor_stop, outside=outside,
+                             labels=list(codes_of), store_text=store_text)
+        skipped_new = feed(writer)
+        # the known human keys of the segments there (the new one's are the writer's)
+        hk = human[~in_sorted(human, ix.anchor_stop)]
+        there = np.unique(np.concatenate([np.zeros(0, np.int64)] + [seg.lookup(hk)[0] for seg in ix.segments
+                                                                     if len(seg.anchor_refs)]))
+        names, counts, stop, dropped = writer.finish({}, human, check_ids=check_ids)
+        seg_human = np.load(work / f"{prefix}anchor_human.npy")
+        np.save(work / f"{prefix}anchor_human.npy", sorted_unique(np.concatenate([seg_human, hk[there]])))
+        np.save(work / f"{prefix}anchor_drop.npy", np.sort(dropped).astype(np.int32))
+        names.append(f"{prefix}anchor_drop.npy")
+        for name in names:
+            os.replace(work / name, path / name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    m = ix.manifest
+    old, new = m["counts"], counts
+    all_stop = sorted_unique(np.concatenate([np.asarray(ix.anchor_stop, np.uint32), stop]))
+    human_all = sorted_unique(np.concatenate([np.asarray(ix.anchor_human, np.uint32),
+                                              np.load(path / f"{prefix}anchor_human.npy")]))
+    labels = Counter(old["labels"])
+    labels.update(new["labels"])
+    skipped = Counter(old.get("skipped", {}))
+    skipped.update(skipped_new)
+    counts = {"refs": old["refs"] + new["refs"], "labels": dict(sorted(labels.items())),
+              "anchors": old["anchors"] - len(dropped) + new["anchors"],
+              "common_anchors_dropped": int(len(all_stop)),
+              "known_human_anchors": int(np.count_nonzero(~in_sorted(human_all, all_stop))),
+              "skipped": dict(skipped)}
+    manifest = index_manifest(ix.params, counts, bool(m.get("stored_text")),
+                              [*segs, {"prefix": prefix, "refs": new["refs"]}])
+    manifest["created_at"] = m.get("created_at", manifest["created_at"])
+    manifest["updated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    artifact.write_manifest(path, manifest, names, known=m["files"])
+    return open_index(ix.location, verify=False)
+
+
+def compact_index(index, *, memory: int = MEMORY) -> ReferenceIndex:
+    """Rewrite an index of several segments (``index add``) as one, in place (written beside
+    it and swapped in when complete); its queries give the same answers.
+
+    Example:
+        >>> index = compact_index("refs.index")  # doctest: +SKIP
+    """
+    ix = index if isinstance(index, ReferenceIndex) else open_index(index)
+    return merge_indexes([ix], ix.location, replace=True, memory=memory)

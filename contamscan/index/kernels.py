@@ -420,3 +420,36 @@ def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, 
             more_ref[d, k], more_score[d, k], more_total[d, k] = g_ref[nxt], g_score[nxt], g_tot[nxt]
             more_first[d, k], more_last[d, k], more_tight[d, k] = g_first[nxt], g_last[nxt], g_tight[nxt]
     return touched  # meaningless; returning it keeps the touching reads from being optimised away
+
+
+@numba.njit(cache=True, nogil=True)
+def anchor_lookup(keys, tags, refs, ref_pos, directory, bits):
+    """The table entries of each stored key (uint32, any order) of ``keys``: the anchor table
+    ``tags``/``refs``/``ref_pos`` with its ``directory`` of ``bits`` top bits (module doc).
+    Returns (which key int64, reference int64, position uint16) per entry found, in the order
+    of ``keys`` and, for one key, of the table (by reference). Used where the tables of
+    several segments answer one query (:meth:`ReferenceIndex.partial`) and where ``index
+    add`` asks the segments already there about the new references' keys."""
+    shift = np.uint32(32 - bits)
+    n = 0
+    out_key = np.empty(max(16, keys.shape[0]), np.int64)
+    out_ref = np.empty(out_key.shape[0], np.int64)
+    out_pos = np.empty(out_key.shape[0], np.uint16)
+    for i in range(keys.shape[0]):
+        k = np.uint32(keys[i])
+        t = np.int64(k >> shift) if bits > 0 else np.int64(0)
+        lo, hi = directory[t], directory[t + 1]
+        tag = np.uint16(k & np.uint32(0xFFFF))
+        p = _first_tag(tags, lo, hi, tag)
+        while p < hi and tags[p] == tag:
+            if n == out_key.shape[0]:
+                m = 2 * n + 16
+                a, b, c = np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m, np.uint16)
+                a[:n], b[:n], c[:n] = out_key[:n], out_ref[:n], out_pos[:n]
+                out_key, out_ref, out_pos = a, b, c
+            out_key[n] = i
+            out_ref[n] = refs[p]
+            out_pos[n] = ref_pos[p]
+            n += 1
+            p += 1
+    return out_key[:n], out_ref[:n], out_pos[:n]

@@ -15,7 +15,35 @@ from ..config import IndexParams
 from ..io import Location
 from ..sketch.lsh import band_key
 from ..sketch.minhash import Hasher
-from .kernels import TOUCH_ABOVE, anchor_kernel, band_tag, query_kernel
+from .kernels import TOUCH_ABOVE, anchor_kernel, anchor_lookup, band_tag, query_kernel
+
+
+def sorted_unique(a: np.ndarray) -> np.ndarray:
+    """The distinct values of ``a``, sorted (a sort and a compare: numpy's hash-based
+    ``unique`` is several times slower on large integer arrays)."""
+    a = np.sort(a)
+    return a[np.append(True, a[1:] != a[:-1])] if len(a) else a
+
+
+def in_sorted(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """Which of ``values`` are in ``sorted_keys`` (sorted, distinct)."""
+    if not len(sorted_keys) or not len(values):
+        return np.zeros(len(values), np.bool_)
+    at = np.minimum(np.searchsorted(sorted_keys, values), len(sorted_keys) - 1)
+    return sorted_keys[at] == values
+
+
+def _union(arrays) -> np.ndarray:
+    return sorted_unique(np.concatenate([np.zeros(0, np.uint32)] + [np.asarray(a, np.uint32) for a in arrays]))
+
+
+def key_directory(sorted_keys: np.ndarray, bits: int, key_bits: int = 64) -> np.ndarray:
+    """Where each run of ``bits`` top bits starts in ``sorted_keys`` (of ``key_bits`` bits),
+    plus the end."""
+    dtype = np.uint64 if key_bits == 64 else np.uint32
+    starts = (np.arange(1 << bits, dtype=np.uint64) << np.uint64(key_bits - bits)).astype(dtype) if bits \
+        else np.zeros(1, dtype)
+    return np.append(np.searchsorted(sorted_keys, starts, side="left"), len(sorted_keys)).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -30,6 +58,7 @@ class IndexSummary:
     common_anchors: int = 0  # stock phrases dropped from the anchors
     stored_text: bool = False
     known_human_anchors: int = 0
+    segments: int = 1  # `index add` adds one; `index compact` makes one of them all
 
 
 @dataclass(frozen=True)
@@ -62,28 +91,14 @@ class PartialResult:
     more_total: np.ndarray  # int64 [n, k]
 
 
-class ReferenceIndex:
-    """An opened index: parameters, references, memory-mapped signatures and band tables.
-    Open one with :func:`contamscan.open_index` or build one with :func:`contamscan.build_index`.
+class Segment:
+    """One segment of an index: its references ``offset:offset + n`` and their tables
+    (:mod:`contamscan.index.format`); ``index add`` writes a new segment beside the others."""
 
-    Example:
-        >>> index = contamscan.open_index("refs.index")  # doctest: +SKIP
-        >>> index.summary().labels  # doctest: +SKIP
-        {'openai/o3': 137, ...}
-    """
-
-    def __init__(self, path: Path, manifest: dict, refs: pl.DataFrame, arrays: dict[str, np.ndarray],
-                 texts: pa.ChunkedArray | None = None, location: Location | None = None):
-        self.path = Path(path)  # the directory on this machine (a remote index's local copy)
-        self.location = location or Location.of(str(path))  # where it was opened from
-        self.texts = texts  # the reference texts, memory-mapped, when the index stores them
-        self.manifest = manifest
-        p = manifest["params"]
-        self.params = IndexParams(threshold=p["threshold"], num_perm=p["num_perm"], ngram=p["ngram"], seed=p["seed"],
-                                  anchor_bits=p["anchor_bits"], max_anchor_refs=p["max_anchor_refs"])
-        self.bands, self.rows = p["bands"], p["rows"]
-        self.refs = refs
+    def __init__(self, offset: int, arrays: dict[str, np.ndarray], label_codes: np.ndarray):
+        self.offset = offset
         self.signatures = arrays["signatures"]
+        self.n = self.signatures.shape[0]
         self.band_tags = arrays["band_tags"]
         self.band_refs = arrays["band_refs"]
         self.band_dir = arrays["band_dir"]
@@ -94,15 +109,125 @@ class ReferenceIndex:
         self.anchor_dir = arrays["anchor_dir"]
         self.anchor_dir_bits = int(round(math.log2(self.anchor_dir.shape[0] - 1)))
         self.anchor_stop = arrays["anchor_stop"]
-        self.anchor_human = arrays["anchor_human"]  # sorted keys also found in known human text
+        self.anchor_human = arrays["anchor_human"]
+        # references of the segments before whose anchors this one's addition dropped (one per anchor)
+        self.anchor_drop = arrays.get("anchor_drop", np.zeros(0, np.int64))
+        self.label_codes = label_codes[offset:offset + self.n]
+        # touch passes (module doc) pay off only when the tables do not fit in the CPU caches
+        self.touch = self.band_tags.nbytes + self.anchor_tags.nbytes > TOUCH_ABOVE
+
+    def lookup(self, keys: np.ndarray):
+        """The anchor table's entries of the distinct stored keys ``keys``: (which key,
+        reference in the index, position)."""
+        which, refs, pos = anchor_lookup(keys, self.anchor_tags, self.anchor_refs, self.anchor_pos, self.anchor_dir,
+                                         self.anchor_dir_bits)
+        return which, refs + self.offset, pos
+
+    def anchor_blocks(self, entries: int = 1 << 24):
+        """The anchor table in blocks of about ``entries``, in key order, as (stored keys
+        uint32, references in the index int64, positions uint16)."""
+        d = self.anchor_dir
+        bits = self.anchor_dir_bits
+        low = np.uint32((1 << (32 - bits)) - 1) if bits < 32 else np.uint32(0)
+        b0, nb = 0, len(d) - 1
+        while b0 < nb:
+            b1 = int(min(max(np.searchsorted(d, d[b0] + entries, side="right") - 1, b0 + 1), nb))
+            dd = np.asarray(d[b0:b1 + 1], np.int64)
+            lo, hi = int(dd[0]), int(dd[-1])
+            if hi > lo:
+                bucket = np.repeat(np.arange(b0, b1, dtype=np.uint32), np.diff(dd))
+                tags = np.asarray(self.anchor_tags[lo:hi]).astype(np.uint32) & low
+                yield ((bucket << np.uint32(32 - bits)) if bits < 32 else bucket) | tags, \
+                    np.asarray(self.anchor_refs[lo:hi], np.int64) + self.offset, np.asarray(self.anchor_pos[lo:hi])
+            b0 = b1
+
+
+class Rows:
+    """The signatures of several segments as one array of rows (what the scan reads:
+    ``rows[refs]`` for an array of reference numbers, ``len``, ``shape``)."""
+
+    def __init__(self, parts: list[np.ndarray], offsets: np.ndarray):
+        self.parts, self.offsets = parts, offsets
+        self.shape = (int(offsets[-1]), *parts[0].shape[1:])
+        self.dtype = parts[0].dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, idx):
+        if np.isscalar(idx):
+            s = int(np.searchsorted(self.offsets, idx, side="right") - 1)
+            return self.parts[s][int(idx) - self.offsets[s]]
+        idx = np.asarray(idx, np.int64)
+        out = np.empty((len(idx), *self.shape[1:]), self.dtype)
+        seg = np.searchsorted(self.offsets, idx, side="right") - 1
+        for s in np.unique(seg):
+            at = seg == s
+            out[at] = self.parts[s][idx[at] - self.offsets[s]]
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.concatenate([np.asarray(p) for p in self.parts])
+        return out if dtype is None else out.astype(dtype)
+
+
+class ReferenceIndex:
+    """An opened index: parameters, references, memory-mapped signatures and band tables.
+    Open one with :func:`contamscan.open_index` or build one with :func:`contamscan.build_index`.
+
+    An index is one segment or several (after ``index add``): queries go over every segment
+    and give what a single-segment index of the same references gives.
+
+    Example:
+        >>> index = contamscan.open_index("refs.index")  # doctest: +SKIP
+        >>> index.summary().labels  # doctest: +SKIP
+        {'openai/o3': 137, ...}
+    """
+
+    def __init__(self, path: Path, manifest: dict, refs: pl.DataFrame, arrays,
+                 texts: pa.ChunkedArray | None = None, location: Location | None = None):
+        self.path = Path(path)  # the directory on this machine (a remote index's local copy)
+        self.location = location or Location.of(str(path))  # where it was opened from
+        self.texts = texts  # the reference texts, memory-mapped, when the index stores them
+        self.manifest = manifest
+        p = manifest["params"]
+        self.params = IndexParams(threshold=p["threshold"], num_perm=p["num_perm"], ngram=p["ngram"], seed=p["seed"],
+                                  anchor_bits=p["anchor_bits"], max_anchor_refs=p["max_anchor_refs"])
+        self.bands, self.rows = p["bands"], p["rows"]
+        self.refs = refs
         # per-reference columns as arrays, not Python objects: cheap to hold per worker
         self.ref_ids = refs["ref_id"].to_arrow()
-        self.label_names, codes = np.unique(refs["label"].to_numpy().astype(str), return_inverse=True)
-        self.label_codes = codes.astype(np.int32)
+        labels = refs["label"]
+        names = labels.unique().sort()
+        self.label_names = np.array(names.to_list(), dtype=str)
+        self.label_codes = names.search_sorted(labels).to_numpy().astype(np.int32)
         self.ref_shingles = refs["n_shingles"].to_numpy()
-        self.ref_anchors = refs["n_anchors"].to_numpy()
-        # touch passes (module doc) pay off only when the tables do not fit in the CPU caches
-        self._touch = self.band_tags.nbytes + self.anchor_tags.nbytes > TOUCH_ABOVE
+        segments = [arrays] if isinstance(arrays, dict) else list(arrays)
+        offsets = np.cumsum([0] + [a["signatures"].shape[0] for a in segments])
+        self.segments = [Segment(int(o), a, self.label_codes) for o, a in zip(offsets, segments)]
+        ref_anchors = refs["n_anchors"].to_numpy()
+        drops = [s.anchor_drop for s in self.segments if len(s.anchor_drop)]
+        if drops:  # anchors of earlier segments that a later one's references made common
+            ref_anchors = ref_anchors - np.bincount(np.concatenate(drops), minlength=len(ref_anchors))
+        self.ref_anchors = ref_anchors
+        if len(self.segments) == 1:
+            seg = self.segments[0]
+            self.signatures = seg.signatures
+            self.anchor_stop = seg.anchor_stop
+            self.anchor_human = seg.anchor_human  # sorted keys also found in known human text
+            # one segment: its tables, as the kernels read them
+            self.band_tags, self.band_refs, self.band_dir, self.dir_bits = \
+                seg.band_tags, seg.band_refs, seg.band_dir, seg.dir_bits
+            self.anchor_tags, self.anchor_refs, self.anchor_pos, self.anchor_dir, self.anchor_dir_bits = \
+                seg.anchor_tags, seg.anchor_refs, seg.anchor_pos, seg.anchor_dir, seg.anchor_dir_bits
+            self._touch = seg.touch
+        else:
+            self.signatures = Rows([s.signatures for s in self.segments], offsets)
+            # a key any segment dropped is dropped from all: it would be from one table of them all
+            self.anchor_stop = _union([s.anchor_stop for s in self.segments])
+            human = _union([s.anchor_human for s in self.segments])
+            self.anchor_human = human[~in_sorted(human, self.anchor_stop)]
+        self.n_table_anchors = sum(len(s.anchor_refs) for s in self.segments)
         # slots that must agree for a flag: similarity = equal / num_perm >= threshold
         self.min_equal = math.ceil(self.params.threshold * self.params.num_perm - 1e-9)
 
@@ -118,10 +243,18 @@ class ReferenceIndex:
         p = self.params
         return Hasher(p.num_perm, p.seed, p.ngram, p.anchor_bits)
 
+    @property
+    def has_anchors(self) -> bool:
+        """Whether the index holds anchors (partial matches)."""
+        return self.n_table_anchors > 0
+
     def query(self, sigs: np.ndarray, skip: np.ndarray | None = None) -> QueryResult:
         """Whole-document matches: LSH candidates verified by their estimated Jaccard."""
         n = sigs.shape[0]
         skip = np.zeros(n, np.bool_) if skip is None else skip
+        P = self.params.num_perm
+        if len(self.segments) > 1:
+            return self._query_segments(sigs, skip)
         best_ref, best_equal, n_cand, alt_ref, alt_equal = (np.empty(n, np.int64) for _ in range(5))
         if len(self):
             query_kernel(sigs, skip, self.band_tags, self.band_refs, self.band_dir, self.dir_bits,
@@ -129,8 +262,41 @@ class ReferenceIndex:
                           best_ref, best_equal, n_cand, alt_ref, alt_equal)
         else:
             best_ref[:], best_equal[:], n_cand[:], alt_ref[:], alt_equal[:] = -1, 0, 0, -1, 0
-        P = self.params.num_perm
         return QueryResult(best_ref, best_equal / P, n_cand, alt_ref, alt_equal / P)
+
+    def _query_segments(self, sigs, skip) -> QueryResult:
+        """:meth:`query` over several segments: each segment's best candidate (whatever its
+        slots) and best of another label, merged as one table would rank them (most equal
+        slots, then the lowest reference number; the best of another label than the overall
+        best's), the threshold applied last."""
+        n = sigs.shape[0]
+        P = self.params.num_perm
+        per = []
+        for seg in self.segments:
+            if not seg.n:
+                continue
+            out = [np.empty(n, np.int64) for _ in range(5)]
+            query_kernel(sigs, skip, seg.band_tags, seg.band_refs, seg.band_dir, seg.dir_bits, self.rows,
+                         seg.signatures, seg.label_codes, 0, seg.touch, *out)
+            b, e, nc, a, ae = out
+            per.append((np.where(b >= 0, b + seg.offset, -1), e, nc, np.where(a >= 0, a + seg.offset, -1), ae))
+        best, best_eq = np.full(n, -1, np.int64), np.zeros(n, np.int64)
+        n_cand = np.zeros(n, np.int64)
+        for b, e, nc, _, _ in per:  # segments in reference order: a strictly better one wins
+            better = (b >= 0) & ((best < 0) | (e > best_eq))
+            best, best_eq = np.where(better, b, best), np.where(better, e, best_eq)
+            n_cand += nc
+        codes = self.label_codes
+        best_label = np.where(best >= 0, codes[np.maximum(best, 0)], -1)
+        alt, alt_eq = np.full(n, -1, np.int64), np.zeros(n, np.int64)
+        for b, e, _, a, ae in per:
+            # this segment's best of another label than the overall best's: its best, or its alt
+            own = (b >= 0) & (codes[np.maximum(b, 0)] != best_label)
+            c, ce = np.where(own, b, a), np.where(own, e, ae)
+            better = (c >= 0) & (codes[np.maximum(c, 0)] != best_label) & ((alt < 0) | (ce > alt_eq))
+            alt, alt_eq = np.where(better, c, alt), np.where(better, ce, alt_eq)
+        best_ref = np.where(best_eq >= self.min_equal, best, -1)
+        return QueryResult(best_ref, best_eq / P, n_cand, alt, alt_eq / P)
 
     def partial(self, anchors, n_docs: int, min_hits: int, miss_penalty: float, more: int = 0) -> PartialResult:
         """Partial matches of a batch's documents from their anchors (``Signatures.anchors``),
@@ -139,39 +305,62 @@ class ReferenceIndex:
         out = [np.empty((n_docs, more) if name.startswith("more") else n_docs,
                         np.float64 if name.endswith("score") else np.bool_ if name.endswith("tight") else np.int64)
                for name in PartialResult.__dataclass_fields__]
-        anchor_kernel(doc_ptr, anchors.key, anchors.word, self.anchor_tags, self.anchor_refs, self.anchor_pos,
-                      self.anchor_dir, self.anchor_dir_bits, self.label_codes, min_hits, float(miss_penalty),
-                      self._touch, *out)
+        if len(self.segments) == 1:
+            tables = (self.anchor_tags, self.anchor_refs, self.anchor_pos, self.anchor_dir, self.anchor_dir_bits,
+                      self._touch)
+        else:
+            tables = self._batch_table(anchors.key)
+        anchor_kernel(doc_ptr, anchors.key, anchors.word, *tables[:5], self.label_codes, min_hits,
+                      float(miss_penalty), tables[5], *out)
         return PartialResult(*out)
+
+    def _batch_table(self, keys: np.ndarray):
+        """The anchor table of one batch over several segments: every segment's entries of
+        the batch's keys but those dropped (:attr:`anchor_stop`), as one table (by key, then
+        reference) with a 16-bit directory: the table one segment of all the references would
+        give for these keys."""
+        uk = sorted_unique((np.asarray(keys, np.uint64) >> np.uint64(32)).astype(np.uint32))
+        uk = uk[~in_sorted(uk, self.anchor_stop)]
+        parts = [seg.lookup(uk) for seg in self.segments if len(seg.anchor_refs)]
+        which = np.concatenate([np.zeros(0, np.int64)] + [w for w, _, _ in parts])
+        order = np.argsort(which, kind="stable")  # segments in order: by key, then reference
+        k = uk[which[order]]
+        refs = np.concatenate([np.zeros(0, np.int64)] + [r for _, r, _ in parts])[order].astype(np.int32)
+        pos = np.concatenate([np.zeros(0, np.uint16)] + [q for _, _, q in parts])[order]
+        directory = key_directory(k, 16, key_bits=32).astype(np.int32)
+        return (k & np.uint32(0xFFFF)).astype(np.uint16), refs, pos, directory, 16, False
 
     def known_human(self, keys: np.ndarray) -> np.ndarray:
         """Which anchors (64-bit keys, ``Anchors.key``) are also in the index's known human text."""
-        human = self.anchor_human
-        if not len(human):
-            return np.zeros(len(keys), np.bool_)
         k = (np.asarray(keys, np.uint64) >> np.uint64(32)).astype(np.uint32)
-        at = np.minimum(np.searchsorted(human, k), len(human) - 1)
-        return human[at] == k
+        return in_sorted(k, self.anchor_human)
 
     def candidates(self, sig: np.ndarray) -> set[int]:
         """LSH candidates of one signature (reference row numbers), before verification."""
         out = set()
-        for b in range(self.bands):
-            k = np.uint64(band_key(sig, b, self.rows))
-            t = int(k >> np.uint64(64 - self.dir_bits)) if self.dir_bits else 0
-            lo, hi = self.band_dir[b, t], self.band_dir[b, t + 1]
-            same_tag = self.band_refs[b, lo:hi][self.band_tags[b, lo:hi] == band_tag(k, self.dir_bits)]
-            out.update(int(r) for r in same_tag if band_key(self.signatures[r], b, self.rows) == k)
+        for seg in self.segments:
+            if not seg.n:
+                continue
+            for b in range(self.bands):
+                k = np.uint64(band_key(sig, b, self.rows))
+                t = int(k >> np.uint64(64 - seg.dir_bits)) if seg.dir_bits else 0
+                lo, hi = seg.band_dir[b, t], seg.band_dir[b, t + 1]
+                same_tag = seg.band_refs[b, lo:hi][seg.band_tags[b, lo:hi] == band_tag(k, seg.dir_bits)]
+                out.update(int(r) + seg.offset for r in same_tag if band_key(seg.signatures[r], b, self.rows) == k)
         return out
 
     def anchors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The anchor table as (stored keys uint32, references int64, word positions uint16)
-        arrays, in memory: each key is its directory bucket's top bits and its tag's low bits."""
-        bits = self.anchor_dir_bits
-        bucket = np.repeat(np.arange(len(self.anchor_dir) - 1, dtype=np.uint32), np.diff(self.anchor_dir))
-        low = np.asarray(self.anchor_tags).astype(np.uint32) & np.uint32((1 << (32 - bits)) - 1)
-        return (bucket << np.uint32(32 - bits)) | low, np.asarray(self.anchor_refs, np.int64), \
-            np.asarray(self.anchor_pos, np.uint16)
+        arrays, in memory, segment after segment (each in key order), without the keys
+        dropped (:attr:`anchor_stop`)."""
+        blocks = [b for seg in self.segments for b in seg.anchor_blocks()]
+        k = np.concatenate([np.zeros(0, np.uint32)] + [b[0] for b in blocks])
+        r = np.concatenate([np.zeros(0, np.int64)] + [b[1] for b in blocks])
+        w = np.concatenate([np.zeros(0, np.uint16)] + [b[2] for b in blocks])
+        if len(self.segments) > 1:
+            keep = ~in_sorted(k, self.anchor_stop)
+            k, r, w = k[keep], r[keep], w[keep]
+        return k, r, w
 
     def summary(self) -> IndexSummary:
         m = self.manifest
@@ -179,4 +368,4 @@ class ReferenceIndex:
         c = m["counts"]
         return IndexSummary(self.shown, c["refs"], c["labels"], m["params"], size, c.get("skipped", {}),
                             c["anchors"], c["common_anchors_dropped"], bool(m.get("stored_text")),
-                            c.get("known_human_anchors", 0))
+                            c.get("known_human_anchors", 0), len(self.segments))

@@ -3,7 +3,10 @@
 An artifact is a directory of files and a ``manifest.json`` that names its format and
 version and lists every file with its size and xxh3-128 checksum. The manifest is written
 last (and removed first when a directory is rebuilt), so a directory without one is never
-taken for an artifact. Opening checks the format, the version and every listed file;
+taken for an artifact. Opening checks the format, the version and every listed file's size,
+and the checksums of the files up to the kind's ``lazy_above`` bytes (all of a profile's;
+an index's large arrays are checksummed only when asked, ``verify="all"``: reading 20 GB
+to open an index would cost more than the scan it serves);
 a remote artifact is opened from its local copy in the cache (:mod:`contamscan.io.cache`),
 which the workers of a machine share.
 """
@@ -36,6 +39,8 @@ class Kind:
     error: type[ContamscanError]
     build_hint: str  # how to make one: "build one with `contamscan index build`"
     noun: str  # "index"
+    reads: tuple[int, ...] = ()  # older versions this contamscan still opens
+    lazy_above: int | None = None  # files larger than this are checksummed only with verify="all"
 
 
 @dataclass(frozen=True)
@@ -79,14 +84,15 @@ def file_digest(path) -> str:
 def _check_kind(manifest: dict, kind: Kind, shown: str) -> None:
     if manifest.get("format") != kind.format:
         raise kind.error(f"{shown}: not {kind.what} (format {manifest.get('format')!r})")
-    if manifest.get(kind.version_key) != kind.version:
+    if manifest.get(kind.version_key) != kind.version and manifest.get(kind.version_key) not in kind.reads:
         raise kind.error(f"{shown}: {kind.what} of format version {manifest.get(kind.version_key)} is not supported "
                          f"by this contamscan (reads version {kind.version}); rebuild the {kind.noun}")
 
 
-def open_dir(location, kind: Kind, verify: bool = True) -> Opened:
+def open_dir(location, kind: Kind, verify: bool | str = True) -> Opened:
     """Open the artifact at ``location``: its manifest read and its kind checked, every listed
-    file present with its size and (with ``verify``) its checksum. Raises ``kind.error``."""
+    file present with its size and (with ``verify``) its checksum: True checks the files up to
+    ``kind.lazy_above`` bytes, "all" every file. Raises ``kind.error``."""
     loc = Location.of(location)
     if not loc.remote:
         return Opened(_open_local(Path(loc.path), kind, verify, loc.shown), _read_manifest(Path(loc.path), kind,
@@ -144,7 +150,12 @@ def _check_manifest(manifest: dict, kind: Kind, shown: str) -> None:
                              f"{kind.noun}")
 
 
-def _open_local(path: Path, kind: Kind, verify: bool, shown: str) -> Path:
+def _checked(kind: Kind, verify: bool | str, size: int) -> bool:
+    """Whether a file of ``size`` bytes is checksummed on open."""
+    return verify == "all" or (bool(verify) and (kind.lazy_above is None or size <= kind.lazy_above))
+
+
+def _open_local(path: Path, kind: Kind, verify: bool | str, shown: str) -> Path:
     manifest = _read_manifest(path, kind, shown)
     for name, meta in manifest["files"].items():
         f = path / name
@@ -153,16 +164,18 @@ def _open_local(path: Path, kind: Kind, verify: bool, shown: str) -> Path:
         if f.stat().st_size != meta["bytes"]:
             raise kind.error(f"{shown}: {name} has {f.stat().st_size} bytes, manifest says {meta['bytes']} "
                              "(truncated or modified)")
-        if verify and file_digest(f) != meta["xxh3_128"]:
+        if _checked(kind, verify, meta["bytes"]) and file_digest(f) != meta["xxh3_128"]:
             raise kind.error(f"{shown}: checksum mismatch for {name}: the file was modified or corrupted; rebuild the {kind.noun}")
     return path
 
 
-def write_manifest(path: Path, manifest: dict, names) -> dict:
+def write_manifest(path: Path, manifest: dict, names, known: dict | None = None) -> dict:
     """Write ``manifest`` (plus ``files``: the size and checksum of each of ``names``) into the
-    directory ``path``, atomically and last. Returns the manifest written."""
-    manifest = {**manifest, "files": {n: {"bytes": (path / n).stat().st_size, "xxh3_128": file_digest(path / n)}
-                                      for n in names}}
+    directory ``path``, atomically and last; ``known``: entries of files already listed and not
+    rewritten (``index add``), kept as they are. Returns the manifest written."""
+    files = dict(known or {})
+    files.update({n: {"bytes": (path / n).stat().st_size, "xxh3_128": file_digest(path / n)} for n in names})
+    manifest = {**manifest, "files": files}
     manifest[MANIFEST_DIGEST] = manifest_self_digest(manifest)
     Location.of(str(path / "manifest.json")).write_atomic(
         (json.dumps(manifest, indent=1, ensure_ascii=False) + "\n").encode())

@@ -207,7 +207,7 @@ def match_batch(texts: pa.Array, index: ReferenceIndex, hasher: Hasher, options:
     # partial: a dense run of anchors shared with one reference
     part = None
     partial = np.zeros(len(whole), np.bool_)
-    if sigs.anchors is not None and len(index.anchor_refs):
+    if sigs.anchors is not None and index.has_anchors:
         part = index.partial(sigs.anchors, len(whole), _min_hits(options), options.miss_penalty, MORE_SOURCES)
         chained = np.zeros(len(whole), np.bool_)
         if len(sigs.anchors):  # (a document without a chain has -1 for its anchors: any will do)

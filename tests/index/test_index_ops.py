@@ -10,7 +10,7 @@ from contamscan.cli import cli
 from contamscan.config import IndexParams
 from contamscan.errors import ContamscanError
 from contamscan.index.format import ARRAYS
-from contamscan.index import add_to_index, build_index, merge_indexes, open_index
+from contamscan.index import add_to_index, build_index, compact_index, merge_indexes, open_index
 
 
 def _same_index(a, b):
@@ -59,12 +59,14 @@ def test_add_in_place_and_cli(parts, tmp_path):
     r = CliRunner().invoke(cli, ["index", "add", str(tmp_path / "ix"), str(root / "refs-1.parquet")])
     assert r.exit_code == 0, r.output
     add_to_index(tmp_path / "ix", [str(root / "refs-2.parquet")])
-    _same_index(open_index(tmp_path / "ix"), full)
+    assert len(open_index(tmp_path / "ix").segments) == 3  # (tests/index/test_segments.py: same answers)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
     # adding references that are already there: ids must stay unique
+    manifest = (tmp_path / "ix" / "manifest.json").read_bytes()
     with pytest.raises(ContamscanError, match="not unique"):
         add_to_index(tmp_path / "ix", [str(root / "refs-2.parquet")])
-    _same_index(open_index(tmp_path / "ix"), full)  # untouched
+    assert (tmp_path / "ix" / "manifest.json").read_bytes() == manifest  # untouched
+    _same_index(compact_index(tmp_path / "ix"), full)  # one segment: the files of one build
 
 
 def test_merge_refuses_different_parameters(parts, tmp_path):
@@ -93,6 +95,7 @@ def test_known_human_text_added_later_equals_giving_it_at_build(parts, tmp_path)
     res = CliRunner().invoke(cli, ["index", "add", str(tmp_path / "later"), *(a for p in human for a in ("--known-human", p))])
     assert res.exit_code == 0, res.output
     assert "known human" in res.output
-    _same_index(open_index(tmp_path / "later"), at_build)
+    assert np.array_equal(open_index(tmp_path / "later").anchor_human, at_build.anchor_human)
+    _same_index(compact_index(tmp_path / "later"), at_build)
     res = CliRunner().invoke(cli, ["index", "add", str(tmp_path / "later")])
     assert res.exit_code == 2 and "give references (REFS) or --known-human" in res.output

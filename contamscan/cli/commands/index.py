@@ -1,11 +1,11 @@
-"""``contamscan index build|add|merge|info``."""
+"""``contamscan index build|add|merge|compact|info``."""
 
 from __future__ import annotations
 
 import click
 
 from ...config import BuildOptions, IndexParams
-from ...index import add_to_index, build_index, merge_indexes, open_index
+from ...index import add_to_index, build_index, compact_index, merge_indexes, open_index
 from ..options import config_option, dataclass_from, dataclass_options
 from ..progress import ProgressBar
 
@@ -41,7 +41,8 @@ def print_index(s, rate=None):
     p = s.params
     lines = [
         f"index      {s.path}",
-        f"refs       {s.refs:,}  ({s.bytes_on_disk / 1e6:,.1f} MB on disk)",
+        f"refs       {s.refs:,}  ({s.bytes_on_disk / 1e6:,.1f} MB on disk"
+        + (f", {s.segments} segments: `contamscan index compact` makes one)" if s.segments > 1 else ")"),
         f"shingles   {p['ngram']}-word, {p['normalization']}, Unicode {p['unicode_version']}, {p['shingle_hash']}",
         f"minhash    {p['scheme']}, num_perm {p['num_perm']}, seed {p['seed']}",
         f"lsh        threshold {p['threshold']}, {p['bands']} bands x {p['rows']} rows",
@@ -66,8 +67,11 @@ def print_index(s, rate=None):
 @dataclass_options(BuildOptions, exclude=("store_text",))
 def index_add(index_path, refs, **params):
     """Add references (REFS: files, directories, globs) and known human text (--known-human)
-    to INDEX, with its parameters. The index is rewritten beside itself and swapped in when
-    complete; checksums are updated."""
+    to INDEX, with its parameters. A local index grows by a segment: the new references'
+    files are written beside the index's, nothing there is rewritten, and the manifest,
+    replaced atomically last, lists them (`index compact` makes one segment of them all); a
+    remote index is rewritten and uploaded. Queries give what one build of all the references
+    gives."""
     options = dataclass_from(BuildOptions, params, exclude=("store_text",))
     if not refs and not options.known_human:
         raise click.UsageError("give references (REFS) or --known-human text to add")
@@ -83,9 +87,21 @@ def index_merge(indexes, out):
     print_index(merge_indexes(list(indexes), out).summary())
 
 
+@index_group.command("compact")
+@click.argument("index_path", metavar="INDEX")
+def index_compact(index_path):
+    """Rewrite INDEX, grown by `index add` into several segments, as one segment (beside
+    itself, swapped in when complete). Queries give the same answers before and after."""
+    print_index(compact_index(index_path).summary())
+
+
 @index_group.command("info")
 @click.argument("index_path", metavar="INDEX")
-@click.option("--no-verify", is_flag=True, help="Skip checksum verification (faster for large indexes).")
-def index_info(index_path, no_verify):
-    """Print an index's parameters, counts per label and size on disk."""
-    print_index(open_index(index_path, verify=not no_verify).summary())
+@click.option("--verify", "verify_all", is_flag=True,
+              help="Checksum every file (opening checks sizes, array headers and the files up to 64 MiB).")
+@click.option("--no-verify", is_flag=True, help="Skip checksum verification (sizes and headers are still checked).")
+def index_info(index_path, verify_all, no_verify):
+    """Print an index's parameters, counts per label, segments and size on disk."""
+    if verify_all and no_verify:
+        raise click.UsageError("give --verify or --no-verify, not both")
+    print_index(open_index(index_path, verify="all" if verify_all else not no_verify).summary())
