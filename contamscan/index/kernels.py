@@ -422,7 +422,7 @@ def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, 
     return touched  # meaningless; returning it keeps the touching reads from being optimised away
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("Tuple((int64[:], int64[:], uint16[:]))(uint32[::1], uint16[::1], int32[::1], uint16[::1], int32[::1], int64)")
 def anchor_lookup(keys, tags, refs, ref_pos, directory, bits):
     """The table entries of each stored key (uint32, any order) of ``keys``: the anchor table
     ``tags``/``refs``/``ref_pos`` with its ``directory`` of ``bits`` top bits (module doc).
