@@ -11,7 +11,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -347,6 +346,8 @@ def add_segment(ix: ReferenceIndex, feed, human: np.ndarray | None = None, memor
     old_ids = ix.refs["ref_id"]
 
     def check_ids(ids):
+        import polars as pl  # noqa: PLC0415 (only index add: a scan needs no polars)
+
         ids = pl.from_arrow(ids)
         dup = ids.filter(ids.is_in(old_ids.implode())) if len(ids) else ids
         if len(dup):

@@ -64,9 +64,9 @@ import tempfile
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -74,11 +74,15 @@ import pyarrow.parquet as pq
 from ..config import IndexParams
 from ..errors import ContamscanError, IndexFormatError
 from ..io import artifact
+from ..model import read_parquet
 from ..sketch.lsh import band_keys, optimal_bands
 from ..sketch.text import NORMALIZATION, UNICODE_VERSION
 from ..version import __version__
 from .kernels import band_tag
 from .reference import ReferenceIndex, in_sorted, key_directory, sorted_unique
+
+if TYPE_CHECKING:
+    import polars as pl
 
 FORMAT = "contamscan-index"
 FORMAT_VERSION = 5  # 5: segments (`index add` writes one); a version 4 index is one segment
@@ -375,13 +379,14 @@ class IndexWriter:
             self.texts.close()
             self._texts_file.close()
         ids = pq.read_table(self.tmp / "refs.parquet", columns=["ref_id"]).column("ref_id")
-        dup = pl.from_arrow(ids).is_duplicated() if n else None
-        if dup is not None and dup.any():
-            ex = pl.from_arrow(ids).filter(dup).unique().sort().head(3).to_list()
+        counts = pc.value_counts(ids) if n else None
+        dup = counts.filter(pc.greater(counts.field("counts"), 1)).field("values") if n else []
+        if len(dup):
+            ex = sorted(dup.to_pylist())[:3]
             raise ContamscanError(f"reference ids are not unique (e.g. {ex}); give `id_field` a field of unique ids")
         if check_ids is not None:
             check_ids(ids)
-        del ids, dup
+        del ids, dup, counts
         self.sigs.close((n, p["num_perm"]))
         codes = np.concatenate(self.codes) if self.codes else np.zeros(0, np.int32)
         # band tables, a band at a time
@@ -562,6 +567,8 @@ def save_index(path: Path, params: IndexParams, refs: pl.DataFrame, sigs: np.nda
         # kept in the table: a dropped key matches nothing (and merges, which see only the
         # table, then keep the same keys as a single build)
         a_human = a_human[np.isin(a_human, np.asarray(anchor_keys, np.uint32)) & ~np.isin(a_human, a_stop)]
+    import polars as pl  # noqa: PLC0415 (the in-memory writer; a scan needs no polars)
+
     refs = refs.with_columns(pl.Series("n_anchors", np.bincount(a_refs, minlength=len(refs)), pl.Int64))
     names = ["refs.parquet", *(f"{a}.npy" for a in ARRAYS)]
     stored_text = "text" in refs.columns
@@ -625,7 +632,7 @@ def open_index(path, verify: bool | str = True) -> ReferenceIndex:
         raise IndexFormatError(f"{shown}/manifest.json: unreadable segment list; rebuild the index")
     for seg in segs:
         pre = seg["prefix"]
-        frames.append(pl.read_parquet(opened.file(f"{pre}refs.parquet")))
+        frames.append(read_parquet(opened.file(f"{pre}refs.parquet")))
         arrays = {}
         for a in ARRAYS + (("anchor_drop",) if f"{pre}anchor_drop.npy" in manifest["files"] else ()):
             try:
@@ -643,7 +650,7 @@ def open_index(path, verify: bool | str = True) -> ReferenceIndex:
     if manifest.get("counts", {}).get("refs", total) != total:
         raise IndexFormatError(f"{shown}: the index does not match its manifest ({total} references, manifest "
                                f"counts {manifest['counts'].get('refs')}); rebuild the index")
-    refs = frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=False)
+    refs = frames[0] if len(frames) == 1 else pa.concat_tables(frames, promote_options="default")
     text = None
     if texts:
         text = texts[0] if len(texts) == 1 else pa.chunked_array([c for t in texts for c in t.chunks], pa.large_string())

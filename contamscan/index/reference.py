@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 
 from ..config import IndexParams
 from ..io import Location
+from ..model import numpy_of
 from ..sketch.lsh import band_key
 from ..sketch.minhash import Hasher
 from .kernels import TOUCH_ABOVE, anchor_kernel, anchor_lookup, band_tag, query_kernel
@@ -184,7 +184,7 @@ class ReferenceIndex:
         {'openai/o3': 137, ...}
     """
 
-    def __init__(self, path: Path, manifest: dict, refs: pl.DataFrame, arrays,
+    def __init__(self, path: Path, manifest: dict, refs: pa.Table, arrays,
                  texts: pa.ChunkedArray | None = None, location: Location | None = None):
         self.path = Path(path)  # the directory on this machine (a remote index's local copy)
         self.location = location or Location.of(str(path))  # where it was opened from
@@ -194,18 +194,20 @@ class ReferenceIndex:
         self.params = IndexParams(threshold=p["threshold"], num_perm=p["num_perm"], ngram=p["ngram"], seed=p["seed"],
                                   anchor_bits=p["anchor_bits"], max_anchor_refs=p["max_anchor_refs"])
         self.bands, self.rows = p["bands"], p["rows"]
-        self.refs = refs
+        self.refs_table = refs
+        self._refs = None
         # per-reference columns as arrays, not Python objects: cheap to hold per worker
-        self.ref_ids = refs["ref_id"].to_arrow()
-        labels = refs["label"]
-        names = labels.unique().sort()
-        self.label_names = np.array(names.to_list(), dtype=str)
-        self.label_codes = names.search_sorted(labels).to_numpy().astype(np.int32)
-        self.ref_shingles = refs["n_shingles"].to_numpy()
+        self.ref_ids = refs["ref_id"].combine_chunks()
+        labels = refs["label"].combine_chunks().dictionary_encode()
+        names = labels.dictionary.to_pylist()  # the distinct labels, in order of appearance
+        rank = np.argsort(np.argsort(np.array(names, dtype=object), kind="stable")).astype(np.int32)
+        self.label_names = np.array(sorted(names), dtype=str)
+        self.label_codes = rank[numpy_of(labels.indices)] if len(names) else np.zeros(len(labels), np.int32)
+        self.ref_shingles = numpy_of(refs["n_shingles"])
         segments = [arrays] if isinstance(arrays, dict) else list(arrays)
         offsets = np.cumsum([0] + [a["signatures"].shape[0] for a in segments])
         self.segments = [Segment(int(o), a, self.label_codes) for o, a in zip(offsets, segments)]
-        ref_anchors = refs["n_anchors"].to_numpy()
+        ref_anchors = numpy_of(refs["n_anchors"])
         drops = [s.anchor_drop for s in self.segments if len(s.anchor_drop)]
         if drops:  # anchors of earlier segments that a later one's references made common
             ref_anchors = ref_anchors - np.bincount(np.concatenate(drops), minlength=len(ref_anchors))
@@ -230,6 +232,17 @@ class ReferenceIndex:
         self.n_table_anchors = sum(len(s.anchor_refs) for s in self.segments)
         # slots that must agree for a flag: similarity = equal / num_perm >= threshold
         self.min_equal = math.ceil(self.params.threshold * self.params.num_perm - 1e-9)
+
+    @property
+    def refs(self):
+        """The reference table (ref_id, label, source, counts) as a polars DataFrame, for
+        the build steps (add, merge, compact); made on first use: a scan reads only the
+        arrays above, and needs no polars (0.2 s of its start)."""
+        if self._refs is None:
+            import polars as pl  # noqa: PLC0415
+
+            self._refs = pl.from_arrow(self.refs_table)
+        return self._refs
 
     def __len__(self) -> int:
         return self.signatures.shape[0]

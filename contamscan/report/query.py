@@ -5,11 +5,13 @@ question needs), in the parent process (never in a forked worker)."""
 from __future__ import annotations
 
 import re
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from ..errors import ContamscanError
 from ..io import Location
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def glob_regex(pattern: str) -> str:
@@ -55,6 +57,8 @@ def query_matches(out, label: str | None = None, ref_id: str | None = None, shar
     Example:
         >>> query_matches("scan-out", label="gpt-4o", shard="web/*").collect()  # doctest: +SKIP
     """
+    import polars as pl  # noqa: PLC0415 (only these queries need polars, not a scan)
+
     loc = Location.of(out)
     file = loc if loc.name.endswith(".parquet") else loc.join("matches.parquet")
     if not file.exists():

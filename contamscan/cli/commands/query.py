@@ -8,7 +8,6 @@ import json
 import sys
 
 import click
-import polars as pl
 
 from ...config import ScanOptions
 from ...errors import ContamscanError
@@ -50,6 +49,8 @@ def matches_cmd(out, label, ref_id, shard, min_similarity, include_known_human, 
     if fmt == "table":
         n = limit if limit is not None else 50
         head = frame.head(n + 1).collect()
+        import polars as pl  # noqa: PLC0415 (the matches query's; a scan needs no polars)
+
         total = frame.select(pl.len()).collect().item() if len(head) > n else len(head)
         console().print(rows_table(head.head(n).to_dicts(), TABLE_COLUMNS, more=total - min(n, len(head))))
         return
