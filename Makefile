@@ -41,8 +41,10 @@ test: lint
 	$(BIN)/python -m pytest
 
 bench: install-bench
+	$(BIN)/python benchmarks/bench_process.py
 	$(BIN)/python benchmarks/bench_throughput.py
 	$(BIN)/python benchmarks/bench_scale.py
+	$(BIN)/python benchmarks/bench_index.py --quick
 	$(BIN)/python benchmarks/bench_accuracy.py
 	$(BIN)/python benchmarks/bench_ray.py
 	$(BIN)/python benchmarks/bench_style.py

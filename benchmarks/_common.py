@@ -35,11 +35,10 @@ def pin_threads() -> None:
     """One thread for every library that would start a pool, and a private numba cache.
     Call before importing them.
 
-    The private cache (unless NUMBA_CACHE_DIR is set): the package's own ``__pycache__``
-    is shared with whoever else runs contamscan from this tree, and an entry written by a
-    process that imported the sources under another module name makes every later load
-    fail (ModuleNotFoundError). Kernels are compiled once per run, before any timing;
-    worker processes inherit the directory.
+    The kernels themselves are compiled ahead of time into contamscan's own cache
+    (``contamscan.native``: entries named by a digest of their sources, safe to share); the
+    private numba cache (unless NUMBA_CACHE_DIR is set) is for numba's JIT, which contamscan
+    uses only where it cannot build them. Worker processes inherit the directory.
     """
     for k, v in THREAD_ENV.items():
         os.environ[k] = v
