@@ -170,9 +170,11 @@ class ScanOptions:
     executor: str = option("local", "local: a process pool here; ray: tasks on a Ray cluster "
                                     "(pip install 'contamscan[ray]').", choices=("local", "ray"))
     ray_address: str | None = option(None, "Ray cluster address (e.g. 10.0.0.5:6379); default: a local cluster.")
-    # a Parquet shard larger than this is scanned as pieces of whole row groups, in parallel
-    # (not with clean/flagged outputs or a profile, which need the whole shard in one task)
-    piece_bytes: int = option(256 << 20, "A Parquet shard larger than this is scanned as pieces of whole row groups, "
+    # Parquet shards are scanned as pieces of whole row groups of at most this, in parallel
+    # (not with clean/flagged outputs or a profile, which need the whole shard in one task);
+    # a small dataset in smaller pieces, so that workers finish together (scanner.shard.plan_units)
+    piece_bytes: int = option(256 << 20, "Parquet shards are scanned as pieces of whole row groups of at most this "
+                                         "size (a small dataset's in smaller ones, so that workers finish together), "
                                          "in parallel.", flag="--piece-mb", unit=1 << 20)
     strict: bool = option(False, "A bad record fails its shard instead of being counted and skipped.", results=True)
     batch_bytes: int = option(16 << 20, "Text per batch, in MB (bounds memory per worker).", flag="--batch-mb",

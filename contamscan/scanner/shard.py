@@ -294,26 +294,35 @@ def scan_shard(shard: Shard, index: ReferenceIndex, options: ScanOptions, hasher
     return dataclasses.replace(result, content=content)
 
 
+PIECES = 64  # a dataset is cut into at least this many units where its row groups allow,
+MIN_PIECE = 8 << 20  # of at least this many bytes: a few units per worker, so workers finish together
+
+
 def plan_units(shards, options: ScanOptions) -> list[Shard]:
     """The scan's units of work, in shard order: each shard, or for a Parquet shard larger
-    than ``options.piece_bytes``, pieces of consecutive whole row groups of about that size
-    (rows keep their numbers in the file, so merged pieces equal the whole shard)."""
+    than the piece size, pieces of consecutive whole row groups of about that size (rows
+    keep their numbers in the file, so merged pieces equal the whole shard). The piece size
+    is ``options.piece_bytes``, or for a dataset of less than ``PIECES`` of those, its
+    ``PIECES``-th part (at least ``MIN_PIECE``): five shards on two workers would otherwise
+    keep one of them busy with the fifth while the other waits. The plan depends on the
+    dataset only, not on the workers, so a resumed scan finds the same units."""
     if options.write_clean or options.write_flagged or options.profile or options.limit is not None:
         return list(shards)
+    piece = min(options.piece_bytes, max(MIN_PIECE, sum(s.size for s in shards) // PIECES))
     units = []
     for s in shards:
-        groups = row_group_sizes(s) if s.size > options.piece_bytes else []
+        groups = row_group_sizes(s) if s.size > piece else []
         if len(groups) < 2:
             units.append(s)
             continue
-        piece, size = [], 0
+        part, size = [], 0
         for g, n in enumerate(groups):
-            if piece and size + n > options.piece_bytes:
-                units.append(dataclasses.replace(s, row_groups=tuple(piece)))
-                piece, size = [], 0
-            piece.append(g)
+            if part and size + n > piece:
+                units.append(dataclasses.replace(s, row_groups=tuple(part)))
+                part, size = [], 0
+            part.append(g)
             size += n
-        units.append(dataclasses.replace(s, row_groups=tuple(piece)))
+        units.append(dataclasses.replace(s, row_groups=tuple(part)))
     return units
 
 

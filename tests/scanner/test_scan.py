@@ -192,3 +192,27 @@ def test_matches_stay_on_disk_and_top_matches_are_the_strongest(setup, tmp_path,
         m = matches.filter(pa.compute.equal(matches["shard"], s["shard"])).to_pylist()
         m.sort(key=lambda r: (-r["containment"], -r["similarity"], r["row"]))
         assert [(t["row"], t["ref_id"]) for t in s["top_matches"]] == [(r["row"], r["ref_id"]) for r in m[:5]]
+
+
+def test_a_small_dataset_is_cut_into_enough_pieces_for_the_workers(tmp_path, ai_table, monkeypatch):
+    """Five shards on two workers would keep one worker on the fifth while the other waits:
+    a dataset of less than PIECES pieces of ``piece_bytes`` is cut into PIECES (row groups
+    allowing, none under MIN_PIECE), and the plan depends on the dataset alone."""
+    from contamscan.discover import discover
+    from contamscan.scanner import shard as shard_mod
+
+    monkeypatch.setattr(shard_mod, "MIN_PIECE", 1)
+    data = tmp_path / "data"
+    data.mkdir()
+    for k in range(5):
+        part = ai_table.slice(100 * k, 100).select(["id", "text"])
+        pq.write_table(part, data / f"p{k}.parquet", row_group_size=10)
+    shards, _ = discover([str(data)])
+    units = shard_mod.plan_units(shards, ScanOptions())
+    assert len(units) >= shard_mod.PIECES // 2 and all(u.row_groups for u in units)
+    assert [u.path for u in units] == sorted(u.path for u in units)  # in shard order, each shard's in row order
+    for s in shards:  # every row group of every shard exactly once
+        groups = [g for u in units if u.path == s.path for g in u.row_groups]
+        assert groups == list(range(10))
+    assert shard_mod.plan_units(shards, ScanOptions(workers=7)) == units
+    assert len(shard_mod.plan_units(shards, ScanOptions(write_flagged=str(tmp_path / "f")))) == 5  # whole shards
