@@ -324,7 +324,8 @@ def _load(module: str) -> None:
         return
     why = failed.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] if failed.exists() else []
     warnings.warn(f"the compiled kernels of {module} could not be built ({''.join(why) or 'unknown error'}; "
-                  f"details in {failed}): they run JIT-compiled, which adds ~1 s to every start",
+                  f"details in {failed}; delete it to try again): they run JIT-compiled, which adds ~1 s "
+                  "to every start",
                   RuntimeWarning, stacklevel=4)
     for f in entries:
         f.impl = _jit(f)
