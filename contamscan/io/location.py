@@ -750,19 +750,21 @@ class Location:
             except OSError as e:
                 raise _os_error(self, e, "cannot create the directory") from e
 
-    def write_atomic(self, data: bytes) -> None:
+    def write_atomic(self, data: bytes, durable: bool = True) -> None:
         """Write a whole file: complete under its name or not there (a local file is written
-        under a temporary name, synced and renamed; an object appears whole when uploaded)."""
+        under a temporary name, synced and renamed; an object appears whole when uploaded).
+        ``durable=False`` skips the syncs: the file is still whole for every process, but
+        after a power loss it may be empty (for files whose reader checks them: checkpoints)."""
         if self.remote:
             write_bytes(self.path, data)
             return
-        with self.writing() as tmp, open(tmp, "wb") as f:
+        with self.writing(durable=durable) as tmp, open(tmp, "wb") as f:
             f.write(data)
 
-    def write_table_atomic(self, tables, schema: pa.Schema | None = None) -> None:
+    def write_table_atomic(self, tables, schema: pa.Schema | None = None, durable: bool = True) -> None:
         """A Parquet file written whole (as :meth:`write_atomic`): ``tables`` is a table, or
         tables of ``schema`` written one after another as they come."""
-        with self.writing() as tmp:
+        with self.writing(durable=durable) as tmp:
             if isinstance(tables, pa.Table):
                 pq.write_table(tables, tmp, compression="zstd")
             else:
@@ -770,12 +772,12 @@ class Location:
                     for t in tables:
                         w.write_table(t)
 
-    def writing(self, hidden: bool = False) -> "PendingFile":
+    def writing(self, hidden: bool = False, durable: bool = True) -> "PendingFile":
         """A context manager giving a local temporary path to write this file at: on success
         it becomes this file (renamed into place after an fsync; uploaded, for a remote
         Location), on error it is removed. ``hidden`` names the local temporary
         ``.NAME.HEX.tmp`` so that a leftover is never taken for data."""
-        return PendingFile(self, hidden)
+        return PendingFile(self, hidden, durable)
 
     def delete(self, missing_ok: bool = True) -> None:
         if self.remote:
@@ -800,8 +802,8 @@ class Location:
 class PendingFile:
     """See :meth:`Location.writing`."""
 
-    def __init__(self, target: Location, hidden: bool):
-        self.target, self.hidden = target, hidden
+    def __init__(self, target: Location, hidden: bool, durable: bool = True):
+        self.target, self.hidden, self.durable = target, hidden, durable
         self.temp: str | None = None
 
     def __enter__(self) -> str:
@@ -846,15 +848,16 @@ class PendingFile:
             upload(self.temp, t.path)
             return
         try:
-            # on disk before the rename, so a crash cannot leave a complete-looking empty file
-            fd = os.open(self.temp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            if self.durable:  # on disk before the rename, so a crash cannot leave a complete-looking empty file
+                fd = os.open(self.temp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
             os.replace(self.temp, t.path)
             self.temp = None
-            fsync_dir(os.path.dirname(os.path.abspath(t.path)))  # the rename itself survives a crash
+            if self.durable:
+                fsync_dir(os.path.dirname(os.path.abspath(t.path)))  # the rename itself survives a crash
         except OSError as e:
             raise OutputWriteError(f"{t.shown}: cannot write: {e.strerror or e}") from e
 
