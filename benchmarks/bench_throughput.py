@@ -116,11 +116,12 @@ def signatures_bench(texts, n_bytes, batch_bytes, repeat):
     """Signatures of the same texts with contamscan, rensa and datasketch. Returns a dict."""
     import numpy as np
     import pyarrow as pa
+    from baselines.minhash_scan import str_shingles
     from datasketch import MinHash
     from rensa import RMinHash
 
     from contamscan.sketch.minhash import Hasher
-    from contamscan.sketch.text import shingle_hash, shingles, words
+    from contamscan.sketch.text import shingle_hash, shingles
 
     # contamscan: Arrow arrays of ~batch_bytes, as a scan reads them (conversion not timed)
     batches, cur, size = [], [], 0
@@ -142,14 +143,6 @@ def signatures_bench(texts, n_bytes, batch_bytes, repeat):
     cs = np.concatenate(parts)
     t_cs = min(cs_times)
     log(f"  contamscan signatures: {t_cs:.3f} s, {rate(n_bytes, t_cs)} MB/s (best of {repeat})")
-
-    def str_shingles(text, n=5):  # contamscan's shingles, as str (what rensa takes)
-        ws = words(text)
-        if not ws:
-            return []
-        if len(ws) < n:
-            return [" ".join(ws)]
-        return [" ".join(ws[i:i + n]) for i in range(len(ws) - n + 1)]
 
     # rensa and datasketch, chunk by chunk: shingling and hashing timed apart
     t_sh_str = t_sh_bytes = t_rensa = t_ds = 0.0

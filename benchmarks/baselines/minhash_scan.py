@@ -38,7 +38,7 @@ def num_perm(lib: str, bands: int, rows: int) -> int:
 
 
 def str_shingles(text: str, n: int = 5) -> list[str]:
-    """contamscan's shingles as str (bench_throughput's str_shingles)."""
+    """contamscan's shingles as str (what rensa takes; bench_throughput's rensa uses it too)."""
     from contamscan.sketch.text import words
 
     ws = words(text)
