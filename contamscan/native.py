@@ -309,24 +309,26 @@ def _load(module: str) -> None:
     root = cache_dir()
     path = root / (name + importlib.machinery.EXTENSION_SUFFIXES[0])
     failed = root / (name + ".failed")
-    if not path.exists() and not failed.exists():
-        root.mkdir(parents=True, exist_ok=True)
-        with _Lock(root / (name + ".lock")):
-            if not path.exists() and not failed.exists():
-                _build(module, name, path, failed)
     entries = [f for f in _FUNCTIONS if f.__module__ == module and f.signature]
-    if path.exists():
-        spec = importlib.util.spec_from_file_location(name, path)
-        ext = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(ext)
-        for f in entries:
-            f.impl = _checked(f, getattr(ext, f.__name__))
-        return
-    why = failed.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] if failed.exists() else []
-    warnings.warn(f"the compiled kernels of {module} could not be built ({''.join(why) or 'unknown error'}; "
-                  f"details in {failed}; delete it to try again): they run JIT-compiled, which adds ~1 s "
-                  "to every start",
-                  RuntimeWarning, stacklevel=4)
+    try:
+        if not path.exists() and not failed.exists():
+            root.mkdir(parents=True, exist_ok=True)
+            with _Lock(root / (name + ".lock")):
+                if not path.exists() and not failed.exists():
+                    _build(module, name, path, failed)
+        if path.exists():
+            spec = importlib.util.spec_from_file_location(name, path)
+            ext = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(ext)
+            for f in entries:
+                f.impl = _checked(f, getattr(ext, f.__name__))
+            return
+        why = failed.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:]
+        why = f"{''.join(why) or 'unknown error'}; details in {failed}; delete it to try again"
+    except (OSError, ImportError, AttributeError) as e:  # an unwritable cache, a damaged entry
+        why = f"{type(e).__name__}: {e}; set CONTAMSCAN_KERNEL_CACHE to a writable directory"
+    warnings.warn(f"the compiled kernels of {module} could not be built or loaded ({why}): they run "
+                  "JIT-compiled, which adds ~1 s to every start", RuntimeWarning, stacklevel=4)
     for f in entries:
         f.impl = _jit(f)
 

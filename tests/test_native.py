@@ -139,6 +139,17 @@ def test_no_compiler_falls_back_to_the_jit_with_a_warning(tiny):
     assert list((tmp / "cache").glob("*.failed"))
 
 
+def test_an_unwritable_cache_falls_back_to_the_jit(tiny):
+    tmp, env = tiny
+    (tmp / "not-a-dir").write_text("")
+    env = dict(env, CONTAMSCAN_KERNEL_CACHE=str(tmp / "not-a-dir" / "kernels"))
+    p = _run(env, "import numpy as np, tinykern.kernels as k; print(k.total(np.arange(5, dtype=np.int64)))")
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err
+    assert out.strip() == "30"
+    assert "could not be built or loaded" in err and "CONTAMSCAN_KERNEL_CACHE" in err
+
+
 def test_arguments_are_checked_against_the_signature(monkeypatch):
     texts = ["a short text to hash", "another one"]
     sigs = minhash.Hasher(16).signatures(texts).values
