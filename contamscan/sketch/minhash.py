@@ -268,12 +268,11 @@ def _normalize_into(data, start, end, fold_off, fold_data, byte_class, buf, ws, 
     n_cont = 0  # UTF-8 continuation bytes: n_chars = bytes - n_cont
     i = start
     while i < end:
-        c = data[_ix(i)]
-        d = byte_class[c]
-        if d < _MARKUP:
-            # ASCII word character or separator (the common case), branch-free since
-            # word boundaries are unpredictable: the stores are speculative and only
-            # kept when the positions advance.
+        # the hot loop: ASCII word characters and separators (the common case), branch-free
+        # since word boundaries are unpredictable: the stores are speculative and only kept
+        # when the positions advance. Its one exit is a byte it does not handle.
+        d = byte_class[data[_ix(i)]]
+        while d < _MARKUP:
             is_word = np.int64(d != _SEP)  # 0/1 ints, not bools: `and` would branch
             starts = is_word & (in_word ^ 1)
             buf[_ix(pos)] = 32  # a space before every word but the first
@@ -286,7 +285,12 @@ def _normalize_into(data, start, end, fold_off, fold_data, byte_class, buf, ws, 
             pos += is_word
             in_word = is_word
             i += 1
-            continue
+            if i == end:
+                break
+            d = byte_class[data[_ix(i)]]
+        if i == end:
+            break
+        c = data[_ix(i)]
         if d == _MARKUP:  # '<' or '&': a tag or entity is a separator, else the byte alone is
             m = _markup_end(data, i, end)
             if m > 0:  # a tag may hold non-ASCII text: validate it, count its characters
