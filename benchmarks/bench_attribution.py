@@ -170,7 +170,7 @@ def code_digest() -> str:
     root = Path(contamscan.__file__).parent
     h = hashlib.sha256()
     for p in sorted([*root.glob("style/*.py"), *root.glob("sketch/*.py"), root / "config.py"]):
-        if p.name == "tree.py":  # read-only use of a profile: not what builds one
+        if p.name in ("tree.py", "estimate.py"):  # read-only uses of a profile: not what builds one
             continue
         h.update(p.name.encode() + b"\0" + p.read_bytes())
     return h.hexdigest()[:16]
@@ -309,7 +309,9 @@ def alpha_row(shard, share) -> dict:
     warnings = list(share.get("warnings") or [])
     return {"alpha": round(shard["alpha"], 4), "documents": shard["documents"], "alpha_hat": round(a, 4),
             "abs_err": round(abs(a - shard["alpha"]), 4), "ci95": [round(float(x), 4) for x in ci],
-            "covered": bool(ci[0] <= shard["alpha"] <= ci[1]), "warned": bool(warnings), "warnings": warnings}
+            "covered": bool(ci[0] <= shard["alpha"] <= ci[1]), "warned": bool(warnings), "warnings": warnings,
+            "attribution": {k: (share.get("attribution") or {}).get(k) for k in ("family", "confidence", "deficit",
+                                                                                 "deficit_needed", "reason")}}
 
 
 def attribution_runs(b: Bench, targets, alphas, lfo: bool) -> list:
