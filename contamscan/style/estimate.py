@@ -214,22 +214,6 @@ def coverage_warnings(profile: Profile, ll: np.ndarray, words: np.ndarray, fit: 
             "register or language the profile lacks), so α is unreliable"], round(deficit, 5)
 
 
-def too_good_a_fit(attribution: dict) -> list:
-    """The other side of the "none of these" test, as a baseline warning: the AI share fits its
-    nearest model *better* than that model's own held-out outputs do, by more than the same
-    limit (``deficit < -deficit_needed``). Real outputs of a profiled model fit it about as its
-    own do (deficit ~0 within its noise; negative deficits in domain stayed within the limit);
-    human text of a genre the baseline lacks, plain and predictable (student essays, say), can
-    be read as AI because the AI side explains its words better than the baseline does, and
-    then fits "too well". α is unreliable then; the attribution is left as it is."""
-    deficit, limit = attribution.get("deficit"), attribution.get("deficit_needed")
-    if deficit is None or limit is None or deficit >= -limit:
-        return []
-    return [f"the AI share fits its nearest model ({attribution.get('model') or 'a profiled model'}) better than "
-            f"that model's own outputs do ({-deficit:.3f} nats/word, more than the {limit:.3f} that tells a shard's "
-            "noise): human text unlike the baseline, read as AI, fits so; α is unreliable"]
-
-
 class StyleTally:
     """A shard's style evidence while its batches stream by (see scan.scan_batch)."""
 
@@ -264,7 +248,6 @@ class StyleTally:
         by_window = self.obs / OBS_SCALE
         attribution["distance"] = _attachment(p, by_window, self.nd, alpha)
         warnings, deficit = coverage_warnings(p, ll, words, fit)
-        warnings += too_good_a_fit(attribution)
         obs = by_window.sum(0)
         nz = np.flatnonzero(obs)
         by_label = _by_label(p.labels, list(ai_w))
