@@ -357,26 +357,25 @@ class IndexWriter:
         if not self.pending:
             return
         if self.bucket_files is None:
-            self.bucket_files = [open(self.tmp / f"a{i:03d}", "wb") for i in range(1 << SPILL_BITS)]
+            self.bucket_files = [open(path, "wb") for path in self._bucket_paths()]
         rec = np.concatenate(self.pending)
         self.pending, self.pending_n = [], 0
         _partition(rec, 32 - SPILL_BITS, self.bucket_files)
 
-    def _in_memory(self) -> bool:
-        """Whether the anchors are sorted as one unit, unspilled: nothing was spilled and they
-        fit the budget as a unit does (a small build: partitioning them into 256 files and
-        reading those back cost it a third of its time)."""
-        return self.bucket_files is None and self.pending_n * REC.itemsize * 6 <= self.memory
+    def _bucket_paths(self) -> list[Path]:
+        return [self.tmp / f"a{i:03d}" for i in range(1 << SPILL_BITS)]
 
-    def _anchor_units(self, in_memory: bool):
-        """The anchors a sort unit at a time, in key order."""
-        if in_memory:
+    def _anchor_units(self):
+        """The anchors a sort unit at a time, in key order: all of them as one unit when
+        nothing was spilled (:meth:`_finish` spills what does not fit the budget as a unit),
+        else the spilled key ranges."""
+        if self.bucket_files is None:
             if self.pending:
                 unit = np.concatenate(self.pending)
                 self.pending, self.pending_n = [], 0
                 yield unit
             return
-        yield from self._units([self.tmp / f"a{i:03d}" for i in range(1 << SPILL_BITS)], 32 - SPILL_BITS)
+        yield from self._units(self._bucket_paths(), 32 - SPILL_BITS)
 
     def finish(self, skipped: dict | None = None, human_keys: np.ndarray | None = None, check_ids=None):
         """Sort and write the tables, then refs.parquet. ``check_ids``: called with the
@@ -390,8 +389,10 @@ class IndexWriter:
 
     def _finish(self, skipped, human_keys, check_ids):
         p, n, prefix = self.p, self.n, self.prefix
-        in_memory = self._in_memory()
-        if not in_memory:
+        # anchors that fit the budget as a sort unit stay in memory, unless some were spilled
+        # already (a small build: partitioning them into 256 files and reading those back cost
+        # it a third of its time)
+        if self.bucket_files is not None or self.pending_n * REC.itemsize * 6 > self.memory:
             self._spill()
         for f in self.band_files + (self.bucket_files or []):
             f.close()
@@ -436,7 +437,7 @@ class IndexWriter:
         out = [NpyOut(self.dir / f"{prefix}{a}.npy", dt) for a, dt in
                (("anchor_tags", np.uint16), ("anchor_refs", np.int32), ("anchor_pos", np.uint16))]
         found_stop, found_human, outside_dropped = [], [], []
-        for unit in self._anchor_units(in_memory):
+        for unit in self._anchor_units():
             k, r, w = dedupe_anchors(unit["k"], unit["r"], unit["w"])
             del unit
             lo, hi = np.searchsorted(human, k[0]), np.searchsorted(human, k[-1], side="right")
