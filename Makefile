@@ -51,6 +51,7 @@ bench: install-bench
 	$(BIN)/python benchmarks/bench_accuracy.py
 	$(BIN)/python benchmarks/bench_ray.py
 	$(BIN)/python benchmarks/bench_style.py
+	$(BIN)/python benchmarks/bench_resemblance.py
 	$(BIN)/python benchmarks/bench_integrations.py
 
 clean:
