@@ -89,7 +89,8 @@ class Attribution:
 
     Each document's evidence is its per-word log-likelihood under every AI model, weighted by
     its posterior probability of being AI-written under the fitted mixture; a family scores
-    the weighted mean of its best model's (:func:`.calibrate.family_scores`). ``confidence``
+    the weighted mean of its log-likelihood as an equal mixture of its models
+    (:func:`.calibrate.family_scores`). ``confidence``
     is the share of the bootstrap replicates (documents resampled, the mixture refitted) in
     which the same family comes first by at least the profile's calibrated margin: the margin
     that outputs of a family the profile does not hold give the wrong family. "None of these"
@@ -121,7 +122,7 @@ class Attribution:
     def _ranking(self, rows, counts, pi):
         """(family order best first, margin, best model of the best family, AI documents)."""
         weight = counts * self._ai_posterior(self.f[rows], pi)
-        scores = family_scores(self.llw[rows], weight, self.family_index, len(self.family_names))
+        scores = family_scores(self.llw[rows], weight, self.family_index, len(self.family_names), self.words[rows])
         order, margin = ranked(scores)
         model = best_model(self.llw[rows], weight, self.family_index, int(order[0]))
         return order, margin, model, float(weight.sum()), bool(np.isfinite(scores[order[0]]))
