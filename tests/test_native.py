@@ -157,7 +157,7 @@ def test_arguments_are_checked_against_the_signature(monkeypatch):
     data = np.frombuffer(b"abc", np.uint8)
     monkeypatch.setenv("CONTAMSCAN_KERNELS_STRICT", "1")
     with pytest.raises(TypeError, match=r"_char_offsets: argument 1: int32\[1d, C\], the signature has int64"):
-        minhash._char_offsets(data, offsets, *(np.zeros(1, np.int64) for _ in range(5)))
+        minhash._char_offsets(data, offsets, *(np.zeros(1, np.int64) for _ in range(6)))
     assert sigs.shape == (2, 16)
 
 

@@ -266,7 +266,7 @@ def match_batch(texts: pa.Array, index: ReferenceIndex, hasher: Hasher, options:
         if not len(hit):
             return none
         rank = _renumber(hit)
-    char_start, char_end = char_spans(texts, hit, byte_start, byte_stop)
+    char_start, char_end = char_spans(texts, hit, byte_start, byte_stop, sigs.n_chars)
     no_span = pa.array(char_start < 0)
     labels = index.label_names[index.label_codes[refs]].tolist()
     has_alt = alt >= 0

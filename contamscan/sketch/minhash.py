@@ -474,29 +474,47 @@ def _utf8_buffers(texts) -> tuple[np.ndarray, np.ndarray]:
     return offsets, data
 
 
-@kernel("void(uint8[::1], int64[::1], int64[::1], int64[::1], int64[::1], int64[::1], int64[::1])")
-def _char_offsets(data, offsets, docs, byte_start, byte_stop, char_start, char_end):
+@jit(inline="always")
+def _count_chars(data, lo, hi):
+    """Characters in ``data[lo:hi]``: the bytes that are not UTF-8 continuations, counted in
+    32-bit lanes block by block (so that the loop vectorises)."""
+    n = np.int64(0)
+    k = lo
+    while k < hi:
+        end = min(hi, k + 65536)
+        c = np.int32(0)
+        for j in range(k, end):
+            c += np.int32((data[_ix(j)] & 0xC0) != 0x80)
+        n += c
+        k = end
+    return n
+
+
+@kernel("void(uint8[::1], int64[::1], int64[::1], int64[::1], int64[::1], int64[::1], int64[::1], int64[::1])")
+def _char_offsets(data, offsets, docs, n_chars, byte_start, byte_stop, char_start, char_end):
     for i in range(docs.shape[0]):
-        base, b0, b1 = offsets[docs[i]], byte_start[i], byte_stop[i]
+        d = docs[i]
+        base, b0, b1 = offsets[d], byte_start[i], byte_stop[i]
         if b0 < 0:
             char_start[i] = char_end[i] = -1
             continue
-        c = 0
-        for k in range(base, base + b0):  # characters are the bytes that are not UTF-8 continuations
-            c += (data[k] & 0xC0) != 0x80
-        char_start[i] = c
-        for k in range(base + b0, base + b1):
-            c += (data[k] & 0xC0) != 0x80
-        char_end[i] = c
+        if n_chars.shape[0] and n_chars[d] == offsets[d + 1] - base:  # ASCII: a character per byte
+            char_start[i], char_end[i] = b0, b1
+            continue
+        char_start[i] = c = _count_chars(data, base, base + b0)
+        char_end[i] = c + _count_chars(data, base + b0, base + b1)
 
 
-def char_spans(texts, docs: np.ndarray, byte_start: np.ndarray, byte_stop: np.ndarray):
+def char_spans(texts, docs: np.ndarray, byte_start: np.ndarray, byte_stop: np.ndarray,
+               n_chars: np.ndarray | None = None):
     """Byte spans (from anchors) of documents ``docs`` of ``texts`` as character offsets;
-    -1 where ``byte_start`` is -1."""
+    -1 where ``byte_start`` is -1. ``n_chars`` (``Signatures.n_chars`` of the texts), when
+    given, spares counting in ASCII texts: those with as many characters as bytes."""
     offsets, data = _utf8_buffers(texts)
     char_start = np.empty(len(docs), np.int64)
     char_end = np.empty(len(docs), np.int64)
-    _char_offsets(data, offsets, np.asarray(docs, np.int64), byte_start, byte_stop, char_start, char_end)
+    known = np.zeros(0, np.int64) if n_chars is None else np.asarray(n_chars, np.int64)
+    _char_offsets(data, offsets, np.asarray(docs, np.int64), known, byte_start, byte_stop, char_start, char_end)
     return char_start, char_end
 
 

@@ -9,7 +9,7 @@ from contamscan.index.format import build_band_tables, save_index
 from contamscan.config import IndexParams
 from contamscan.sketch.lsh import band_keys, optimal_bands
 from contamscan.sketch.interop import from_datasketch, to_datasketch
-from contamscan.sketch.minhash import Hasher, jaccard, permutations
+from contamscan.sketch.minhash import Hasher, char_spans, jaccard, permutations
 from contamscan.sketch.text import shingle_hash, shingles
 
 
@@ -139,3 +139,19 @@ def test_band_tables_find_every_reference_in_its_bucket():
         assert (tags[b] == (k << np.uint64(bits)) >> np.uint64(48)).all()
 
 
+
+
+def test_char_spans_skip_counting_in_ascii_texts_and_agree(ai_texts):
+    """Character offsets of anchor spans: an ASCII text's are its byte offsets (no counting),
+    and with or without that shortcut they are those Python's decoder gives."""
+    texts = ai_texts[:30] + ["naïve café — “quoted” text with ünïcödé words, " * 20]
+    s = Hasher(64, anchor_bits=2).signatures(texts)
+    ascii_doc = [len(t.encode()) == len(t) for t in texts]
+    assert any(ascii_doc) and not all(ascii_doc)  # both ways are taken
+    a = s.anchors
+    counted = char_spans(texts, a.doc, a.start, a.stop)
+    known = char_spans(texts, a.doc, a.start, a.stop, s.n_chars)
+    assert np.array_equal(counted[0], known[0]) and np.array_equal(counted[1], known[1])
+    for i in range(0, len(a), 7):
+        raw = texts[a.doc[i]].encode()
+        assert known[0][i] == len(raw[:a.start[i]].decode()) and known[1][i] == len(raw[:a.stop[i]].decode())
