@@ -6,10 +6,10 @@ Each is measured the way the scan will meet it, by leaving part of the profile o
 
 * **Family margin** (``family_margin``). A shard's AI share is attributed to the family that
   explains its AI documents best, each family an equal mixture of its models (mean
-  log-likelihood per word; see :func:`family_scores`), by a margin over the runner-up. For every family F, F's own
-  documents are scored against the profile without F — outputs of a model line the profile
-  does not hold — and the margin the wrongly chosen family then wins by is recorded. The
-  largest such margin is the one a confident answer must exceed.
+  log-likelihood per word; see :func:`family_scores`), by a margin over the runner-up. For
+  every family F, F's own documents are scored against the profile without F — outputs of a
+  model line the profile does not hold — and the margin the wrongly chosen family then wins
+  by is recorded. The largest such margin is the one a confident answer must exceed.
 * **None of these** (``none_deficit``, ``ai_noise``). In the same left-out runs, how much
   worse F's documents fit the model they were attributed to than that model's own documents
   do (the fit table below); half the smallest such deficit is the threshold past which a scan
@@ -86,18 +86,18 @@ def fit_deficits(fit_table: np.ndarray, lengths: np.ndarray, llw: np.ndarray, wo
 
 
 def family_scores(llw: np.ndarray, weight: np.ndarray, family_index: np.ndarray, n_families: int,
-                   words: np.ndarray | None = None) -> np.ndarray:
+                   words: np.ndarray) -> np.ndarray:
     """Each family's score for a set of documents: the weighted mean over documents of the
-    per-word log-likelihood under the family's best model for that document, or, with
-    ``words`` (each document's window length), under the family as an equal mixture of its
-    models: ``log(mean_m exp(L * llw_m)) / L``, i.e. the best model's minus at most
-    ``log(k) / L`` for a family of k models. ``llw`` [n, M] holds the documents' per-word
-    log-likelihoods under the M AI models, ``family_index`` [M] each model's family; a family
-    without models scores -inf. Only documents every model has data for (at their window
-    length) count: a model without outputs of that length cannot be compared on them.
+    per-word log-likelihood under the family as an equal mixture of its models, per window
+    of ``L = words`` words (each document's window length): ``log(mean_m exp(L * llw_m)) / L``,
+    i.e. the best model's minus at most ``log(k) / L`` for a family of k models. ``llw`` [n, M]
+    holds the documents' per-word log-likelihoods under the M AI models, ``family_index`` [M]
+    each model's family; a family without models scores -inf. Only documents every model has
+    data for (at their window length) count: a model without outputs of that length cannot
+    be compared on them.
 
     Why the mixture: the best of k models fits a document better than the best of one by
-    chance alone, so with the plain maximum the families with most models won the documents
+    chance alone, so with the best model per document the families with most models won the documents
     of models they do not resemble (gemma's four models took deepseek-v3.2, mistral-nemo and
     chatgpt-4o-latest on bench_attribution); the mixture is what a family is as a
     distribution, and it raised the right family from 20 to 24 of 32 there. (Scoring a family
@@ -107,8 +107,6 @@ def family_scores(llw: np.ndarray, weight: np.ndarray, family_index: np.ndarray,
 
     Example:
         >>> llw = np.array([[-5.0, -5.1, -4.9]])  # one document, three models
-        >>> family_scores(llw, np.ones(1), np.array([0, 1, 1]), 2).round(2).tolist()
-        [-5.0, -4.9]
         >>> family_scores(llw, np.ones(1), np.array([0, 1, 1]), 2, np.array([64])).round(3).tolist()
         [-5.0, -4.911]
     """
@@ -122,10 +120,9 @@ def family_scores(llw: np.ndarray, weight: np.ndarray, family_index: np.ndarray,
         if len(cols):
             x = llw[:, cols]
             best = x.max(1)
-            if words is not None:  # the family as an equal mixture of its models, per window
-                L = np.maximum(words, 1)[:, None]
-                best = best + np.log(np.exp(L * (x - best[:, None])).mean(1)) / L[:, 0]
-            out[f] = float((weight * best).sum() / total)
+            L = np.maximum(words, 1)
+            mixture = best + np.log(np.exp(L[:, None] * (x - best[:, None])).mean(1)) / L
+            out[f] = float((weight * mixture).sum() / total)
     return out
 
 

@@ -94,15 +94,15 @@ def test_out_of_core_build_is_the_in_memory_one(refs, tmp_path):
     _same_files(tmp_path / "mem", full.path)
 
 
-
 def test_lookups_for_tables_beyond_the_caches_answer_the_same(refs):
-    """A table larger than the CPU caches is read another way (band lookups touched first,
-    anchor lookups in the order of the keys): the answers are the same."""
+    """A table larger than the CPU caches is read another way (each chunk's band and anchor
+    lookups touched first): the answers are the same."""
     _, _, full, probe = refs
     assert not full._touch  # a small index: the plain lookups
     big = open_index(full.path)
     big._touch = True
     _same_answers(big, full, probe)
+
 
 def test_add_writes_a_segment_and_answers_as_one_build(refs, tmp_path):
     root, params, full, probe = refs

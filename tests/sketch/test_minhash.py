@@ -139,8 +139,6 @@ def test_band_tables_find_every_reference_in_its_bucket():
         assert (tags[b] == (k << np.uint64(bits)) >> np.uint64(48)).all()
 
 
-
-
 def test_char_spans_skip_counting_in_ascii_texts_and_agree(ai_texts):
     """Character offsets of anchor spans: an ASCII text's are its byte offsets (no counting),
     and with or without that shortcut they are those Python's decoder gives."""
