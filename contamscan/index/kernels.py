@@ -173,34 +173,6 @@ def _shares_band(a, b, bands, rows):
     return False
 
 
-@jit
-def _drop_repeats(hits, pos, own, nh, a_key, lo):
-    """Keep the hits of each key's first occurrence in the document (``hits`` holds
-    (reference << 32) | ordinal, ordinals counted from ``lo``; ``pos`` and ``own`` are
-    compacted with it).
-    Returns the hits kept."""
-    ords = np.unique(hits[:nh] & 0xFFFFFFFF)  # anchors with hits, in document order
-    keys = a_key[lo + ords]
-    order = np.argsort(keys, kind="mergesort")  # stable: a key's first occurrence comes first
-    repeat = np.zeros(ords.shape[0], np.bool_)
-    any_repeat = False
-    for i in range(1, order.shape[0]):
-        if keys[order[i]] == keys[order[i - 1]]:
-            repeat[order[i]] = True
-            any_repeat = True
-    if not any_repeat:
-        return nh
-    kept = 0
-    for i in range(nh):
-        o = hits[i] & 0xFFFFFFFF
-        if not repeat[np.searchsorted(ords, o)]:
-            hits[kept] = hits[i]
-            pos[kept] = pos[i]
-            own[kept] = own[i]
-            kept += 1
-    return kept
-
-
 LOOKBACK = 24  # earlier hits a chain step may come from: enough to bridge stray hits in between
 DRIFT_WORDS = 4.0  # a chain step may shift the diagonal by this many words, plus
 DRIFT_SHARE = 0.25  # this share of the step's length (edits insert and delete words)
@@ -293,8 +265,9 @@ def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, 
         t = (a_key[j] >> shift) if bits > 0 else np.uint64(0)
         p_lo[j] = directory[t]
         p_hi[j] = directory[t + 1]
-    hits = np.empty(256, np.int64)  # (reference << 32) | anchor ordinal in the document
+    hits = np.empty(256, np.int64)  # (reference << 32) | the hit's slot in at/pos/own/ords
     at = np.empty(256, np.int64)  # where in the table each of the document's tag matches is
+    ords = np.empty(256, np.int64)  # each hit's anchor ordinal in the document
     pos = np.empty(256, np.int64)  # each hit's word position in its reference (mod 2**16)
     own = np.empty(256, np.bool_)  # whether the hit's key is in the table for its reference only
     c_ord = np.empty(256, np.int64)  # one reference's hits, sorted: ordinals, word positions
@@ -311,6 +284,17 @@ def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, 
     g_tight = np.empty(64, np.bool_)
     g_tot = np.empty(64, np.int64)
     n_docs = doc_ptr.shape[0] - 1
+    # the keys with hits seen in the document so far: an open-addressing set, its slots
+    # stamped with the document (never cleared), as large as the longest document needs
+    longest = 0
+    for d in range(n_docs):
+        longest = max(longest, doc_ptr[d + 1] - doc_ptr[d])
+    set_size = 16
+    while set_size < 2 * longest:
+        set_size *= 2
+    set_key = np.empty(set_size, np.uint64)
+    set_doc = np.full(set_size, -1, np.int64)
+    mask = np.uint64(set_size - 1)
     touched = np.uint64(0)
     for d in range(n_docs):
         if touch and d % CHUNK == 0:  # the next chunk's first tags, in one pass (module doc)
@@ -334,15 +318,18 @@ def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, 
         lo, hi = doc_ptr[d], doc_ptr[d + 1]
         if hi - lo < min_hits:
             continue
+        # room for every key of every bucket, before the loop: an array that may be replaced
+        # inside the loop below made it 1.6-5x slower (numba 0.68: its pointer is reloaded)
+        room = 0
+        for j in range(lo, hi):
+            room += p_hi[j] - p_lo[j]
+        if room > at.shape[0]:
+            n = 2 * room
+            hits, at, ords = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+            pos, own = np.empty(n, np.int64), np.empty(n, np.bool_)
         nh = 0
         for j in range(lo, hi):
             b0, b1 = p_lo[j], p_hi[j]
-            if nh + b1 - b0 > hits.shape[0]:  # room for every key of the bucket
-                n = 2 * hits.shape[0] + b1 - b0
-                bigger, bigger_at = np.empty(n, np.int64), np.empty(n, np.int64)
-                bigger_own = np.empty(n, np.bool_)
-                bigger[:nh], bigger_at[:nh], bigger_own[:nh] = hits[:nh], at[:nh], own[:nh]
-                hits, at, own = bigger, bigger_at, bigger_own
             tag = np.uint16((a_key[j] >> np.uint64(32)) & np.uint64(0xFFFF))  # the stored key's low bits
             p = b0  # _first_tag, written out: measured 10-13% faster here than the call (numba 0.68)
             while p < b1 and tags[p] < tag:
@@ -350,23 +337,29 @@ def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, 
             n0 = nh
             while p < b1 and tags[p] == tag:
                 at[nh] = p
-                hits[nh] = j - lo
+                ords[nh] = j - lo
                 nh += 1
                 p += 1
+            if nh == n0:
+                continue
+            # a key repeated in the document counts at its first occurrence only
+            key = a_key[j]
+            s = key & mask
+            while set_doc[s] == d and set_key[s] != key:
+                s = (s + np.uint64(1)) & mask
+            if set_doc[s] == d:
+                nh = n0
+                continue
+            set_doc[s], set_key[s] = d, key
             for q in range(n0, nh):  # (another key with the same bucket and tag makes it shared: rare, and safe)
                 own[q] = nh - n0 == 1
         if nh < min_hits:
             continue
-        if nh > pos.shape[0]:
-            pos = np.empty(hits.shape[0], np.int64)
         for q in range(nh):  # the references, in a pass of their own (module doc)
-            hits[q] |= np.int64(refs[at[q]]) << 32
+            hits[q] = (np.int64(refs[at[q]]) << 32) | q
             pos[q] = ref_pos[at[q]]
-        nh = _drop_repeats(hits, pos, own, nh, a_key, lo)
-        order = np.argsort(hits[:nh])
-        h = hits[:nh][order]
-        hp = pos[:nh][order]
-        ho = own[:nh][order]
+        h = hits[:nh]
+        h.sort()  # by reference, then slot (that is, document order)
         if nh > c_ord.shape[0]:
             c_ord, c_dw, c_rw = np.empty(nh, np.int64), np.empty(nh, np.int64), np.empty(nh, np.int64)
             c_score, c_back, c_own = np.empty(nh, np.float64), np.empty(nh, np.int64), np.empty(nh, np.bool_)
@@ -384,8 +377,9 @@ def anchor_kernel(doc_ptr, a_key, a_word, tags, refs, ref_pos, directory, bits, 
             tot = q - q0
             if tot >= min_hits:
                 for t in range(q0, q):
-                    o = h[t] & 0xFFFFFFFF
-                    c_ord[t - q0], c_dw[t - q0], c_rw[t - q0], c_own[t - q0] = o, a_word[lo + o], hp[t], ho[t]
+                    slot = h[t] & 0xFFFFFFFF
+                    o = ords[slot]
+                    c_ord[t - q0], c_dw[t - q0], c_rw[t - q0], c_own[t - q0] = o, a_word[lo + o], pos[slot], own[slot]
                 best, best_hits, bf, bl, tight = best_chain(c_ord, c_dw, c_rw, c_own, 0, tot, miss_penalty, c_score,
                                                             c_back)
                 g_ref[ng], g_score[ng], g_hits[ng], g_tot[ng], g_tight[ng] = r, best, best_hits, tot, tight
