@@ -28,17 +28,6 @@ def band_tag(key, bits):
     return (key << np.uint64(bits)) >> np.uint64(48)
 
 
-@jit(inline="always")
-def _append(arr, n, value):
-    """arr[n] = value, growing ``arr``; returns the array."""
-    if n == arr.shape[0]:
-        bigger = np.empty(2 * n + 16, arr.dtype)
-        bigger[:n] = arr[:n]
-        arr = bigger
-    arr[n] = value
-    return arr
-
-
 @kernel(
     "uint64(uint32[:, ::1], boolean[::1], uint16[:, ::1], int32[:, ::1], int32[:, ::1], int64, int64, uin"
     "t32[:, ::1], int32[::1], int64, boolean, int64[::1], int64[::1], int64[::1], int64[::1], int64[::1])"
@@ -79,6 +68,13 @@ def query_kernel(sigs, skip, tags, refs, directory, bits, rows, ref_sigs, label_
             for i in range(c1 - c0):  # each bucket's first tag
                 for b in range(bands):
                     touched ^= np.uint64(tags[b, min(lo[i * bands + b], last)])
+        # room for every entry of every bucket, before the loops (an array that may be
+        # replaced inside a loop is reloaded at every use: see anchor_kernel)
+        room = 0
+        for j in range((c1 - c0) * bands):
+            room += hi[j] - lo[j]
+        if room > pos.shape[0]:
+            pos, cand = np.empty(2 * room, np.int64), np.empty(2 * room, np.int64)
         nc = 0
         for i in range(c0, c1):  # the comparisons
             cand_ptr[i - c0] = nc
@@ -88,12 +84,10 @@ def query_kernel(sigs, skip, tags, refs, directory, bits, rows, ref_sigs, label_
                 j = (i - c0) * bands + b
                 p = _first_tag(tags[b], lo[j], hi[j], tag[j])
                 while p < hi[j] and tags[b, p] == tag[j]:
-                    pos = _append(pos, nc, (np.int64(b) << 40) | p)
+                    pos[nc] = (np.int64(b) << 40) | p
                     nc += 1
                     p += 1
         cand_ptr[c1 - c0] = nc
-        if cand.shape[0] < nc:
-            cand = np.empty(pos.shape[0], np.int64)
         for q in range(nc):  # the references of the matches
             cand[q] = refs[pos[q] >> 40, pos[q] & 0xFFFFFFFFFF]
         if touch:
@@ -109,6 +103,8 @@ def query_kernel(sigs, skip, tags, refs, directory, bits, rows, ref_sigs, label_
             q0, q1 = cand_ptr[i - c0], cand_ptr[i - c0 + 1]
             if q0 == q1:
                 continue
+            if q1 - q0 > eqs.shape[0]:
+                eqs = np.empty(2 * (q1 - q0), np.int64)
             c = np.sort(cand[q0:q1])
             nd = 0  # distinct candidates, now in c[:nd] with their equal slots in eqs[:nd]
             best = -1
@@ -123,7 +119,7 @@ def query_kernel(sigs, skip, tags, refs, directory, bits, rows, ref_sigs, label_
                     if sigs[i, j] == ref_sigs[r, j]:
                         eq += 1
                 c[nd] = r
-                eqs = _append(eqs, nd, eq)
+                eqs[nd] = eq
                 if best < 0 or eq > eqs[best]:  # ties keep the lowest ref index: deterministic
                     best = nd
                 nd += 1
