@@ -20,7 +20,7 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	@touch $@
 
 # what the tests need besides: pytest, hypothesis, moto (a local S3), fsspec, import-linter, ruff, datasets,
-# datatrove (the integrations' tests), Ray
+# datatrove (the integrations' tests), wordfreq (the style fallback), Ray
 $(VENV)/.test: pyproject.toml $(VENV)/.runtime
 	$(BIN)/pip install -q -e '.[test,ray]'
 	@touch $@

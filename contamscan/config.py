@@ -308,8 +308,14 @@ class ProfileParams:
                                    cli=False)
     cluster_iterations: int = option(30, "Classification EM iterations for the human components.", cli=False)
     seed: int = option(0, "Seed of the human sub-components' start.", cli=False)
+    fallback: str = option("auto", "A broad human component from wordfreq's English word frequencies, for human "
+                                   "genres the baseline lacks: auto = when wordfreq is installed "
+                                   "(pip install 'contamscan[style]'), wordfreq = required, none = without.",
+                           choices=("auto", "wordfreq", "none"))
 
     def __post_init__(self):
+        _check(self.fallback in ("auto", "wordfreq", "none"),
+               f"`fallback` must be 'auto', 'wordfreq' or 'none', got {self.fallback!r}")
         w = tuple(int(x) for x in self.windows)
         _check(bool(w) and list(w) == sorted(set(w)) and w[0] >= 1,
                f"`windows` must be increasing positive word counts, got {self.windows}")

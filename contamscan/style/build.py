@@ -18,6 +18,7 @@ from ..model import Fields
 from ..sketch.minhash import INVALID_UTF8
 from ..sketch.text import normalize
 from ..sketch.words import word_hashes
+from . import fallback
 from .calibrate import calibrate
 from .kernels import count_kernel, loglik_kernel
 from .profile import (
@@ -28,6 +29,7 @@ from .profile import (
     KIND,
     Profile,
     _probabilities,
+    baseline_rate,
     family_of,
     normalization_name,
     open_profile,
@@ -217,15 +219,30 @@ def build_profile(human, ai, out, options: ProfileBuildOptions | None = None, *,
     keep_h = [c for c in range(H) if nd[:, c].sum() > 0]  # clusters that emptied are dropped
     keep = np.array(keep_h + list(range(H, H + F)), np.int64)
     df, nd = df[:, keep], nd[:, keep]
-    components = [names[c] for c in keep_h] + model_names
-    kinds = [HUMAN] * len(keep_h) + [AI] * F
-    comp_h = np.searchsorted(np.array(keep_h), comp)  # each human document's component, renumbered
-    calibration = calibrate(ids_h, h_off, comp_h, ids_a, a_off, len(keep_h) + a_model, components, kinds,
-                            [g.split("#")[0] for g in components[:len(keep_h)]],
-                            [family[m] for m in model_names], params)
-
+    human_names = [names[c] for c in keep_h]
     words = _resolve_words(list(human) + list(ai) if not isinstance(human, (str, os.PathLike)) else [human, ai],
                            vocab, text_field, strict)
+    # the broad human fallback (style.fallback): one more human component, counts without documents
+    use_fallback = fallback.resolve(params.fallback)
+    extra_df, extra_nd = np.zeros((B, 0, V)), np.zeros((B, 0))
+    if use_fallback:
+        Hk = len(keep_h)
+        p_h, _, _ = _probabilities(df[:, :Hk], nd[:, :Hk], params.smoothing)
+        human_rate = baseline_rate(p_h, nd[:, :Hk], np.ones(Hk, np.bool_))
+        extra_df = (fallback.fallback_rates(words, lengths, human_rate) * fallback.PSEUDO_WINDOWS)[:, None, :]
+        extra_nd = np.full((B, 1), fallback.PSEUDO_WINDOWS)
+        human_names.append(fallback.NAME)
+    Hn = len(human_names)
+    df = np.concatenate([df[:, :len(keep_h)], extra_df, df[:, len(keep_h):]], 1)
+    nd = np.concatenate([nd[:, :len(keep_h)], extra_nd, nd[:, len(keep_h):]], 1)
+    components = human_names + model_names
+    kinds = [HUMAN] * Hn + [AI] * F
+    comp_h = np.searchsorted(np.array(keep_h), comp)  # each human document's component, renumbered
+    calibration = calibrate(ids_h, h_off, comp_h, ids_a, a_off, Hn + a_model, components, kinds,
+                            [g.split("#")[0] for g in components[:Hn]],
+                            [family[m] for m in model_names], params,
+                            fixed=(np.concatenate([np.zeros((B, len(keep_h), V)), extra_df, np.zeros((B, F, V))], 1),
+                                   np.concatenate([np.zeros((B, len(keep_h))), extra_nd, np.zeros((B, F))], 1)))
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -243,6 +260,8 @@ def build_profile(human, ai, out, options: ProfileBuildOptions | None = None, *,
         "families": {m: family[m] for m in model_names},
         "organisations": {m: organisation_of(m, family[m]) for m in model_names},
         "calibration": calibration,
+        # human components made of counts without documents (style.fallback), and their source
+        "fallback": {"components": [fallback.NAME], "source": fallback.version()} if use_fallback else None,
         "components": [{"name": c, "kind": k, "documents": int(nd[:, g].sum())}
                        for g, (c, k) in enumerate(zip(components, kinds))],
         "labels": {f: {lb: label_counts[lb] for lb in fam_members[f]} for f in fam_names},

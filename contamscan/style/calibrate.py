@@ -44,12 +44,13 @@ NOISE_Z = 2.0  # standard errors of a shard's mean deficit added to the threshol
 FOLDS_SEED = 7
 
 
-def doc_loglik(ids, offsets, df, nd, params: ProfileParams):
+def doc_loglik(ids, offsets, df, nd, params: ProfileParams, pooled_from=None):
     """Per-document log-likelihoods under every component of counts ``df``/``nd`` (mean over
     the document's windows, as a scan computes them) and the window length used (0: too
-    short to score). Returns (ll [n, G], words per window [n])."""
+    short to score); rates smoothed as a profile's (``pooled_from``: see ``_probabilities``).
+    Returns (ll [n, G], words per window [n])."""
     lengths = np.array(params.windows, np.int64)
-    _, logit, const = _probabilities(df, nd, params.smoothing)
+    _, logit, const = _probabilities(df, nd, params.smoothing, pooled_from)
     n, G, V = len(offsets) - 1, df.shape[1], df.shape[2]
     out, bucket = np.zeros((n, G)), np.zeros(n, np.int64)
     loglik_kernel(ids, offsets, lengths, params.max_windows, params.max_words,
@@ -78,7 +79,12 @@ def fit_deficits_of(row: np.ndarray, lengths: np.ndarray, llw_model: np.ndarray,
 def fit_deficits(fit_table: np.ndarray, lengths: np.ndarray, llw: np.ndarray, words: np.ndarray) -> np.ndarray:
     """Per document, how much worse (positive) or better (negative) it fits its best component
     (per word) than that component's own held-out documents of the same window length
-    (``fit_table`` [G, windows]); NaN where the profile has no such documents."""
+    (``fit_table`` [G, windows]); NaN where the profile has no such documents. A component
+    with no documents of its own (the fallback, style.fallback) has nothing to compare with and
+    is never the best: a document is measured against the components built from text."""
+    documented = np.isfinite(fit_table).any(1) if len(fit_table) else np.zeros(0, np.bool_)
+    if llw.shape[1] and not documented.all():
+        llw = np.where(documented[None, :], llw, -np.inf)
     best = llw.argmax(1) if llw.shape[1] else np.zeros(len(llw), np.int64)
     expected = fit_table[best, np.searchsorted(lengths, words)] if len(llw) else np.zeros(0)
     got = llw[np.arange(len(llw)), best] if len(llw) else np.zeros(0)
@@ -156,19 +162,24 @@ def ranked(scores: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def calibrate(ids_h, h_off, comp_h, ids_a, a_off, comp_a, components: list, kinds: list, human_groups: list,
-              model_families: list, params: ProfileParams) -> dict:
+              model_families: list, params: ProfileParams, fixed=None) -> dict:
     """The calibration block of a profile's manifest (module doc). ``comp_h``/``comp_a`` give
     each human/AI document's component (an index into ``components``), ``human_groups`` the
-    group of each human component, ``model_families`` the family of each AI component."""
-    G, V = len(components), int(max(ids_h.max(initial=-1), ids_a.max(initial=-1))) + 1
+    group of each human component, ``model_families`` the family of each AI component;
+    ``fixed`` (counts [windows, components, vocab], documents [windows, components]) are
+    counts without documents added to every fit (the fallback component, style.fallback)."""
+    G = len(components)
+    V = int(max(ids_h.max(initial=-1), ids_a.max(initial=-1))) + 1 if fixed is None else fixed[0].shape[2]
     B = len(params.windows)
     lengths = np.array(params.windows, np.int64)
     corpora = [(ids_h, h_off, np.asarray(comp_h, np.int64)), (ids_a, a_off, np.asarray(comp_a, np.int64))]
     rng = np.random.default_rng(FOLDS_SEED)
     folds = [rng.integers(0, 2, len(off) - 1) for _, off, _ in corpora]
 
-    def counts(which):  # counts of the documents ``which`` selects, per corpus
+    def counts(which, with_fixed=True):  # counts of the documents ``which`` selects, per corpus
         df, nd = np.zeros((B, G, V)), np.zeros((B, G))
+        if fixed is not None and with_fixed:
+            df, nd = fixed[0].copy(), fixed[1].copy()
         stamp, tick = np.zeros(V, np.int64), 0
         for (ids, off, comp), sel in zip(corpora, which):
             docs = np.flatnonzero(sel)
@@ -176,14 +187,18 @@ def calibrate(ids_h, h_off, comp_h, ids_a, a_off, comp_a, components: list, kind
                                 stamp, tick)
         return df, nd
 
+    # components built from documents: a fallback (counts only) is not pooled for smoothing and
+    # is never a document's best in the fit table (as in fit_deficits)
+    documented = np.isin(np.arange(G), np.concatenate([comp for _, _, comp in corpora]))
     df, nd = counts([np.ones(len(off) - 1, np.bool_) for _, off, _ in corpora])
-    full = [doc_loglik(ids, off, df, nd, params) for ids, off, _ in corpora]
+    full = [doc_loglik(ids, off, df, nd, params, documented) for ids, off, _ in corpora]
     held = []
     for c, (ids, off, _) in enumerate(corpora):
         ll, L = np.zeros_like(full[c][0]), full[c][1]
         for k in (0, 1):
-            dk, nk = counts([(f == k) if i == c else np.zeros(len(f), np.bool_) for i, f in enumerate(folds)])
-            ll_k, _ = doc_loglik(ids, off, df - dk, nd - nk, params)
+            dk, nk = counts([(f == k) if i == c else np.zeros(len(f), np.bool_) for i, f in enumerate(folds)],
+                            with_fixed=False)
+            ll_k, _ = doc_loglik(ids, off, df - dk, nd - nk, params, documented)
             ll[folds[c] == k] = ll_k[folds[c] == k]
         held.append((ll, L))
 
@@ -205,7 +220,7 @@ def calibrate(ids_h, h_off, comp_h, ids_a, a_off, comp_a, components: list, kind
         total, count = np.zeros((G, B)), np.zeros((G, B))
         for (ll, L), (_, _, comp) in zip(scored, corpora):
             w, ok = per_word(ll, L)
-            best = w.max(1)
+            best = np.where(documented[None, :], w, -np.inf).max(1)
             valid = best > -1e4
             at = (comp[ok][valid], np.searchsorted(lengths, L[ok][valid]))
             np.add.at(total, at, best[valid])

@@ -196,10 +196,13 @@ class Profile:
     human_rate: np.ndarray = field(init=False)  # float64 [windows, vocab]: the human baseline's rate
 
     def __post_init__(self):
-        p, self.logit, self.const = _probabilities(self.counts, self.documents, self.params.smoothing)
-        human = np.array([k == HUMAN for k in self.kinds])
-        n_h = self.documents[:, human]  # the baseline: human components weighted by their documents
-        self.human_rate = (p[:, human, :] * n_h[:, :, None]).sum(1) / np.maximum(n_h.sum(1), 1e-12)[:, None]
+        # a fallback component (style.fallback) has no documents of its own: it is left out of the
+        # pooled rate the others are smoothed toward and of the human baseline's rate
+        fallback = set((self.manifest.get("fallback") or {}).get("components", ()))
+        built = np.array([c not in fallback for c in self.components])
+        p, self.logit, self.const = _probabilities(self.counts, self.documents, self.params.smoothing, built)
+        human = built & np.array([k == HUMAN for k in self.kinds])
+        self.human_rate = baseline_rate(p, self.documents, human)
         self._lengths = np.array(self.params.windows, np.int64)
         self._table_keys, self._table_ids = hash_table(self.hashes)
         self._logit_by_word = np.ascontiguousarray(self.logit.transpose(0, 2, 1))
@@ -264,17 +267,26 @@ class Profile:
                 "labels": self.manifest.get("labels", {})}
 
 
-def _probabilities(counts, documents, smoothing):
+def _probabilities(counts, documents, smoothing, pooled_from=None):
     """Smoothed rates p[b, g, v] = (counts + s * pooled) / (documents + s), their logits and
-    the per-component constants sum_v log(1 - p). A component with no documents at a window
+    the per-component constants sum_v log(1 - p); ``pooled`` is over the components
+    ``pooled_from`` selects (all by default). A component with no documents at a window
     length gets NO_DATA there (documents of that length are never assigned to it)."""
-    pooled = (counts.sum(1) + 0.5) / (documents.sum(1)[:, None] + 1.0)
+    sel = slice(None) if pooled_from is None else np.asarray(pooled_from, np.bool_)
+    pooled = (counts[:, sel].sum(1) + 0.5) / (documents[:, sel].sum(1)[:, None] + 1.0)
     p = (counts + smoothing * pooled[:, None, :]) / (documents[:, :, None] + smoothing)
     p = np.clip(p, 1e-9, 1 - 1e-9)
     logit = np.log(p) - np.log1p(-p)
     const = np.log1p(-p).sum(2)
     const = np.where(documents > 0, const, NO_DATA)
     return p, logit, const
+
+
+def baseline_rate(p: np.ndarray, documents: np.ndarray, human: np.ndarray) -> np.ndarray:
+    """The human baseline's rate [windows, vocab]: the rates ``p`` of the ``human`` components,
+    weighted by their documents."""
+    n_h = documents[:, human]
+    return (p[:, human, :] * n_h[:, :, None]).sum(1) / np.maximum(n_h.sum(1), 1e-12)[:, None]
 
 
 @dataclass(frozen=True)

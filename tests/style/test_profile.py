@@ -315,17 +315,23 @@ def test_a_family_the_profile_lacks_is_none_of_these(built, split):
         assert "none of these" in a["reason"] and a["deficit"] > a["deficit_needed"]
 
 
+def _inputs_without(root, split, left_out) -> tuple[list, list]:
+    """The profile halves as Parquet files under ``root``, without the human ``left_out`` sources:
+    (human files, AI files) for build_profile."""
+    human = [r for r in split["h_prof"] if r["source"] not in left_out]
+    pq.write_table(pa.Table.from_pylist([{k: r[k] for k in ("id", "source", "text")} for r in human]),
+                   root / "human.parquet")
+    pq.write_table(pa.Table.from_pylist([{"id": str(r["id"]), "model": r["model"], "text": r["text"]}
+                                         for r in split["a_prof"]]), root / "ai.parquet")
+    return [str(root / "human.parquet")], [str(root / "ai.parquet")]
+
+
 def test_a_genre_the_baseline_lacks_is_warned(tmp_path, split):
     """Human text of a kind the profile's baseline never saw (short stories, or Shakespeare's
     plays, left out of the profile): where α goes wrong the shard carries a warning and is
     marked unreliable; text like the baseline's is not warned."""
     left_out = ("writing", "tinyshakespeare")
-    human = [r for r in split["h_prof"] if r["source"] not in left_out]
-    pq.write_table(pa.Table.from_pylist([{k: r[k] for k in ("id", "source", "text")} for r in human]),
-                   tmp_path / "human.parquet")
-    pq.write_table(pa.Table.from_pylist([{"id": str(r["id"]), "model": r["model"], "text": r["text"]}
-                                         for r in split["a_prof"]]), tmp_path / "ai.parquet")
-    profile = build_profile([str(tmp_path / "human.parquet")], [str(tmp_path / "ai.parquet")], tmp_path / "p")
+    profile = build_profile(*_inputs_without(tmp_path, split, left_out), tmp_path / "p")
     for source in left_out:
         tally = StyleTally(profile)
         tally.add([r["text"] for r in split["h_test"] if r["source"] == source][:200])
@@ -346,3 +352,38 @@ def test_cache_sees_a_profile_rebuilt_at_the_same_path(built, split):
     assert open_cached(path).labels == first.labels
     second = _profile_without(root, split, "rebuilt", lambda m: family_of(m) == "claude")
     assert open_cached(path).labels == second.labels != first.labels
+
+
+def test_fallback_gives_a_missing_human_genre_a_home(tmp_path, split):
+    """The wordfreq fallback component (style.fallback): with encyclopaedia articles and news
+    summaries left out of the baseline, their human text reads as far less AI than without the
+    fallback; the component is recorded in the manifest and kept out of the baseline rate."""
+    pytest.importorskip("wordfreq")
+    left_out = ("wikitext-2", "xsum")
+    args = _inputs_without(tmp_path, split, left_out)
+    with_fb = build_profile(*args, tmp_path / "with", params=ProfileParams(fallback="wordfreq"))
+    without = build_profile(*args, tmp_path / "without", params=ProfileParams(fallback="none"))
+    assert "wordfreq:en" in with_fb.components and "wordfreq:en" not in without.components
+    assert with_fb.manifest["fallback"]["components"] == ["wordfreq:en"] and without.manifest["fallback"] is None
+    assert with_fb.kinds[with_fb.components.index("wordfreq:en")] == "human"
+    # the other components, their smoothing and the baseline rate are those of a profile without it
+    assert np.allclose(with_fb.human_rate, without.human_rate)
+    others = [with_fb.components.index(c) for c in without.components]
+    assert np.allclose(with_fb.logit[:, others], without.logit)
+    texts = [r["text"] for r in split["h_test"] if r["source"] in left_out][:300]
+    alphas = []
+    for profile in (with_fb, without):
+        tally = StyleTally(profile)
+        tally.add(texts)
+        alphas.append(tally.result()["alpha"])
+    assert alphas[0] <= 0.05 < alphas[1], alphas
+    assert "wordfreq" in json.loads((tmp_path / "with" / "manifest.json").read_text())["fallback"]["source"]
+
+
+def test_fallback_wordfreq_without_the_package_says_how_to_install(monkeypatch):
+    from contamscan.style import fallback
+
+    monkeypatch.setattr(fallback, "available", lambda: False)
+    assert fallback.resolve("auto") is None and fallback.resolve("none") is None
+    with pytest.raises(ContamscanError, match=r"contamscan\[style\]"):
+        fallback.resolve("wordfreq")
