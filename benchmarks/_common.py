@@ -327,13 +327,15 @@ class MixedDocs:
     ``planted/<ref id>#<n>`` for a copy of a reference, ``clean/<doc id>#<n>`` otherwise, so
     a scan's matches can be checked against what was planted. Two streams of the same
     corpus, references, share and seed yield the same documents: a smaller dataset is a
-    prefix of a larger one.
+    prefix of a larger one. ``also_indexed``: ids (as ``corpus.doc_ids``) of other documents
+    the index holds (human texts, say), kept out of the clean pool.
     """
 
-    def __init__(self, corpus: Corpus, ref_rows: list[int], contamination: float, seed: int = 0):
+    def __init__(self, corpus: Corpus, ref_rows: list[int], contamination: float, seed: int = 0,
+                 also_indexed=()):
         self.contamination = contamination
         self.rng = random.Random(f"mixed-{seed}-{contamination}")
-        indexed = {f"ai/{corpus.ai_ids[r]}" for r in ref_rows}
+        indexed = {f"ai/{corpus.ai_ids[r]}" for r in ref_rows} | set(also_indexed)
         self.planted_pool = [(f"planted/{corpus.ai_ids[r]}", corpus.ai_texts[r]) for r in ref_rows]
         self.clean_pool = [(f"clean/{i}", t) for i, t in zip(corpus.doc_ids, corpus.doc_texts) if i not in indexed]
         self._orders = {}

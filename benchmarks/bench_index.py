@@ -13,7 +13,11 @@ core, opened, scanned against, and grown by ``index add``.
   page cache holds what the build wrote (warm), as it would on the machine that built it;
 * the same scan (a ``--small-mb`` shard, the index opened beforehand) against the small and
   the big index, in turns, best of ``--repeat`` (the machine's drift falls on both); the
-  flagged documents must be the same;
+  flagged documents must be the same. Three shards: the corpus cycled (its AI outputs and
+  most of its human texts are references of the small index, so ~78% of its documents are
+  copies: the lookups' worst case, ``scan_ratio``), and ``--contamination`` shares of planted
+  copies among human texts of files the index holds none of, as bench_process builds them
+  (``scan_mixed``);
 * ``index add`` of ``--add-refs`` synthetic references to the big index, in a child (time,
   peak RSS, the files it wrote; the files there before must be untouched: same inode, size
   and mtime), then the scan against the grown index (two segments) and the small one, in
@@ -37,7 +41,21 @@ from _common import pin_threads  # noqa: E402
 
 pin_threads()
 
-from _common import MB, Corpus, Timer, add_common_args, emit, log, machine, pin_arrow, versions, workdir, write_dataset  # noqa: E402
+from _common import (  # noqa: E402
+    MB,
+    Corpus,
+    MixedDocs,
+    Timer,
+    add_common_args,
+    emit,
+    log,
+    machine,
+    pin_arrow,
+    versions,
+    workdir,
+    write_dataset,
+    write_mixed_dataset,
+)
 
 MiB = 1 << 20
 
@@ -128,6 +146,8 @@ def parse_args(argv=None):
     p.add_argument("--memory", type=float, default=4.0, help="GiB budget of the build's sorts and buffers (default: %(default)s)")
     p.add_argument("--small-mb", type=float, default=50, help="MB of text of the scanned shard (default: %(default)s)")
     p.add_argument("--row-group-mb", type=float, default=32, help="MB of text per Parquet row group (default: %(default)s)")
+    p.add_argument("--contamination", type=lambda s: [float(x) for x in s.split(",")], default=[0.02, 0.45],
+                   help="shares of planted copies of the mixed scan shards (default: 0.02,0.45)")
     p.add_argument("--repeat", type=int, default=5, help="scans of each index, in turns; the best is reported (default: %(default)s)")
     p.add_argument("--verify-all", action="store_true", help="also time an open that checksums every file")
     p.add_argument("--quick", action="store_true", help="200,000 references, 20,000 added, a 10 MB shard, 3 runs")
@@ -182,9 +202,10 @@ def main(argv=None):
         log(f"work directory {wd}")
         corpus = Corpus(args.data, args.seed)
         n_small = args.small_refs
-        ids, labels, texts = [], [], []
+        ids, labels, texts, ai_rows = [], [], [], []
         for i, x in enumerate(corpus.ai_texts):
             if len(ids) < n_small and x is not None:
+                ai_rows.append(i)
                 ids.append(f"ai/{corpus.ai_ids[i]}")
                 labels.append(corpus.ai_models[i])
                 texts.append(x)
@@ -207,6 +228,17 @@ def main(argv=None):
         shard, shard_bytes, shard_docs = write_dataset(corpus, wd / "shard", args.small_mb, args.small_mb + 1,
                                                        row_group_mb=args.row_group_mb, prefix="small")
         log(f"scan shard: {shard_bytes / MB:.1f} MB, {shard_docs} documents")
+        # the clean texts of the mixed shards: human files none of whose texts are indexed (a
+        # file's texts have near-duplicates among themselves, which would be flagged)
+        files = {i.split("/")[1] for i in ids if i.startswith("human/")}
+        indexed_files = [d for d in corpus.doc_ids if d.startswith("human/") and d.split("/")[1] in files]
+        mixed = {}
+        for c in args.contamination:
+            paths, stats = write_mixed_dataset(MixedDocs(corpus, ai_rows, c, args.seed, also_indexed=indexed_files),
+                                               wd / f"mixed-{c}", args.small_mb, args.small_mb + 1,
+                                               row_group_mb=args.row_group_mb)
+            mixed[c] = (paths, stats.as_dict())
+            log(f"mixed shard {c}: {stats.docs} documents, {stats.as_dict()['planted_doc_share']:.1%} planted")
         scan([str(shard[0])], idx_small, wd / "warmup", ScanOptions(workers=1))  # kernels compiled and cached
 
         # ------------------------------------------------------------ the big index, out of core
@@ -230,6 +262,15 @@ def main(argv=None):
         log(f"  scan of {shard_bytes / MB:.0f} MB: {ts_small:.2f} s with {n_real:,} refs, {ts_big:.2f} s with "
             f"{args.refs:,} ({ts_big / ts_small:.3f}x; runs {[round(x, 2) for x in all_small]} / "
             f"{[round(x, 2) for x in all_big]}); {rep_s.totals['flagged_documents']} flagged")
+        scan_mixed = {}
+        for c, (paths, stats) in mixed.items():
+            (ms, _, r_s), (mb, _, r_b) = alternating_scans(
+                paths, [(idx_small, wd / f"scan-small-{c}"), (idx_big, wd / f"scan-big-{c}")], opts, args.repeat)
+            assert r_s.totals["flagged_documents"] == r_b.totals["flagged_documents"]
+            scan_mixed[str(c)] = {"small_s": round(ms, 3), "big_s": round(mb, 3), "ratio": round(mb / ms, 3),
+                                  "flagged": r_s.totals["flagged_documents"], **stats}
+            log(f"  scan of the {c:.0%} shard: {ms:.2f} s with {n_real:,} refs, {mb:.2f} s with {args.refs:,} "
+                f"({mb / ms:.3f}x); {r_s.totals['flagged_documents']} flagged")
         del idx_big
 
         # ------------------------------------------------------------ index add, without rewriting
@@ -260,6 +301,7 @@ def main(argv=None):
             "open_rss_mb": round(opens["default"]["end"]["VmRSS"] / MiB, 1),
             "scan_mb": round(shard_bytes / MB, 1), "scan_small_s": round(ts_small, 3), "scan_big_s": round(ts_big, 3),
             "scan_ratio": round(ts_big / ts_small, 3), "flagged": rep_s.totals["flagged_documents"],
+            "scan_mixed": scan_mixed,
             "add_refs": args.add_refs, "add_s": round(a["seconds"], 1), "add_peak_rss_mb": round(a["end"]["VmHWM"] / MiB, 1),
             "add_files_written": written, "add_bytes_written_mb": round(written_bytes / MB, 1),
             "add_old_files_untouched": untouched, "grown_segments": len(idx_grown.segments),
