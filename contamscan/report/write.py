@@ -19,23 +19,31 @@ from .render.markdown import render_markdown
 
 FINAL_OUTPUTS = ("report.json", "report.md", "matches.parquet", "evidence.parquet", "report.html")
 REPORT = "report.json"
+MATCH_GROUP_ROWS = 65_536  # rows per row group of matches.parquet: a write per shard cost ~1 ms each
 
 
-def write_outputs(out, report: dict, match_files, evidence: pa.Table | None = None) -> None:
+def write_outputs(out, report: dict, match_tables, evidence: pa.Table | None = None) -> None:
     """report.json, matches.parquet, evidence.parquet, report.md and report.html in the local
     directory ``out``, each written atomically, report.json last. matches.parquet is
-    ``match_files`` (the shards' matches, in order) copied one at a time: a scan's matches
-    are never all in memory."""
+    ``match_tables`` (an iterable of the shards' matches, in order, e.g. a generator reading
+    them from files) written one table at a time: a scan's matches are never all in memory."""
     out = Location.of(out)
     out.mkdir()
     evidence = evidence if evidence is not None else empty(EVIDENCE_SCHEMA)
     kinds = Counter()
 
-    def matches():
-        for f in match_files:
-            t = read_parquet(f).cast(MATCH_SCHEMA)
+    def matches():  # the shards' tables gathered into row groups of MATCH_GROUP_ROWS or so
+        group, rows = [], 0
+        for t in match_tables:
+            t = t.cast(MATCH_SCHEMA)
             kinds.update(match_kinds([t]))  # for the model chart, as the tables go by
-            yield t
+            group.append(t)
+            rows += t.num_rows
+            if rows >= MATCH_GROUP_ROWS:
+                yield pa.concat_tables(group)
+                group, rows = [], 0
+        if group:
+            yield pa.concat_tables(group)
 
     out.join("matches.parquet").write_table_atomic(matches(), MATCH_SCHEMA)
     out.join("evidence.parquet").write_table_atomic(evidence)

@@ -37,7 +37,7 @@ import xxhash
 from ..errors import ContamscanError, OutputWriteError
 from ..io import Location
 from ..io.artifact import manifest_digest
-from ..model import MATCH_SCHEMA, ShardResult, flagging, read_parquet
+from ..model import MATCH_SCHEMA, ShardResult, flagging, read_arrow, write_arrow
 from .fingerprint import content_digest
 
 STATE_DIR = ".contamscan"
@@ -114,6 +114,9 @@ def remove_stale_temporaries(directory: Path) -> None:
             p.unlink(missing_ok=True)
 
 
+MATCHES_SUFFIX = ".arrow"  # a finished shard's matches: an Arrow IPC file beside its .json
+
+
 class Checkpoints:
     """Finished shards of one scan, saved as they finish and loaded on resume."""
 
@@ -144,7 +147,8 @@ class Checkpoints:
             return
         # not synced to disk (four syncs per unit were a tenth of a small scan's time): a
         # checkpoint a power loss left empty or torn is dropped on load, and its unit rescanned
-        Location.of(str(self.matches_file(number))).write_table_atomic(result.matches, durable=False)
+        with Location.of(str(self.matches_file(number))).writing(durable=False) as tmp:
+            write_arrow(tmp, result.matches)
         fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "matches"}
         Location.of(str(self.dir / f"{number:06d}.json")).write_atomic(json.dumps(fields).encode(), durable=False)
 
@@ -171,8 +175,12 @@ class Checkpoints:
         return changed
 
     def matches_file(self, number: int) -> Path:
-        """Where a finished shard's matches are (the scan copies them into matches.parquet)."""
-        return self.dir / f"{number:06d}.parquet"
+        """Where a finished shard's matches are: an Arrow file (read by :meth:`matches`)."""
+        return self.dir / f"{number:06d}{MATCHES_SUFFIX}"
+
+    def matches(self, number: int) -> pa.Table:
+        """A finished shard's matches (the scan copies them into matches.parquet)."""
+        return read_arrow(self.matches_file(number))
 
     def _load(self) -> dict:
         """The finished shards, without their matches: those stay in their files. A damaged
@@ -180,17 +188,19 @@ class Checkpoints:
         missing or unreadable) is dropped with its matches file: that shard is scanned again."""
         done = {}
         for f in sorted(self.dir.glob("[0-9]*.json")):
-            result = _checkpoint(f, f.with_suffix(".parquet")) if f.stem.isdigit() else None
+            result = _checkpoint(f, f.with_suffix(MATCHES_SUFFIX)) if f.stem.isdigit() else None
             if result is None:
                 f.unlink(missing_ok=True)
-                f.with_suffix(".parquet").unlink(missing_ok=True)
+                f.with_suffix(MATCHES_SUFFIX).unlink(missing_ok=True)
                 continue
             done[int(f.stem)] = result
         return done
 
     def clear(self) -> None:
         """Forget every finished shard (a new scan, or a finished one)."""
-        for p in list(self.dir.glob("[0-9]*.json")) + list(self.dir.glob("[0-9]*.parquet")):
+        # (.parquet: an earlier version's matches files)
+        for p in [p for pattern in ("[0-9]*.json", f"[0-9]*{MATCHES_SUFFIX}", "[0-9]*.parquet")
+                  for p in self.dir.glob(pattern)]:
             p.unlink(missing_ok=True)
         (self.dir / "run.json").unlink(missing_ok=True)
 
@@ -220,7 +230,7 @@ def _checkpoint(path: Path, matches: Path) -> ShardResult | None:
     if not all(isinstance(v, _FIELDS[k]) and not isinstance(v, bool) for k, v in fields.items()):
         return None
     try:  # the whole file, as the final matches.parquet will read it
-        table = read_parquet(matches)
+        table = read_arrow(matches)
     except (OSError, pa.ArrowException):
         return None
     # a row per flagged document and source (and turn): the documents are the distinct rows

@@ -297,7 +297,7 @@ def _join_annotations(units, results, options: ScanOptions) -> None:
 def _write(output: OutputDir, report: dict, results, units, done: dict, checkpoints: Checkpoints) -> None:
     """The final outputs, report.json last, then published (uploaded, for a URI)."""
     ok = {r.shard for r in results if r.status == "ok"}  # a shard with a failed piece has no matches
-    matches = [checkpoints.matches_file(n) for n in range(len(units)) if done[n].shard in ok]
+    matches = (checkpoints.matches(n) for n in range(len(units)) if done[n].shard in ok)  # one at a time
     write_outputs(output.work, report, matches, evidence_table(results))
     output.publish(FINAL_OUTPUTS, last=REPORT)
     checkpoints.clear()

@@ -21,6 +21,7 @@ from contamscan.config import ScanOptions
 from contamscan.errors import ContamscanError
 from contamscan.index import build_index
 from contamscan.io import Location
+from contamscan.model import read_arrow
 from contamscan.scanner import run as run_module
 from contamscan.scanner.checkpoint import OutputLock
 
@@ -114,12 +115,12 @@ def _interrupted(setup, tmp_path, monkeypatch):
         with pytest.raises(KeyboardInterrupt):
             scan([str(data)], index, tmp_path / "out", ScanOptions(workers=1))
     state = tmp_path / "out" / ".contamscan"
-    assert sorted(p.name for p in state.glob("[0-9]*")) == [f"{n:06d}.{e}" for n in range(3) for e in ("json", "parquet")]
+    assert sorted(p.name for p in state.glob("[0-9]*")) == [f"{n:06d}.{e}" for n in range(3) for e in ("arrow", "json")]
     return data, index, whole, state
 
 
 def _damage(state, how):
-    j, m = state / "000001.json", state / "000001.parquet"
+    j, m = state / "000001.json", state / "000001.arrow"
     if how == "empty json":
         j.write_bytes(b"")
     elif how == "not json":
@@ -137,15 +138,19 @@ def _damage(state, how):
     elif how == "empty matches":
         m.write_bytes(b"")
     elif how == "garbage matches":
-        m.write_bytes(b"PAR1" + b"\x00" * 100 + b"PAR1")
+        m.write_bytes(b"ARROW1" + b"\x00" * 100 + b"ARROW1")
     elif how == "no matches":
+        m.unlink()
+    elif how == "matches of an earlier version":  # a Parquet file, where an Arrow file is read now
+        pq.write_table(read_arrow(m), m.with_suffix(".parquet"))
         m.unlink()
     elif how == "damaged run.json":
         (state / "run.json").write_bytes(b"{")
 
 
 @pytest.mark.parametrize("how", ["empty json", "not json", "json list", "missing field", "wrong type",
-                                 "empty matches", "garbage matches", "no matches", "damaged run.json"])
+                                 "empty matches", "garbage matches", "no matches", "matches of an earlier version",
+                                 "damaged run.json"])
 def test_a_damaged_checkpoint_is_scanned_again(setup, tmp_path, monkeypatch, how):
     data, index, whole, state = _interrupted(setup, tmp_path, monkeypatch)
     _damage(state, how)
