@@ -238,7 +238,7 @@ def main(argv=None):
                                                wd / f"mixed-{c}", args.small_mb, args.small_mb + 1,
                                                row_group_mb=args.row_group_mb)
             mixed[c] = (paths, stats.as_dict())
-            log(f"mixed shard {c}: {stats.docs} documents, {stats.as_dict()['planted_doc_share']:.1%} planted")
+            log(f"mixed shard {c}: {stats.docs} documents, {mixed[c][1]['planted_doc_share']:.1%} planted")
         scan([str(shard[0])], idx_small, wd / "warmup", ScanOptions(workers=1))  # kernels compiled and cached
 
         # ------------------------------------------------------------ the big index, out of core

@@ -198,10 +198,9 @@ class Checkpoints:
 
     def clear(self) -> None:
         """Forget every finished shard (a new scan, or a finished one)."""
-        # (.parquet: an earlier version's matches files)
-        for p in [p for pattern in ("[0-9]*.json", f"[0-9]*{MATCHES_SUFFIX}", "[0-9]*.parquet")
-                  for p in self.dir.glob(pattern)]:
-            p.unlink(missing_ok=True)
+        for pattern in ("[0-9]*.json", f"[0-9]*{MATCHES_SUFFIX}", "[0-9]*.parquet"):  # (.parquet: an earlier version's)
+            for p in list(self.dir.glob(pattern)):
+                p.unlink(missing_ok=True)
         (self.dir / "run.json").unlink(missing_ok=True)
 
 
