@@ -26,6 +26,14 @@ Each is measured the way the scan will meet it, by leaving part of the profile o
   ``ALPHA_SLACK`` (a human genre the baseline lacks, read as AI), halved; a scan adds
   ``NOISE_Z`` (2) standard errors of its shard's mean (``fit_noise`` per document, over the
   shard's documents), so that a small in-domain shard is not warned by chance.
+* **Strong AI documents** (``strong_margin``, ``strong_share``, ``strong_share_spread``). In
+  the families-left-out runs, how far each output's best AI model beats its best human
+  component per word: ``strong_margin`` is what all but ``STRONG_QUANTILE`` of those outputs
+  exceed, and per model the share of its outputs above it has mean ``strong_share`` and
+  spread ``strong_share_spread``. Human text of a genre the baseline lacks crosses to the AI
+  side by a little, so a shard whose α its strong documents cannot support (by ``NOISE_Z``
+  standard deviations, the binomial one and the spread between models) is warned: the test
+  that catches a small shard, whose mean fit above is too noisy to.
 * **Within a family** (``within_family_gap``). How much worse a model's held-out documents
   fit its nearest sibling than themselves: the typical distance between models of one line,
   against which the scan reports how far a shard's AI share is from its nearest model.
@@ -40,6 +48,8 @@ from .kernels import NO_DATA, count_kernel, em_boundary, loglik_kernel
 from .profile import AI, _probabilities
 
 ALPHA_SLACK = 0.05  # a left-out human group read above this α went wrong
+STRONG_QUANTILE = 0.2  # of absent families' outputs' AI-vs-human margins: above it a document "reads strongly" as AI
+MIN_MODEL_DOCUMENTS = 20  # a model's share of strong documents is measured on at least this many
 NOISE_Z = 2.0  # standard errors of a shard's mean deficit added to the threshold (~2% of in-domain shards warned by chance, each way)
 FOLDS_SEED = 7
 
@@ -161,6 +171,35 @@ def ranked(scores: np.ndarray) -> tuple[np.ndarray, float]:
     return order, float(scores[order[0]] - scores[order[1]])
 
 
+def _strong_documents(margins: list, components: list) -> dict:
+    """How strongly outputs of a model the profile lacks read as AI, from the left-out runs.
+
+    A document's margin is its best AI model's log-likelihood per word minus its best human
+    component's. ``strong_margin`` is the margin all but ``STRONG_QUANTILE`` of absent
+    families' outputs exceed; per model, the share of its outputs above it (its family left
+    out) is ``strong_share_by_model``, their mean ``strong_share`` and their spread
+    ``strong_share_spread``. A shard's AI share whose documents are far less often strong
+    than that is mostly documents just past the human side: human text unlike the baseline
+    (:func:`.estimate.coverage_warnings`)."""
+    none = {"strong_margin": None, "strong_share": None, "strong_share_spread": None, "strong_share_by_model": {}}
+    if not margins:
+        return none
+    comp = np.concatenate([c for c, _ in margins])
+    llr = np.concatenate([m for _, m in margins])
+    ok = np.abs(llr) < 1e4  # a component without data at a document's window length: not a margin
+    comp, llr = comp[ok], llr[ok]
+    if not len(llr):
+        return none
+    t = float(np.quantile(llr, STRONG_QUANTILE))
+    by_model = {components[c]: round(float(np.mean(llr[comp == c] > t)), 4) for c in np.unique(comp)
+                if (comp == c).sum() >= MIN_MODEL_DOCUMENTS}
+    if not by_model:
+        return none
+    shares = np.array(list(by_model.values()))
+    return {"strong_margin": round(t, 5), "strong_share": round(float(shares.mean()), 4),
+            "strong_share_spread": round(float(shares.std()), 4), "strong_share_by_model": by_model}
+
+
 def calibrate(ids_h, h_off, comp_h, ids_a, a_off, comp_a, components: list, kinds: list, human_groups: list,
               model_families: list, params: ProfileParams, fixed=None) -> dict:
     """The calibration block of a profile's manifest (module doc). ``comp_h``/``comp_a`` give
@@ -235,7 +274,8 @@ def calibrate(ids_h, h_off, comp_h, ids_a, a_off, comp_a, components: list, kind
     llw_ho, _ = per_word(*held[1])
     L_a = full[1][1][ok_a]
     comp_a_ok = np.asarray(comp_a)[ok_a]
-    lfo = {}
+    human_cols = np.flatnonzero(~is_ai)
+    lfo, margins = {}, []
     for f, name in enumerate(fam_names):
         mine = np.isin(comp_a_ok, ai_cols[fam_index == f])
         others = fam_index != f
@@ -250,6 +290,10 @@ def calibrate(ids_h, h_off, comp_h, ids_a, a_off, comp_a, components: list, kind
         deficit, _ = share_deficit(fit_table[col], lengths, llw_a[mine][:, col], L_a[mine], np.ones(int(mine.sum())))
         lfo[name] = {"chosen": fam_names[top], "model": components[col], "margin": round(margin, 5),
                      "deficit": round(deficit, 5)}
+        # per document, how much better its best AI model (of the other families) explains it
+        # than its best human component: how strongly an absent model's output reads as AI
+        margins.append((comp_a_ok[mine], llw_a[mine][:, ai_cols[others]].max(1) - llw_a[mine][:, human_cols].max(1)))
+    strong = _strong_documents(margins, components)
     family_margin = max((v["margin"] for v in lfo.values()), default=0.0)
     # the AI share's fit to its nearest model against that model's own: outputs of a model the
     # profile holds fit like its held-out documents (deficit ~0, spread ai_noise per document),
@@ -312,6 +356,7 @@ def calibrate(ids_h, h_off, comp_h, ids_a, a_off, comp_a, components: list, kind
         "fit_deficit": round(float(fit_deficit), 5),
         "fit_noise": round(fit_noise, 5),
         "within_family_gap": round(float(np.median(gaps)), 5) if gaps else None,
+        **strong,
         "families_left_out": lfo,
         "models_left_out": lomo,
         "human_groups_left_out": groups,

@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 
 from ..errors import ContamscanError
-from .calibrate import NOISE_Z, best_model, family_scores, fit_deficits, per_word_loglik, ranked, share_deficit
+from .calibrate import ALPHA_SLACK, NOISE_Z, best_model, family_scores, fit_deficits, per_word_loglik, ranked, share_deficit
 from .kernels import em, em_boundary
 from .profile import AI, OBS_SCALE, Profile
 from .tree import distances, nearest_component, share_rates
@@ -191,10 +191,17 @@ def _fit_row(values: list) -> np.ndarray:
     return np.array([np.nan if x is None else x for x in values], np.float64)
 
 
-def coverage_warnings(profile: Profile, ll: np.ndarray, words: np.ndarray, fit: np.ndarray) -> tuple:
-    """(warnings, deficit): whether the shard's documents fit the profile differently from its
-    own held-out documents by the calibrated ``fit_deficit`` (:mod:`.calibrate`: a genre,
-    register or language the human baseline lacks; α is then unreliable)."""
+def coverage_warnings(profile: Profile, ll: np.ndarray, words: np.ndarray, fit: np.ndarray,
+                      alpha: float | None = None) -> tuple:
+    """(warnings, deficit): whether the shard's text is unlike the profile's (a genre, register
+    or language the human baseline lacks; α is then unreliable), by either of two tests
+    calibrated at the build (:mod:`.calibrate`):
+
+    * its documents fit the profile differently from the profile's own held-out documents,
+      by the calibrated ``fit_deficit``;
+    * its AI share ``alpha`` is far more than its strongly AI-looking documents support
+      (:func:`weak_share_warning`).
+    """
     cal = profile.calibration or {}
     if "fit" not in cal or not len(ll):
         return [], None
@@ -202,17 +209,57 @@ def coverage_warnings(profile: Profile, ll: np.ndarray, words: np.ndarray, fit: 
     lengths = np.array(profile.params.windows, np.int64)
     # per word, with each row's own level back: ll is minus its max, fit is the max per word
     llw = per_word_loglik(ll.astype(np.float64), words) + fit[:, None]
+    warnings = weak_share_warning(profile, llw[words > 0], alpha)
     d = fit_deficits(table, lengths, llw, words)
     if not np.isfinite(d).any():
-        return [], None
+        return warnings, None
     deficit = float(np.nanmean(d))
     limit = cal["fit_deficit"] + NOISE_Z * cal.get("fit_noise", 0.0) / np.sqrt(np.isfinite(d).sum())
     if abs(deficit) <= limit:
-        return [], round(deficit, 5)
+        return warnings, round(deficit, 5)
     how = "worse" if deficit > 0 else "differently (fewer of its words at all)"
     return [f"the shard's text fits the profile {how} than the profile's own held-out text ({abs(deficit):.3f} "
             f"nats/word; the threshold for this shard is {limit:.3f}): it is unlike the baseline (a genre, "
-            "register or language the profile lacks), so α is unreliable"], round(deficit, 5)
+            "register or language the profile lacks), so α is unreliable", *warnings], round(deficit, 5)
+
+
+def weak_share_warning(profile: Profile, llw: np.ndarray, alpha: float | None) -> list:
+    """A warning when the shard's AI share is mostly documents that only just read as AI.
+
+    Outputs of a model the profile lacks still read strongly as AI: at the build, a share
+    ``strong_share`` of each absent model's outputs (spread ``strong_share_spread`` between
+    models) beat the human side by ``strong_margin`` nats/word or more. Human text of a
+    genre the baseline lacks crosses to the AI side by a little (as do, less often, outputs of a
+    model line unlike every profiled one: α then goes wrong too). So a shard of n documents at
+    α should hold about n·α·strong_share strong documents, give or take a binomial spread and
+    the spread between models (n·α·spread); far fewer (``NOISE_Z`` standard deviations), with
+    α more than ``ALPHA_SLACK`` above what they support, means α counts such human text.
+
+    Args:
+        profile: the profile the shard was scored with.
+        llw: per-word log-likelihoods [documents, components] of the shard's scored documents.
+        alpha: the shard's estimated AI share.
+
+    Returns:
+        [] or a list of one warning.
+    """
+    cal = profile.calibration or {}
+    t, p, spread = cal.get("strong_margin"), cal.get("strong_share"), cal.get("strong_share_spread")
+    if t is None or not p or not alpha or not len(llw):
+        return []
+    human = profile.human_mask
+    margin = llw[:, ~human].max(1) - llw[:, human].max(1)
+    n, strong = len(llw), int((margin > t).sum())
+    expected = n * alpha * p
+    sd = np.sqrt(expected * (1 - alpha * p) + (n * alpha * spread) ** 2)
+    supported = strong / (n * p)
+    if alpha - supported <= ALPHA_SLACK or strong >= expected - NOISE_Z * sd:
+        return []
+    return [f"only {strong} of the shard's {n} documents read as AI as clearly as outputs of models the profile "
+            f"lacks do (about {expected:.0f} ± {sd:.0f} expected at α {alpha:.2f}): they support an AI share of "
+            f"about {min(supported, 1.0):.2f}; the rest only just reads as AI, as human text unlike the baseline (a "
+            "genre, register or language the profile lacks) does, or outputs of a model line unlike every profiled "
+            "one, so α is unreliable"]
 
 
 class StyleTally:
@@ -248,7 +295,7 @@ class StyleTally:
         attribution = att.result(alpha, pi)
         by_window = self.obs / OBS_SCALE
         attribution["distance"] = _attachment(p, by_window, self.nd, alpha)
-        warnings, deficit = coverage_warnings(p, ll, words, fit)
+        warnings, deficit = coverage_warnings(p, ll, words, fit, alpha)
         obs = by_window.sum(0)
         nz = np.flatnonzero(obs)
         by_label = _by_label(p.labels, list(ai_w))

@@ -345,6 +345,57 @@ def test_a_genre_the_baseline_lacks_is_warned(tmp_path, split):
     assert share["reliable"] and not share["warnings"] and share["alpha"] <= 0.05
 
 
+def test_a_small_shard_of_a_missing_genre_read_as_ai_is_warned(tmp_path, split):
+    """Some thirty college essays, a genre left out of the baseline, read as mostly AI; few
+    of them read as AI as clearly as outputs of models the profile lacks do, so the
+    strong-document test warns (whatever the mean-fit test says of so few documents). The
+    same profile's in-domain shards of human text and of AI outputs are not warned by it."""
+    source = "CollegeEssay_real_70"
+    profile = build_profile(*_inputs_without(tmp_path, split, (source,)), tmp_path / "p")
+    cal = profile.calibration
+    assert set(cal["strong_share_by_model"]) <= set(profile.labels) and cal["strong_margin"] > 0
+    shares = list(cal["strong_share_by_model"].values())
+    assert 0 < min(shares) and cal["strong_share"] == pytest.approx(np.mean(shares), abs=1e-3)
+    assert cal["strong_share_spread"] == pytest.approx(np.std(shares), abs=1e-3)
+    essays = [r["text"] for r in split["h_test"] if r["source"] == source]
+    assert 20 <= len(essays) <= 80
+    tally = StyleTally(profile)
+    tally.add(essays)
+    share = tally.result()
+    assert share["alpha"] > 0.3 and not share["reliable"], share["alpha"]
+    assert any("as clearly as outputs of models the profile lacks" in w for w in share["warnings"]), share["warnings"]
+    others = [r["text"] for r in split["h_test"] if r["source"] != source]
+    for docs in (others[:300], others[:150] + [r["text"] for r in split["a_test"][:150]]):
+        tally = StyleTally(profile)
+        tally.add(docs)
+        assert not any("as clearly" in w for w in tally.result()["warnings"])
+
+
+def test_weak_share_warning_counts_the_strong_documents():
+    """The strong-document test alone: n·α·strong_share strong documents expected, give or
+    take the binomial and the between-model spread; α within ALPHA_SLACK is never warned."""
+    from types import SimpleNamespace
+
+    from contamscan.style.estimate import weak_share_warning
+
+    profile = SimpleNamespace(human_mask=np.array([True, True, False, False]),
+                              calibration={"strong_margin": 0.1, "strong_share": 0.8, "strong_share_spread": 0.1})
+
+    def shard(n_strong, n_weak, n_human):  # per-word log-likelihoods: human columns first
+        rows = [[-1.0, -1.1, -0.8, -0.9]] * n_strong + [[-1.0, -1.2, -0.97, -1.1]] * n_weak + \
+            [[-0.8, -0.9, -1.0, -1.2]] * n_human
+        return np.array(rows)
+
+    assert weak_share_warning(profile, shard(80, 20, 100), 0.5) == []  # as AI outputs read
+    warned = weak_share_warning(profile, shard(10, 90, 100), 0.5)  # mostly marginal AI-side documents
+    assert len(warned) == 1 and "10 of the shard's 200" in warned[0] and "unreliable" in warned[0]
+    assert weak_share_warning(profile, shard(0, 4, 96), 0.04) == []  # within ALPHA_SLACK
+    assert weak_share_warning(profile, shard(0, 3, 2), 0.6) != []  # small, but none strong at all
+    assert weak_share_warning(profile, shard(10, 90, 100), None) == []
+    profile.calibration = {}  # a profile built before the test: nothing to compare with
+    assert weak_share_warning(profile, shard(10, 90, 100), 0.5) == []
+
+
 def test_cache_sees_a_profile_rebuilt_at_the_same_path(built, split):
     root, _ = built
     path = root / "rebuilt"

@@ -87,6 +87,9 @@ def print_profile(profile) -> None:
     if cal:
         lines.append(f"calibration  attribution margin {cal['family_margin']:.4f} nats/word; baseline fit deficit "
                      f"{cal['fit_deficit']:.4f} (+{cal.get('fit_noise', 0):.3f}/sqrt(documents))")
+        if cal.get("strong_margin") is not None:
+            lines.append(f"             absent models' outputs reading strongly as AI (margin {cal['strong_margin']:.4f} "
+                         f"nats/word): {cal['strong_share']:.2f} ± {cal['strong_share_spread']:.2f} of a model's")
     sizes = {}
     for fam in families.values():
         sizes[fam] = sizes.get(fam, 0) + 1
