@@ -398,8 +398,8 @@ def combine(profile: Profile | None, shares: list) -> dict | None:
                 obs[:, words] += np.asarray(st["obs_by_window"])
         fp = fingerprint(profile, obs, nd)
     warned = [s for s in shares if s.get("warnings")]
-    warnings = [f"{len(warned)} of {len(shares)} shards fit the profile worse than its own held-out text: their "
-                "α is unreliable (see each shard)"] if warned else []
+    warnings = [f"{len(warned)} of {len(shares)} shards are unlike the profile's text (a genre, register or "
+                "language its baseline lacks): their α is unreliable (see each shard's warnings)"] if warned else []
     return {"alpha": alpha, "ci95": ci, "reliable": not warned, "warnings": warnings,
             "attribution": _dataset_attribution(shares, alphas * n), "by_label": by_label,
             "by_family": _by_family(by_label, families), "fingerprint": fp,
