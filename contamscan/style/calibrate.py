@@ -348,7 +348,7 @@ def calibrate(ids_h, h_off, comp_h, ids_a, a_off, comp_a, components: list, kind
     # a left-out genre whose α went wrong sets the threshold only if its mean deficit stands
     # out of that noise: one that fits like the baseline cannot be told by this test (the
     # strong-document test is for it), and a threshold of ~0 would warn in-domain shards by
-    # chance (on one split of ../shared/data: 22 of 62 shards whose α was right)
+    # chance (on one split of ../shared/data: 22 of 70 shards whose α was right)
     wrong = [abs(v["deficit"]) for v in groups.values()
              if v["alpha"] > ALPHA_SLACK and abs(v["deficit"]) > NOISE_Z * fit_noise / np.sqrt(v["documents"])]
     # a left-out genre whose α went wrong, at half its deficit; else (none went wrong) the
