@@ -172,6 +172,13 @@ def ranked(scores: np.ndarray) -> tuple[np.ndarray, float]:
     return order, float(scores[order[0]] - scores[order[1]])
 
 
+def ai_margins(llw: np.ndarray, ai_cols, human_cols) -> np.ndarray:
+    """Per document, how much better its best AI component explains it than its best human
+    one (per-word log-likelihoods ``llw`` [documents, components]): what the build's
+    ``strong_margin`` and a scan's strong-document test both measure."""
+    return llw[:, ai_cols].max(1) - llw[:, human_cols].max(1)
+
+
 def _strong_documents(margins: list, components: list) -> dict:
     """How strongly outputs of a model the profile lacks read as AI, from the left-out runs.
 
@@ -282,18 +289,18 @@ def calibrate(ids_h, h_off, comp_h, ids_a, a_off, comp_a, components: list, kind
         others = fam_index != f
         if not mine.any() or len(set(fam_index[others])) < 2:
             continue
-        scores = family_scores(llw_a[mine][:, ai_cols[others]], np.ones(int(mine.sum())), fam_index[others],
+        theirs = llw_a[mine]
+        scores = family_scores(theirs[:, ai_cols[others]], np.ones(int(mine.sum())), fam_index[others],
                                len(fam_names), L_a[mine])
         order, margin = ranked(scores)
         top = int(order[0])
-        m = best_model(llw_a[mine][:, ai_cols[others]], np.ones(int(mine.sum())), fam_index[others], top)
+        m = best_model(theirs[:, ai_cols[others]], np.ones(int(mine.sum())), fam_index[others], top)
         col = ai_cols[others][m]
-        deficit, _ = share_deficit(fit_table[col], lengths, llw_a[mine][:, col], L_a[mine], np.ones(int(mine.sum())))
+        deficit, _ = share_deficit(fit_table[col], lengths, theirs[:, col], L_a[mine], np.ones(int(mine.sum())))
         lfo[name] = {"chosen": fam_names[top], "model": components[col], "margin": round(margin, 5),
                      "deficit": round(deficit, 5)}
-        # per document, how much better its best AI model (of the other families) explains it
-        # than its best human component: how strongly an absent model's output reads as AI
-        margins.append((comp_a_ok[mine], llw_a[mine][:, ai_cols[others]].max(1) - llw_a[mine][:, human_cols].max(1)))
+        # how strongly an absent model's outputs read as AI, against the other families' models
+        margins.append((comp_a_ok[mine], ai_margins(theirs, ai_cols[others], human_cols)))
     strong = _strong_documents(margins, components)
     family_margin = max((v["margin"] for v in lfo.values()), default=0.0)
     # the AI share's fit to its nearest model against that model's own: outputs of a model the

@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 
 from ..errors import ContamscanError
-from .calibrate import ALPHA_SLACK, NOISE_Z, best_model, family_scores, fit_deficits, per_word_loglik, ranked, share_deficit
+from .calibrate import ALPHA_SLACK, NOISE_Z, ai_margins, best_model, family_scores, fit_deficits, per_word_loglik, ranked, share_deficit
 from .kernels import em, em_boundary
 from .profile import AI, OBS_SCALE, Profile
 from .tree import distances, nearest_component, share_rates
@@ -248,7 +248,7 @@ def weak_share_warning(profile: Profile, llw: np.ndarray, alpha: float | None) -
     if t is None or not p or not alpha or not len(llw):
         return []
     human = profile.human_mask
-    margin = llw[:, ~human].max(1) - llw[:, human].max(1)
+    margin = ai_margins(llw, ~human, human)
     n, strong = len(llw), int((margin > t).sum())
     expected = n * alpha * p
     sd = np.sqrt(expected * (1 - alpha * p) + (n * alpha * spread) ** 2)

@@ -89,7 +89,8 @@ def print_profile(profile) -> None:
                      f"{cal['fit_deficit']:.4f} (+{cal.get('fit_noise', 0):.3f}/sqrt(documents))")
         if cal.get("strong_margin") is not None:
             lines.append(f"             absent models' outputs reading strongly as AI (margin {cal['strong_margin']:.4f} "
-                         f"nats/word): {cal['strong_share']:.2f} ± {cal['strong_share_spread']:.2f} of a model's")
+                         f"nats/word): {cal['strong_share']:.2f} of a model's outputs, ± {cal['strong_share_spread']:.2f} "
+                         "between models")
     sizes = {}
     for fam in families.values():
         sizes[fam] = sizes.get(fam, 0) + 1
