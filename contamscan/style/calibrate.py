@@ -35,6 +35,12 @@ Each is measured the way the scan will meet it, by leaving part of the profile o
   side by a little, so a shard whose α its strong documents cannot support (by ``NOISE_Z``
   standard deviations, the binomial one and the spread between models) is warned: the test
   that catches a small shard, whose mean fit above is too noisy to.
+* **Levels of α** (``human_alpha``, ``ai_alpha``). What α reads on the profile's own human
+  and AI documents taken as one shard each, blended like the fit table: a new human document
+  fits some AI model a little better than the profile's own did, so purely human text reads
+  above 0 (0.004–0.01 on ../shared/data) and the maximum likelihood cannot go below 0 to
+  balance it. A scan rescales α and its interval from [human_alpha, ai_alpha] to [0, 1]
+  (:func:`.estimate.debias`).
 * **Within a family** (``within_family_gap``). How much worse a model's held-out documents
   fit its nearest sibling than themselves: the typical distance between models of one line,
   against which the scan reports how far a shard's AI share is from its nearest model.
@@ -219,6 +225,7 @@ def calibrate(ids_h, h_off, comp_h, ids_a, a_off, comp_a, components: list, kind
     V = int(max(ids_h.max(initial=-1), ids_a.max(initial=-1))) + 1 if fixed is None else fixed[0].shape[2]
     B = len(params.windows)
     lengths = np.array(params.windows, np.int64)
+    is_ai = np.array([k == AI for k in kinds])
     corpora = [(ids_h, h_off, np.asarray(comp_h, np.int64)), (ids_a, a_off, np.asarray(comp_a, np.int64))]
     rng = np.random.default_rng(FOLDS_SEED)
     folds = [rng.integers(0, 2, len(off) - 1) for _, off, _ in corpora]
@@ -249,7 +256,6 @@ def calibrate(ids_h, h_off, comp_h, ids_a, a_off, comp_a, components: list, kind
             ll[folds[c] == k] = ll_k[folds[c] == k]
         held.append((ll, L))
 
-    is_ai = np.array([k == AI for k in kinds])
     ai_cols = np.flatnonzero(is_ai)
     fam_names = sorted(set(model_families))
     fam_index = np.array([fam_names.index(f) for f in model_families], np.int64)
@@ -275,6 +281,19 @@ def calibrate(ids_h, h_off, comp_h, ids_a, a_off, comp_a, components: list, kind
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
     fit_table = fit_by_component(full) / 3 + 2 * fit_by_component(held) / 3
+
+    # what α reads on the profile's own human and AI text, blended the same way: the level a
+    # new document of each kind reads at (a human one above 0, an AI one below 1); the scan
+    # maps α from that scale back to [0, 1] (:func:`.estimate.debias`)
+    def corpus_alpha(ll, L):
+        ll = ll[L > 0]
+        if not len(ll):
+            return float("nan")
+        pi = np.full(G, 1.0 / G)
+        em_boundary(np.exp(ll - ll.max(1, keepdims=True)), np.ones(len(ll)), pi, 1e-8, 10000, 1e-4, G)
+        return float(pi[is_ai].sum())
+
+    human_alpha, ai_alpha = (corpus_alpha(*full[c]) / 3 + 2 * corpus_alpha(*held[c]) / 3 for c in (0, 1))
     fit = {components[g]: [None if np.isnan(x) else round(float(x), 5) for x in fit_table[g]] for g in range(G)}
 
     # families left out: the margin an absent family's outputs give the wrong one
@@ -369,6 +388,8 @@ def calibrate(ids_h, h_off, comp_h, ids_a, a_off, comp_a, components: list, kind
         "fit_deficit": round(float(fit_deficit), 5),
         "fit_noise": round(fit_noise, 5),
         "within_family_gap": round(float(np.median(gaps)), 5) if gaps else None,
+        "human_alpha": round(human_alpha, 5) if np.isfinite(human_alpha) else None,
+        "ai_alpha": round(ai_alpha, 5) if np.isfinite(ai_alpha) else None,
         **strong,
         "families_left_out": lfo,
         "models_left_out": lomo,

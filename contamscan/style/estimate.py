@@ -71,6 +71,30 @@ def estimate(ll: np.ndarray, human: np.ndarray, bootstrap: int = BOOTSTRAP, seed
     return alpha, [float(min(lo, alpha)), float(max(hi, alpha))], ai / ai.sum() if ai.sum() > 0 else ai, reps, pi
 
 
+def debias(alpha, calibration: dict | None):
+    """α (a float or an array) mapped from the scale a profile reads its own text on back to
+    [0, 1]: its human documents read at ``human_alpha`` rather than 0 and its AI documents at
+    ``ai_alpha`` rather than 1 (measured at the build, :mod:`.calibrate`), so
+    ``(α − human_alpha) / (ai_alpha − human_alpha)``, clipped. Why: the maximum likelihood
+    cannot go below 0, and a new human document fits some AI model a little better than the
+    profile's own did, so α of a purely human shard read 0.004–0.01 with an interval excluding 0.
+    A profile without the two levels (built before them), or whose levels are not at least
+    half the scale apart, is left as it is.
+
+    Example:
+        >>> debias(0.5, {"human_alpha": 0.01, "ai_alpha": 0.99})
+        0.5
+        >>> debias(0.005, {"human_alpha": 0.01, "ai_alpha": 0.99})
+        0.0
+    """
+    cal = calibration or {}
+    lo, hi = cal.get("human_alpha"), cal.get("ai_alpha")
+    if alpha is None or lo is None or hi is None or hi - lo < 0.5:
+        return alpha
+    out = np.clip((np.asarray(alpha, np.float64) - lo) / (hi - lo), 0.0, 1.0)
+    return float(out) if out.ndim == 0 else out
+
+
 def fingerprint(profile: Profile, obs: np.ndarray, nd: np.ndarray, k: int = FINGERPRINT_WORDS,
                 min_windows: float = 10.0) -> list:
     """The words whose occurrence in the shard's windows most exceeds the human baseline's,
@@ -292,6 +316,7 @@ class StyleTally:
         fit = np.concatenate(self.fits) if self.fits else np.zeros(0)
         att = Attribution(p, ll, words, fit)
         alpha, ci, ai_w, reps, pi = estimate(ll, p.human_mask, on_replicate=att.add_replicate)
+        alpha, ci, reps = debias(alpha, p.calibration), [debias(x, p.calibration) for x in ci], debias(reps, p.calibration)
         attribution = att.result(alpha, pi)
         by_window = self.obs / OBS_SCALE
         attribution["distance"] = _attachment(p, by_window, self.nd, alpha)

@@ -18,6 +18,7 @@ from contamscan.sketch.words import word_hashes
 from contamscan.config import ProfileParams
 from contamscan.style import (StyleTally, build_profile, family_of, fit_mixture, open_cached, open_profile,
                                 parse_family_rules)
+from contamscan.style.estimate import debias, estimate
 from contamscan.style.profile import organisation_of
 from contamscan import scan
 from contamscan.sketch.text import shingle_hash, words
@@ -125,14 +126,20 @@ def _shard(split, n_human, n_ai, seed=0):
     return docs
 
 
-def test_human_only_shard(built, split):
-    """No AI text: α̂ is near 0. The bootstrap interval covers sampling error only, and a profile
-    this small (900 AI outputs) leaves a bias of about one point, so the bound is on α̂."""
+@pytest.mark.parametrize("seed", [0, 1])
+def test_human_only_shard(built, split, seed):
+    """No AI text: α̂ is near 0 and its interval covers 0. Unseen human documents read a
+    little above 0 (they fit some AI model better than the profile's own did); the build
+    measures that level on its own text and the scan rescales α from it (estimate.debias)."""
     _, profile = built
+    cal = profile.calibration
+    assert 0 < cal["human_alpha"] < 0.05 and 0.95 < cal["ai_alpha"] <= 1
     tally = StyleTally(profile)
-    tally.add(_shard(split, 600, 0, seed=0))
+    tally.add(_shard(split, 600, 0, seed=seed))
     share = tally.result()
-    assert share["alpha"] <= 0.02 and share["ci95"][0] <= 0.01
+    assert share["alpha"] <= 0.01 and share["ci95"][0] == 0.0
+    raw = estimate(np.concatenate(tally.parts), profile.human_mask, bootstrap=0)[0]
+    assert share["alpha"] == debias(raw, cal) <= raw
 
 
 @pytest.mark.parametrize("n_ai", [30, 60, 150])

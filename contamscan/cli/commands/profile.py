@@ -87,6 +87,9 @@ def print_profile(profile) -> None:
     if cal:
         lines.append(f"calibration  attribution margin {cal['family_margin']:.4f} nats/word; baseline fit deficit "
                      f"{cal['fit_deficit']:.4f} (+{cal.get('fit_noise', 0):.3f}/sqrt(documents))")
+        if cal.get("human_alpha") is not None and cal.get("ai_alpha") is not None:
+            lines.append(f"             α of the profile's own text: human {cal['human_alpha']:.4f}, AI {cal['ai_alpha']:.4f} "
+                         "(a scan's α is rescaled from this range to 0-1)")
         if cal.get("strong_margin") is not None:
             lines.append(f"             absent models' outputs reading strongly as AI (margin {cal['strong_margin']:.4f} "
                          f"nats/word): {cal['strong_share']:.2f} of a model's outputs, ± {cal['strong_share_spread']:.2f} "
