@@ -153,6 +153,7 @@ def test_alpha_close_to_truth_and_ci_covers_it(built, split, n_ai):
     truth = n_ai / 600
     assert abs(share["alpha"] - truth) <= 0.03, share["alpha"]
     assert share["ci95"][0] <= truth <= share["ci95"][1]
+    assert share["reliable"], share["warnings"]  # in domain: no coverage warning
     assert share["documents"] + share["unscored_documents"] == 600
     one = StyleTally(profile)
     one.add(docs)
