@@ -214,6 +214,14 @@ def _strong_documents(margins: list, components: list) -> dict:
             "strong_share_spread": round(float(shares.std()), 4), "strong_share_by_model": by_model}
 
 
+def _alpha_of(ll: np.ndarray, ai: np.ndarray) -> float:
+    """α of documents with log-likelihoods ``ll`` [n, G] under components of which ``ai`` [G]
+    are AI: the mixture fitted as a scan fits a shard's (without its interval)."""
+    pi = np.full(ll.shape[1], 1.0 / ll.shape[1])
+    em_boundary(np.exp(ll - ll.max(1, keepdims=True)), np.ones(len(ll)), pi, 1e-8, 10000, 1e-4, ll.shape[1])
+    return float(pi[ai].sum())
+
+
 def calibrate(ids_h, h_off, comp_h, ids_a, a_off, comp_a, components: list, kinds: list, human_groups: list,
               model_families: list, params: ProfileParams, fixed=None) -> dict:
     """The calibration block of a profile's manifest (module doc). ``comp_h``/``comp_a`` give
@@ -286,12 +294,7 @@ def calibrate(ids_h, h_off, comp_h, ids_a, a_off, comp_a, components: list, kind
     # new document of each kind reads at (a human one above 0, an AI one below 1); the scan
     # maps α from that scale back to [0, 1] (:func:`.estimate.debias`)
     def corpus_alpha(ll, L):
-        ll = ll[L > 0]
-        if not len(ll):
-            return float("nan")
-        pi = np.full(G, 1.0 / G)
-        em_boundary(np.exp(ll - ll.max(1, keepdims=True)), np.ones(len(ll)), pi, 1e-8, 10000, 1e-4, G)
-        return float(pi[is_ai].sum())
+        return _alpha_of(ll[L > 0], is_ai) if (L > 0).any() else float("nan")
 
     human_alpha, ai_alpha = (corpus_alpha(*full[c]) / 3 + 2 * corpus_alpha(*held[c]) / 3 for c in (0, 1))
     fit = {components[g]: [None if np.isnan(x) else round(float(x), 5) for x in fit_table[g]] for g in range(G)}
@@ -361,12 +364,8 @@ def calibrate(ids_h, h_off, comp_h, ids_a, a_off, comp_a, components: list, kind
         if not mine.any() or not (~is_ai[keep]).any():
             continue
         d = fit_deficits(fit_table[keep], lengths, llw_h[mine][:, keep], L_h[mine])
-        ll = full[0][0][ok_h][mine][:, keep]
-        f = np.exp(ll - ll.max(1, keepdims=True))
-        pi = np.full(len(keep), 1.0 / len(keep))
-        em_boundary(f, np.ones(len(f)), pi, 1e-8, 10000, 1e-4, len(keep))
         groups[g] = {"documents": int(mine.sum()), "deficit": round(float(np.nanmean(d)), 5),
-                     "alpha": round(float(pi[is_ai[keep]].sum()), 4)}
+                     "alpha": round(_alpha_of(full[0][0][ok_h][mine][:, keep], is_ai[keep]), 4)}
     # the noise of a shard's deficit: the spread of held-out documents' (the scan adds
     # NOISE_Z standard errors of its own shard's mean to the threshold)
     noise = np.concatenate([fit_deficits(fit_table, lengths, *_held_per_word(ll, L, per_word)) for ll, L in held])
